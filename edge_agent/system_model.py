@@ -1,0 +1,318 @@
+"""The cloud-edge system model of the DTAC paper (section II, eq. 2-13), the vector
+reward (17) and the local state (14).
+
+numpy only: this module is the one source of truth for the equations, used by the
+simulator in ``cloud_trainer`` and by the UE agent on the device. Everything is
+vectorized over a batch of rounds (axis 0) and the UEs of a round (axis 1); there is
+no Python loop over UEs. All quantities are SI: seconds, joules, bits, hertz, watts.
+
+Where the paper is loose, this module resolves it as follows (issue #2):
+
+* rates use log base 2 (bits per second); the downlink rate R(k, n) uses the same
+  channel gain |h(k, n)|^2 as the uplink;
+* interference (5) counts only UEs of the same edge server that offload
+  (x in {1, 2}) on the same channel, each weighted by its own gain:
+  P_I^n = sum_m a_m P_UE |h(k, m)|^2;
+* the round duration (12): a UE computing locally takes T1; a UE offloaded to its
+  edge server takes the sum of T1 + T21 over all UEs of the same edge server offloaded
+  to the edge (itself included); a UE offloaded to the cloud takes the sum of T1 + T21
+  over all cloud-offloaded UEs (of any edge server) plus its own T22. T_t is the
+  maximum of these per-UE times T_t^n, which also enter the reward (17);
+* a cached result (c = 1) zeroes only the edge computation time of an x = 1 task.
+
+UEs can be padded: ``ue_mask`` marks the UEs that exist in a round; a padded UE never
+offloads, interferes, waits or costs anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+__all__ = [
+    "LOCAL",
+    "EDGE",
+    "CLOUD",
+    "LOCAL_STATE_DIM",
+    "LOCAL_STATE_FIELDS",
+    "NetworkParams",
+    "RoundTasks",
+    "Decision",
+    "RoundResult",
+    "shannon_rate_bps",
+    "evaluate_round",
+    "local_state",
+    "vector_reward",
+]
+
+LOCAL, EDGE, CLOUD = 0, 1, 2  # offloading decision x (1)
+
+#: The six entries of the local state s_t^n (14), in order.
+LOCAL_STATE_FIELDS = (
+    "received_power_w",  # P_UE |h(k, n)|^2
+    "local_compute_time_s",  # T1*(0)
+    "edge_compute_time_s",  # T1*(1)
+    "ue_edge_comm_time_s",  # T21*(1)
+    "cloud_compute_time_s",  # T1*(2)
+    "edge_cloud_comm_time_s",  # T22*(2)
+)
+LOCAL_STATE_DIM = len(LOCAL_STATE_FIELDS)
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    """Fixed parameters of the network (SI units).
+
+    Each field may be a float or an array that broadcasts against (batch, UEs), e.g.
+    a per-UE maximum CPU frequency for heterogeneous UE types.
+    """
+
+    channel_bandwidth_hz: float  # B, bandwidth of one of the L channels
+    noise_power_w: float  # sigma^2
+    ue_max_power_w: float  # P_UE
+    edge_power_w: float  # P_E
+    cloud_power_w: float  # P_C
+    ue_max_cpu_hz: float  # F_UE
+    edge_cpu_hz: float  # F_E
+    cloud_cpu_hz: float  # F_C
+    kappa: float  # effective capacitance coefficient of the UE chipset (3)
+    w_time: float = 1.0  # omega_1 (13)
+    w_energy: float = 1.0  # omega_2 (13)
+
+
+@dataclass
+class RoundTasks:
+    """What the network looks like in a batch of rounds: who has which task, and the
+    channel gains. Arrays are (batch, N) unless noted; a (N,) array is taken as one round.
+    """
+
+    edge: np.ndarray  # int, index k of the UE's edge server
+    gain: np.ndarray  # |h(k, n)|^2, linear
+    edge_cloud_gain: np.ndarray  # (batch, K): |h(k, c)|^2 of each edge server
+    input_bits: np.ndarray  # S_i^m
+    output_bits: np.ndarray  # S_o^m
+    cycles_per_bit: np.ndarray  # C^m
+    cached: np.ndarray  # c_t^k(m) in {0, 1} for the UE's task at its edge server
+    ue_mask: np.ndarray | None = None  # bool, True where the UE exists
+
+    def __post_init__(self) -> None:
+        self.edge = _as_2d(self.edge, np.int64)
+        shape = self.edge.shape
+        for name in ("gain", "input_bits", "output_bits", "cycles_per_bit", "cached"):
+            arr = _as_2d(getattr(self, name), np.float64)
+            if arr.shape != shape:
+                raise ValueError(f"{name} has shape {arr.shape}, expected {shape} like edge")
+            setattr(self, name, arr)
+        self.edge_cloud_gain = _as_2d(self.edge_cloud_gain, np.float64)
+        if self.edge_cloud_gain.shape[0] != shape[0]:
+            raise ValueError(
+                f"edge_cloud_gain has {self.edge_cloud_gain.shape[0]} rounds, expected {shape[0]}"
+            )
+        if shape[1] and self.edge.max(initial=0) >= self.edge_cloud_gain.shape[1]:
+            raise ValueError(
+                f"edge index {int(self.edge.max())} out of range for {self.edge_cloud_gain.shape[1]} edge servers"
+            )
+        if self.ue_mask is None:
+            self.ue_mask = np.ones(shape, dtype=bool)
+        else:
+            self.ue_mask = _as_2d(self.ue_mask, bool)
+            if self.ue_mask.shape != shape:
+                raise ValueError(f"ue_mask has shape {self.ue_mask.shape}, expected {shape}")
+
+    @property
+    def num_edges(self) -> int:
+        return int(self.edge_cloud_gain.shape[1])
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.edge.shape[0])
+
+    @property
+    def num_ues(self) -> int:
+        return int(self.edge.shape[1])
+
+
+@dataclass
+class Decision:
+    """The joint action of a batch of rounds: offload x (1), channel l (0-based), and
+    the transmit power ratio a and CPU frequency ratio b, both in (0, 1]."""
+
+    offload: np.ndarray  # int in {0, 1, 2}
+    channel: np.ndarray  # int in {0, ..., L-1}
+    transmit_power_ratio: np.ndarray  # a_t^n
+    cpu_freq_ratio: np.ndarray  # b_t^n
+
+    def __post_init__(self) -> None:
+        self.offload = _as_2d(self.offload, np.int64)
+        self.channel = _as_2d(self.channel, np.int64)
+        self.transmit_power_ratio = _as_2d(self.transmit_power_ratio, np.float64)
+        self.cpu_freq_ratio = _as_2d(self.cpu_freq_ratio, np.float64)
+
+
+@dataclass
+class RoundResult:
+    """Per-UE (batch, N) and per-round (batch,) outcome of :func:`evaluate_round`."""
+
+    compute_time_s: np.ndarray  # T1 (2)
+    ue_edge_comm_time_s: np.ndarray  # T21 (8)
+    edge_cloud_comm_time_s: np.ndarray  # T22 (9)
+    local_energy_j: np.ndarray  # E_c (3)
+    transmit_energy_j: np.ndarray  # E_u (6)
+    energy_j: np.ndarray  # E = E_u + E_c (7)
+    uplink_rate_bps: np.ndarray  # R(n, k) with interference (4)
+    interference_w: np.ndarray  # P_I (5)
+    execution_time_s: np.ndarray  # T_t^n including queuing (12)
+    round_time_s: np.ndarray  # T_t (12)
+    total_energy_j: np.ndarray  # sum_n E_t^n
+    objective: np.ndarray  # w1 T_t + w2 sum_n E_t^n (13)
+
+    def for_round(self, i: int = 0) -> dict:
+        """One round as plain Python values (the ``evaluate-round`` output)."""
+        per_ue = ("compute_time_s", "ue_edge_comm_time_s", "edge_cloud_comm_time_s", "energy_j", "execution_time_s")
+        n = self.energy_j.shape[1]
+        return {
+            "ues": [{k: float(getattr(self, k)[i, j]) for k in per_ue} for j in range(n)],
+            "round_time_s": float(self.round_time_s[i]),
+            "objective": float(self.objective[i]),
+        }
+
+
+def _as_2d(x, dtype) -> np.ndarray:
+    arr = np.asarray(x, dtype=dtype)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        raise ValueError(f"expected a (batch, N) or (N,) array, got shape {arr.shape}")
+    return arr
+
+
+def shannon_rate_bps(bandwidth_hz, signal_w, noise_plus_interference_w) -> np.ndarray:
+    """B log2(1 + S / (sigma^2 + I)) in bits per second (4)."""
+    return bandwidth_hz * np.log2(1.0 + signal_w / noise_plus_interference_w)
+
+
+def _group_sum(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
+    """Sum ``values`` (batch, N) over UEs sharing ``group`` (batch, N) within each round,
+    and give each UE its group's total. One bincount, no loop over UEs."""
+    b, n = values.shape
+    flat = (np.arange(b)[:, None] * num_groups + group).ravel()
+    totals = np.bincount(flat, weights=values.ravel(), minlength=b * num_groups)
+    return totals[flat].reshape(b, n)
+
+
+def _edge_cloud_rates(params: NetworkParams, tasks: RoundTasks) -> tuple[np.ndarray, np.ndarray]:
+    """R(k, c) and R(c, k) (4) seen by each UE through its edge server, (batch, N)."""
+    g_kc = np.take_along_axis(tasks.edge_cloud_gain, tasks.edge, axis=1)
+    up = shannon_rate_bps(params.channel_bandwidth_hz, params.edge_power_w * g_kc, params.noise_power_w)
+    down = shannon_rate_bps(params.channel_bandwidth_hz, params.cloud_power_w * g_kc, params.noise_power_w)
+    return up, down
+
+
+def evaluate_round(params: NetworkParams, tasks: RoundTasks, decision: Decision) -> RoundResult:
+    """Times, energies and objective of a batch of rounds under a joint decision,
+    eq. (2)-(13)."""
+    x = decision.offload
+    mask = tasks.ue_mask
+    if x.shape != tasks.edge.shape:
+        raise ValueError(f"decision has shape {x.shape}, tasks have {tasks.edge.shape}")
+    x = np.where(mask, x, LOCAL)
+    a = decision.transmit_power_ratio
+    b = decision.cpu_freq_ratio
+    s_in, s_out, cyc = tasks.input_bits, tasks.output_bits, tasks.cycles_per_bit
+    work_cycles = s_in * cyc
+    is_local, is_edge, is_cloud = x == LOCAL, x == EDGE, x == CLOUD
+    offloaded = is_edge | is_cloud
+
+    # (2) computation time and (3) local computation energy
+    local_cpu_hz = b * params.ue_max_cpu_hz
+    t1 = np.where(
+        is_local,
+        work_cycles / local_cpu_hz,
+        np.where(is_edge, (1.0 - tasks.cached) * work_cycles / params.edge_cpu_hz, work_cycles / params.cloud_cpu_hz),
+    )
+    e_c = np.where(is_local, params.kappa * work_cycles * local_cpu_hz**2, 0.0)
+
+    # (5) interference from same-edge, same-channel offloading UEs, each with its own gain
+    num_channels = int(decision.channel.max(initial=0)) + 1
+    tx_power_w = a * params.ue_max_power_w
+    rx_power_w = np.where(offloaded & mask, tx_power_w * tasks.gain, 0.0)
+    cell_channel = tasks.edge * num_channels + decision.channel
+    interference = _group_sum(rx_power_w, cell_channel, tasks.num_edges * num_channels) - rx_power_w
+    interference = np.maximum(interference, 0.0)  # guard round-off of the subtraction
+
+    # (4) rates
+    uplink = shannon_rate_bps(params.channel_bandwidth_hz, tx_power_w * tasks.gain, params.noise_power_w + interference)
+    downlink = shannon_rate_bps(params.channel_bandwidth_hz, params.edge_power_w * tasks.gain, params.noise_power_w)
+    r_kc, r_ck = _edge_cloud_rates(params, tasks)
+
+    # (6), (8), (9)
+    uplink_time = s_in / uplink
+    e_u = np.where(offloaded, tx_power_w * uplink_time, 0.0)
+    t21 = np.where(offloaded, uplink_time + s_out / downlink, 0.0)
+    t22 = np.where(is_cloud, s_in / r_kc + s_out / r_ck, 0.0)
+    energy = np.where(mask, e_u + e_c, 0.0)  # (7)
+
+    # (10)-(12) queuing: edge-offloaded UEs of one edge server serve one after another,
+    # cloud-offloaded UEs of all edge servers likewise, each cloud task then adds its T22.
+    served = t1 + t21
+    edge_queue = _group_sum(np.where(is_edge, served, 0.0), tasks.edge, tasks.num_edges)
+    cloud_queue = np.where(is_cloud, served, 0.0).sum(axis=1, keepdims=True)
+    t_exec = np.where(is_local, t1, np.where(is_edge, edge_queue, cloud_queue + t22))
+    t_exec = np.where(mask, t_exec, 0.0)
+    round_time = t_exec.max(axis=1, initial=0.0)
+    total_energy = energy.sum(axis=1)
+    objective = params.w_time * round_time + params.w_energy * total_energy  # (13)
+
+    zero = lambda v: np.where(mask, v, 0.0)  # noqa: E731 - padded UEs report nothing
+    return RoundResult(
+        compute_time_s=zero(t1),
+        ue_edge_comm_time_s=zero(t21),
+        edge_cloud_comm_time_s=zero(t22),
+        local_energy_j=zero(e_c),
+        transmit_energy_j=zero(e_u),
+        energy_j=energy,
+        uplink_rate_bps=zero(uplink),
+        interference_w=zero(interference),
+        execution_time_s=t_exec,
+        round_time_s=round_time,
+        total_energy_j=total_energy,
+        objective=objective,
+    )
+
+
+def vector_reward(params: NetworkParams, result: RoundResult) -> np.ndarray:
+    """r_t = {-w1 T_t^n, -w2 E_t^n} (17), shaped (batch, N, 2): [..., 0] time, [..., 1] energy."""
+    return np.stack([-params.w_time * result.execution_time_s, -params.w_energy * result.energy_j], axis=-1)
+
+
+def local_state(params: NetworkParams, tasks: RoundTasks) -> np.ndarray:
+    """The local state s_t^n (14) of every UE, (batch, N, 6).
+
+    Lower bounds of each option's times: (2), (8), (9) evaluated with x = option,
+    a = b = 1 and no interference or queuing. Entries follow ``LOCAL_STATE_FIELDS``.
+    The cached flag of the UE's task enters T1*(1) exactly as in (2).
+    """
+    s_in, s_out = tasks.input_bits, tasks.output_bits
+    work_cycles = s_in * tasks.cycles_per_bit
+    rx_power = params.ue_max_power_w * tasks.gain
+    uplink = shannon_rate_bps(params.channel_bandwidth_hz, rx_power, params.noise_power_w)
+    downlink = shannon_rate_bps(params.channel_bandwidth_hz, params.edge_power_w * tasks.gain, params.noise_power_w)
+    r_kc, r_ck = _edge_cloud_rates(params, tasks)
+    state = np.stack(
+        [
+            rx_power,
+            work_cycles / params.ue_max_cpu_hz,
+            (1.0 - tasks.cached) * work_cycles / params.edge_cpu_hz,
+            s_in / uplink + s_out / downlink,
+            work_cycles / params.cloud_cpu_hz,
+            s_in / r_kc + s_out / r_ck,
+        ],
+        axis=-1,
+    )
+    return np.where(tasks.ue_mask[..., None], state, 0.0)
+
+
+def params_from_mapping(mapping: dict) -> NetworkParams:
+    """Build :class:`NetworkParams` from a dict holding (at least) its field names."""
+    return NetworkParams(**{f.name: mapping[f.name] for f in fields(NetworkParams) if f.name in mapping})

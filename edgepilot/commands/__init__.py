@@ -1,0 +1,1 @@
+"""Command groups of the ``edgepilot`` CLI; each module defines ``register(app)``."""

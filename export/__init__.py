@@ -1,0 +1,1 @@
+"""torch -> ONNX export, quantization, TensorRT engine builds, parity checks and signed bundles."""

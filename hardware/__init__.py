@@ -1,0 +1,1 @@
+"""Hardware profiles, the emulated-hardware layer and the assets that flash an agent onto a board."""
