@@ -1,0 +1,264 @@
+"""TAC and DTAC networks (DTAC paper, section III-B, Fig. 3).
+
+* :class:`TACActor` - a transformer over the N UEs of a round. Input: the joint state
+  s_t (15), (batch, N, 6), and the id of each UE's edge server as position embedding.
+  Output per UE: p_x (3, softmax), p_l (L, softmax), a and b (sigmoid, in (0, 1)).
+  Works for any N without retraining.
+* :class:`TACCritic` - the same backbone over (state, p_x, p_l, a, b); outputs the
+  vector Q-value, (batch, N, 2): [..., 0] time, [..., 1] energy, in the units of the
+  vector reward (17).
+* :class:`DTACActor` - the decentralized actor of Algorithm 1, lines 13-15: a copy
+  of the TAC actor whose attention is replaced by the identity, so each UE's action
+  depends on its own local state only. It takes a batch of local states (batch, 6):
+  this is the network devices run.
+
+Design decisions, so the networks export cleanly to every target (issue #4):
+
+* attention and layer norm are written out with primitive ops (no fused
+  multi-head-attention fast path, no LayerNormalization op), so ONNX opset 16 for
+  TensorRT 8.2 on the original Jetson Nano needs no special casing;
+* the raw local state (SI units, spanning ~15 decades) is normalised inside the
+  network (log, then a standardisation fitted on simulator states), so a runtime feeds
+  the local state exactly as :func:`edge_agent.system_model.local_state` gives it;
+* identity attention: the paper writes (I / sqrt(d_k)) V. We keep the rows of the
+  attention matrix summing to one, as softmax attention does, i.e. the output is V:
+  the copied weights then start from the scale they were trained at;
+* the DTAC actor has no other UE and no cell to tell apart, so the TAC's edge-server
+  position embedding becomes a learned constant, initialised to the mean of the TAC's
+  edge embeddings.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from edge_agent.system_model import LOCAL_STATE_DIM
+
+# Floors of the log transform: watts for the received power, seconds for the times.
+_LOG_FLOOR = (1e-18, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3)
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of the TAC / DTAC networks. The defaults give about 8k parameters per
+    network, near the paper's Table IV (8.17k actor, 8.52k critic)."""
+
+    num_channels: int = 4  # L
+    d_model: int = 16
+    num_heads: int = 2
+    num_encoders: int = 2
+    num_decoders: int = 1
+    ffn_dim: int = 32
+    max_edges: int = 16  # size of the edge-id position embedding table
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class StateNormalizer(nn.Module):
+    """log(x + floor) per feature, then (v - mean) / std with statistics fitted on
+    simulator states. Part of every exported actor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("floor", torch.tensor(_LOG_FLOOR, dtype=torch.float32))
+        self.register_buffer("mean", torch.zeros(LOCAL_STATE_DIM))
+        self.register_buffer("std", torch.ones(LOCAL_STATE_DIM))
+
+    @torch.no_grad()
+    def fit(self, states: torch.Tensor) -> None:
+        """Fit on raw states (..., 6)."""
+        logged = torch.log(states.reshape(-1, LOCAL_STATE_DIM).float().clamp_min(0) + self.floor)
+        self.mean.copy_(logged.mean(0))
+        self.std.copy_(logged.std(0).clamp_min(1e-3))
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        return (torch.log(states.clamp_min(0) + self.floor) - self.mean) / self.std
+
+
+class LayerNorm(nn.Module):
+    """Layer norm from primitive ops (exports without LayerNormalization, opset 16)."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(-1, keepdim=True)
+        centered = x - mean
+        var = (centered * centered).mean(-1, keepdim=True)
+        return centered / torch.sqrt(var + self.eps) * self.weight + self.bias
+
+
+class Attention(nn.Module):
+    """Multi-head attention written out: softmax(Q K^T / sqrt(d_k)) V, or, with
+    ``identity`` set (DTAC, Algorithm 1 line 15), each token attending only to itself."""
+
+    def __init__(self, d_model: int, num_heads: int) -> None:
+        super().__init__()
+        if d_model % num_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
+        self.num_heads, self.d_k = num_heads, d_model // num_heads
+        self.q = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_model, d_model)
+        self.v = nn.Linear(d_model, d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.identity = False
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor, key_mask: torch.Tensor | None = None) -> torch.Tensor:
+        v = self.v(memory)
+        if self.identity:
+            return self.out(v)  # I V: no path between tokens
+        shape = query.shape[:-1] + (self.num_heads, self.d_k)
+        q = self.q(query).reshape(shape).transpose(-2, -3)  # (B, H, N, d_k)
+        k = self.k(memory).reshape(shape).transpose(-2, -3)
+        vh = v.reshape(shape).transpose(-2, -3)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.d_k)
+        if key_mask is not None:  # (B, N) True where the UE exists
+            scores = scores.masked_fill(~key_mask[..., None, None, :], -1e9)
+        mixed = torch.softmax(scores, dim=-1) @ vh
+        return self.out(mixed.transpose(-2, -3).reshape(query.shape))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.attn = Attention(cfg.d_model, cfg.num_heads)
+        self.norm1, self.norm2 = LayerNorm(cfg.d_model), LayerNorm(cfg.d_model)
+        self.ffn = nn.Sequential(nn.Linear(cfg.d_model, cfg.ffn_dim), nn.GELU(), nn.Linear(cfg.ffn_dim, cfg.d_model))
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        h = self.norm1(h + self.attn(h, h, mask))
+        return self.norm2(h + self.ffn(h))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.self_attn = Attention(cfg.d_model, cfg.num_heads)
+        self.cross_attn = Attention(cfg.d_model, cfg.num_heads)
+        self.norms = nn.ModuleList(LayerNorm(cfg.d_model) for _ in range(3))
+        self.ffn = nn.Sequential(nn.Linear(cfg.d_model, cfg.ffn_dim), nn.GELU(), nn.Linear(cfg.ffn_dim, cfg.d_model))
+
+    def forward(self, h: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        h = self.norms[0](h + self.self_attn(h, h, mask))
+        h = self.norms[1](h + self.cross_attn(h, memory, mask))
+        return self.norms[2](h + self.ffn(h))
+
+
+class Backbone(nn.Module):
+    """Encoders then decoders (Fig. 3) over per-UE tokens, position = edge-server id."""
+
+    def __init__(self, cfg: ModelConfig, in_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Linear(in_dim, cfg.d_model)
+        self.position = nn.Embedding(cfg.max_edges, cfg.d_model)
+        self.encoders = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_encoders))
+        self.decoders = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_decoders))
+
+    def forward(self, tokens: torch.Tensor, edge_id: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.embed(tokens) + self.position(edge_id.clamp(0, self.position.num_embeddings - 1))
+        for layer in self.encoders:
+            h = layer(h, mask)
+        memory = h
+        for layer in self.decoders:
+            h = layer(h, memory, mask)
+        return h
+
+
+class ActionHeads(nn.Module):
+    """p_x (softmax over 3), p_l (softmax over L), a and b (sigmoid)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.offload = nn.Linear(cfg.d_model, 3)
+        self.channel = nn.Linear(cfg.d_model, cfg.num_channels)
+        self.ratios = nn.Linear(cfg.d_model, 2)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        ratios = torch.sigmoid(self.ratios(h))
+        return (
+            torch.softmax(self.offload(h), dim=-1),
+            torch.softmax(self.channel(h), dim=-1),
+            ratios[..., 0],
+            ratios[..., 1],
+        )
+
+
+class TACActor(nn.Module):
+    """Centralized actor: (batch, N, 6) joint state + (batch, N) edge ids -> A_t (16)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.normalizer = StateNormalizer()
+        self.backbone = Backbone(cfg, LOCAL_STATE_DIM)
+        self.heads = ActionHeads(cfg)
+
+    def forward(self, joint_state: torch.Tensor, edge_id: torch.Tensor, ue_mask: torch.Tensor | None = None):
+        return self.heads(self.backbone(self.normalizer(joint_state), edge_id, ue_mask))
+
+
+class TACCritic(nn.Module):
+    """Centralized critic: state and action of every UE -> vector Q (batch, N, 2)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.normalizer = StateNormalizer()
+        self.backbone = Backbone(cfg, LOCAL_STATE_DIM + 3 + cfg.num_channels + 2)
+        self.q = nn.Linear(cfg.d_model, 2)
+
+    def forward(self, joint_state, edge_id, offload_probs, channel_probs, power_ratio, cpu_ratio, ue_mask=None):
+        tokens = torch.cat(
+            [self.normalizer(joint_state), offload_probs, channel_probs, power_ratio[..., None], cpu_ratio[..., None]],
+            dim=-1,
+        )
+        return self.q(self.backbone(tokens, edge_id, ue_mask))
+
+
+class DTACActor(nn.Module):
+    """Decentralized actor: (batch, 6) local states -> per-UE action; no cross-UE path."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.normalizer = StateNormalizer()
+        self.backbone = Backbone(cfg, LOCAL_STATE_DIM)
+        self.position_bias = nn.Parameter(torch.zeros(cfg.d_model))
+        self.heads = ActionHeads(cfg)
+        self.backbone.position = None  # replaced by position_bias (no cells to tell apart)
+        for module in self.backbone.modules():
+            if isinstance(module, Attention):
+                module.identity = True
+
+    @classmethod
+    def from_tac(cls, tac: TACActor) -> "DTACActor":
+        """Algorithm 1, lines 14-15: copy the converged TAC actor, attention -> identity."""
+        dtac = cls(tac.cfg)
+        result = dtac.load_state_dict(copy.deepcopy(tac.state_dict()), strict=False)
+        if result.missing_keys != ["position_bias"]:
+            raise RuntimeError(f"TAC -> DTAC copy mismatch: {result}")
+        with torch.no_grad():
+            dtac.position_bias.copy_(tac.backbone.position.weight.mean(0))
+        return dtac
+
+    def forward(self, local_state: torch.Tensor):
+        h = self.backbone.embed(self.normalizer(local_state)) + self.position_bias
+        for layer in self.backbone.encoders:
+            h = layer(h, None)
+        memory = h
+        for layer in self.backbone.decoders:
+            h = layer(h, memory, None)
+        return self.heads(h)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
