@@ -192,88 +192,104 @@ def shannon_rate_bps(bandwidth_hz, signal_w, noise_plus_interference_w) -> np.nd
     return bandwidth_hz * np.log2(1.0 + signal_w / noise_plus_interference_w)
 
 
-def _group_sum(values: np.ndarray, group: np.ndarray, num_groups: int) -> np.ndarray:
-    """Sum ``values`` (batch, N) over UEs sharing ``group`` (batch, N) within each round,
-    and give each UE its group's total. One bincount, no loop over UEs."""
-    b, n = values.shape
-    flat = (np.arange(b)[:, None] * num_groups + group).ravel()
-    totals = np.bincount(flat, weights=values.ravel(), minlength=b * num_groups)
-    return totals[flat].reshape(b, n)
+def _group_total(values: np.ndarray, flat_group: np.ndarray, num_groups: int) -> np.ndarray:
+    """Sum ``values`` (batch, N) over the UEs sharing a group, and give each UE its
+    group's total. ``flat_group`` holds round-major group ids (round * groups + group),
+    raveled. One bincount, no loop over UEs."""
+    totals = np.bincount(flat_group, weights=values.ravel(), minlength=num_groups)
+    return totals[flat_group].reshape(values.shape)
 
 
-def _edge_cloud_rates(params: NetworkParams, tasks: RoundTasks) -> tuple[np.ndarray, np.ndarray]:
-    """R(k, c) and R(c, k) (4) seen by each UE through its edge server, (batch, N)."""
-    g_kc = np.take_along_axis(tasks.edge_cloud_gain, tasks.edge, axis=1)
-    up = shannon_rate_bps(params.channel_bandwidth_hz, params.edge_power_w * g_kc, params.noise_power_w)
-    down = shannon_rate_bps(params.channel_bandwidth_hz, params.cloud_power_w * g_kc, params.noise_power_w)
+def _edge_cloud_rates(params: NetworkParams, edge_cloud_gain: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """R(k, c) and R(c, k) (4) of every edge server, (batch, K)."""
+    up = shannon_rate_bps(params.channel_bandwidth_hz, params.edge_power_w * edge_cloud_gain, params.noise_power_w)
+    down = shannon_rate_bps(params.channel_bandwidth_hz, params.cloud_power_w * edge_cloud_gain, params.noise_power_w)
     return up, down
 
 
 def evaluate_round(params: NetworkParams, tasks: RoundTasks, decision: Decision) -> RoundResult:
     """Times, energies and objective of a batch of rounds under a joint decision,
-    eq. (2)-(13)."""
+    eq. (2)-(13). A rate that underflows to zero gives an infinite time, never nan."""
+    with np.errstate(divide="ignore"):
+        return _evaluate_round(params, tasks, decision)
+
+
+def _evaluate_round(params: NetworkParams, tasks: RoundTasks, decision: Decision) -> RoundResult:
     x = decision.offload
-    mask = tasks.ue_mask
     if x.shape != tasks.edge.shape:
         raise ValueError(f"decision has shape {x.shape}, tasks have {tasks.edge.shape}")
-    x = np.where(mask, x, LOCAL)
+    batch, n = x.shape
+    num_edges = tasks.num_edges
+    present = tasks.ue_mask
+    padded = not present.all()
     a = decision.transmit_power_ratio
     b = decision.cpu_freq_ratio
-    s_in, s_out, cyc = tasks.input_bits, tasks.output_bits, tasks.cycles_per_bit
-    work_cycles = s_in * cyc
-    is_local, is_edge, is_cloud = x == LOCAL, x == EDGE, x == CLOUD
-    offloaded = is_edge | is_cloud
+    s_in, s_out = tasks.input_bits, tasks.output_bits
+    work_cycles = s_in * tasks.cycles_per_bit
+    if padded:  # a padded UE computes nothing locally: no time, no energy, no interference
+        x = np.where(present, x, LOCAL)
+        work_cycles = np.where(present, work_cycles, 0.0)
+    is_local, is_edge, is_cloud = (x == LOCAL), (x == EDGE), (x == CLOUD)
+    offloaded = ~is_local
+    # round-major edge-server ids, shared by the gathers and group sums below
+    flat_edge = (np.arange(batch)[:, None] * num_edges + tasks.edge).ravel()
 
-    # (2) computation time and (3) local computation energy
+    # (2) computation time and (3) local computation energy. Products with 0/1
+    # indicators are cheaper than np.where and safe here: every factor is finite.
+    f_local, f_edge = is_local.astype(np.float64), is_edge.astype(np.float64)
     local_cpu_hz = b * params.ue_max_cpu_hz
-    t1 = np.where(
-        is_local,
-        work_cycles / local_cpu_hz,
-        np.where(is_edge, (1.0 - tasks.cached) * work_cycles / params.edge_cpu_hz, work_cycles / params.cloud_cpu_hz),
+    seconds_per_cycle = (
+        f_local / local_cpu_hz
+        + f_edge * (1.0 - tasks.cached) / params.edge_cpu_hz
+        + is_cloud.astype(np.float64) / params.cloud_cpu_hz
     )
-    e_c = np.where(is_local, params.kappa * work_cycles * local_cpu_hz**2, 0.0)
+    t1 = work_cycles * seconds_per_cycle
+    e_c = (params.kappa * f_local) * work_cycles * local_cpu_hz * local_cpu_hz
 
     # (5) interference from same-edge, same-channel offloading UEs, each with its own gain
     num_channels = int(decision.channel.max(initial=0)) + 1
     tx_power_w = a * params.ue_max_power_w
-    rx_power_w = np.where(offloaded & mask, tx_power_w * tasks.gain, 0.0)
-    cell_channel = tasks.edge * num_channels + decision.channel
-    interference = _group_sum(rx_power_w, cell_channel, tasks.num_edges * num_channels) - rx_power_w
+    rx_power_w = tx_power_w * tasks.gain
+    offloaded_rx_w = (1.0 - f_local) * rx_power_w
+    cell_channel = flat_edge * num_channels + decision.channel.ravel()
+    interference = _group_total(offloaded_rx_w, cell_channel, batch * num_edges * num_channels) - offloaded_rx_w
     interference = np.maximum(interference, 0.0)  # guard round-off of the subtraction
 
     # (4) rates
-    uplink = shannon_rate_bps(params.channel_bandwidth_hz, tx_power_w * tasks.gain, params.noise_power_w + interference)
+    uplink = shannon_rate_bps(params.channel_bandwidth_hz, rx_power_w, params.noise_power_w + interference)
     downlink = shannon_rate_bps(params.channel_bandwidth_hz, params.edge_power_w * tasks.gain, params.noise_power_w)
-    r_kc, r_ck = _edge_cloud_rates(params, tasks)
+    r_kc, r_ck = _edge_cloud_rates(params, tasks.edge_cloud_gain)
 
-    # (6), (8), (9)
+    # (6)-(9). np.where, not indicator products, wherever a rate may underflow to 0:
+    # the infinite time of an option not taken must not become 0 * inf = nan.
     uplink_time = s_in / uplink
     e_u = np.where(offloaded, tx_power_w * uplink_time, 0.0)
     t21 = np.where(offloaded, uplink_time + s_out / downlink, 0.0)
-    t22 = np.where(is_cloud, s_in / r_kc + s_out / r_ck, 0.0)
-    energy = np.where(mask, e_u + e_c, 0.0)  # (7)
+    backhaul_s = s_in / r_kc.ravel()[flat_edge].reshape(batch, n) + s_out / r_ck.ravel()[flat_edge].reshape(batch, n)
+    t22 = np.where(is_cloud, backhaul_s, 0.0)
+    energy = e_u + e_c
 
     # (10)-(12) queuing: edge-offloaded UEs of one edge server serve one after another,
     # cloud-offloaded UEs of all edge servers likewise, each cloud task then adds its T22.
     served = t1 + t21
-    edge_queue = _group_sum(np.where(is_edge, served, 0.0), tasks.edge, tasks.num_edges)
+    edge_queue = _group_total(np.where(is_edge, served, 0.0), flat_edge, batch * num_edges)
     cloud_queue = np.where(is_cloud, served, 0.0).sum(axis=1, keepdims=True)
     t_exec = np.where(is_local, t1, np.where(is_edge, edge_queue, cloud_queue + t22))
-    t_exec = np.where(mask, t_exec, 0.0)
     round_time = t_exec.max(axis=1, initial=0.0)
     total_energy = energy.sum(axis=1)
     objective = params.w_time * round_time + params.w_energy * total_energy  # (13)
-
-    zero = lambda v: np.where(mask, v, 0.0)  # noqa: E731 - padded UEs report nothing
+    if padded:  # padded UEs report no rate and no interference
+        uplink = np.where(present, uplink, 0.0)
+        interference = np.where(present, interference, 0.0)
     return RoundResult(
-        compute_time_s=zero(t1),
-        ue_edge_comm_time_s=zero(t21),
-        edge_cloud_comm_time_s=zero(t22),
-        local_energy_j=zero(e_c),
-        transmit_energy_j=zero(e_u),
+        compute_time_s=t1,
+        ue_edge_comm_time_s=t21,
+        edge_cloud_comm_time_s=t22,
+        local_energy_j=e_c,
+        transmit_energy_j=e_u,
         energy_j=energy,
-        uplink_rate_bps=zero(uplink),
-        interference_w=zero(interference),
+        uplink_rate_bps=uplink,
+        interference_w=interference,
         execution_time_s=t_exec,
         round_time_s=round_time,
         total_energy_j=total_energy,
@@ -298,7 +314,7 @@ def local_state(params: NetworkParams, tasks: RoundTasks) -> np.ndarray:
     rx_power = params.ue_max_power_w * tasks.gain
     uplink = shannon_rate_bps(params.channel_bandwidth_hz, rx_power, params.noise_power_w)
     downlink = shannon_rate_bps(params.channel_bandwidth_hz, params.edge_power_w * tasks.gain, params.noise_power_w)
-    r_kc, r_ck = _edge_cloud_rates(params, tasks)
+    r_kc, r_ck = (np.take_along_axis(r, tasks.edge, axis=1) for r in _edge_cloud_rates(params, tasks.edge_cloud_gain))
     state = np.stack(
         [
             rx_power,
