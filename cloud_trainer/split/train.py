@@ -1,0 +1,241 @@
+"""Training of the split CNN and of the task-oriented entropy-model compressor.
+
+1. ``train_base``: the full-precision CNN (cross-entropy), model selection on validation.
+2. ``train_codec``: for each lambda, head + analysis + entropy bottleneck + synthesis + tail
+   fine-tuned from the base CNN with loss = CE + lambda * bits per image (the paper's
+   "weighted sum of the inference loss and communication cost", Sec. III-A.3).
+3. ``lambda_sweep``: one codec per lambda -> a rate-accuracy curve (validation split).
+
+Checkpoints are plain ``torch.save`` dicts (see ``save`` / ``load_codec``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cloud_trainer.split.data import Split, to_float
+from cloud_trainer.split.model import CNNConfig, CodecConfig, CoInferenceModel, SplitCNN
+
+Progress = Callable[[str, int, int, dict], None]  # (stage, step, total_steps, metrics)
+FORMAT = "edgepilot-split-v1"
+
+
+def _noop(stage: str, step: int, total: int, metrics: dict) -> None:
+    pass
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 8
+    codec_epochs: int = 3
+    batch_size: int = 128
+    lr: float = 2e-3
+    codec_lr: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int = 2
+    flip_augment: bool = True
+
+
+def _batches(split: Split, batch_size: int, rng: np.random.Generator | None, flip: bool):
+    order = rng.permutation(len(split)) if rng is not None else np.arange(len(split))
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        x = to_float(split.images[idx])
+        if flip and rng is not None:
+            mask = rng.random(len(idx)) < 0.5
+            x[mask] = x[mask, :, :, ::-1]
+        yield torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(split.labels[idx])
+
+
+@torch.no_grad()
+def evaluate_base(model: SplitCNN, split: Split, batch_size: int = 500) -> float:
+    model.eval()
+    correct = 0
+    for x, y in _batches(split, batch_size, None, False):
+        correct += int((model(x).argmax(1) == y).sum())
+    return correct / max(1, len(split))
+
+
+@torch.no_grad()
+def evaluate_codec(model: CoInferenceModel, split: Split, batch_size: int = 500) -> dict:
+    """Accuracy with hard rounding and the model's estimate of the coded size."""
+    model.eval()
+    correct, bits = 0, 0.0
+    for x, y in _batches(split, batch_size, None, False):
+        logits, b = model(x)
+        correct += int((logits.argmax(1) == y).sum())
+        bits += float(b.sum())
+    n = max(1, len(split))
+    return {"val_accuracy": correct / n, "val_bits_per_image": bits / n, "val_bytes_per_image": bits / n / 8}
+
+
+def _schedule(optimizer, total_steps: int):
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=[g["lr"] for g in optimizer.param_groups],
+                                               total_steps=max(1, total_steps), pct_start=0.2)
+
+
+def train_base(train: Split, val: Split, config: CNNConfig = CNNConfig(), tc: TrainConfig = TrainConfig(),
+               progress: Progress = _noop) -> tuple[SplitCNN, dict]:
+    torch.manual_seed(tc.seed)
+    torch.set_num_threads(tc.threads)
+    rng = np.random.default_rng(tc.seed)
+    model = SplitCNN(config)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / tc.batch_size)
+    sched = _schedule(opt, tc.epochs * steps_per_epoch)
+    best, best_state, history = -1.0, None, []
+    step = 0
+    for epoch in range(tc.epochs):
+        model.train()
+        t0 = time.monotonic()
+        for x, y in _batches(train, tc.batch_size, rng, tc.flip_augment):
+            loss = F.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 20 == 0:
+                progress("base", step, tc.epochs * steps_per_epoch, {"loss": loss.item()})
+        acc = evaluate_base(model, val)
+        history.append({"epoch": epoch + 1, "val_accuracy": acc, "seconds": time.monotonic() - t0})
+        progress("base-epoch", epoch + 1, tc.epochs, history[-1])
+        if acc > best:
+            best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, {"val_accuracy": best, "history": history}
+
+
+def train_codec(base: SplitCNN, train: Split, val: Split, lam: float, codec: CodecConfig = CodecConfig(),
+                tc: TrainConfig = TrainConfig(), progress: Progress = _noop) -> tuple[CoInferenceModel, dict]:
+    """Fine-tune head + tail from ``base`` jointly with the new analysis / synthesis
+    transforms and entropy bottleneck; loss = CE + lam * bits per image."""
+    torch.manual_seed(tc.seed)
+    torch.set_num_threads(tc.threads)
+    rng = np.random.default_rng(tc.seed + 1)
+    cnn = SplitCNN(base.config)
+    cnn.load_state_dict(base.state_dict())
+    model = CoInferenceModel(cnn, codec)
+    # The device head stays the base model's (frozen, BN statistics fixed): cheaper to
+    # train, and the same head serves every lambda; the tail adapts to the quantized latent.
+    head = model.cnn.blocks[:codec.split_point]
+    for p in head.parameters():
+        p.requires_grad_(False)
+    new = [p for n, p in model.named_parameters() if not n.startswith("cnn.")]
+    tail_params = [p for p in model.cnn.blocks[codec.split_point:].parameters()]
+    opt = torch.optim.AdamW([{"params": tail_params, "lr": tc.codec_lr * 0.3},
+                             {"params": new, "lr": tc.codec_lr}], weight_decay=tc.weight_decay)
+    steps_per_epoch = math.ceil(len(train) / tc.batch_size)
+    sched = _schedule(opt, tc.codec_epochs * steps_per_epoch)
+    step, history = 0, []
+    for epoch in range(tc.codec_epochs):
+        model.train()
+        head.eval()
+        t0 = time.monotonic()
+        for x, y in _batches(train, tc.batch_size, rng, tc.flip_augment):
+            logits, bits = model(x)
+            ce = F.cross_entropy(logits, y)
+            rate = bits.mean()
+            loss = ce + lam * rate
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 20 == 0:
+                progress(f"codec lambda={lam:g}", step, tc.codec_epochs * steps_per_epoch,
+                         {"ce": ce.item(), "bits": rate.item()})
+        metrics = evaluate_codec(model, val)
+        history.append({"epoch": epoch + 1, **metrics, "seconds": time.monotonic() - t0})
+        progress("codec-epoch", epoch + 1, tc.codec_epochs, {"lambda": lam, **history[-1]})
+    model.eval()
+    return model, {"lambda": lam, **history[-1], "history": history}
+
+
+def choose_operating_point(points: list[dict], base_val_accuracy: float, max_drop: float = 0.003) -> dict:
+    """The lowest-rate codec whose validation accuracy is within ``max_drop`` of the
+    full-precision model; the most accurate one if none is."""
+    ok = [p for p in points if p["val_accuracy"] >= base_val_accuracy - max_drop]
+    if ok:
+        return min(ok, key=lambda p: p["val_bits_per_image"])
+    return max(points, key=lambda p: p["val_accuracy"])
+
+
+def _atomic_save(obj, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def save_base(model: SplitCNN, metrics: dict, path: Path) -> Path:
+    return _atomic_save({"format": FORMAT, "kind": "base", "cnn_config": model.config.to_dict(),
+                         "state_dict": model.state_dict(), "metrics": metrics}, Path(path))
+
+
+def save_codec(model: CoInferenceModel, metrics: dict, path: Path) -> Path:
+    return _atomic_save({"format": FORMAT, "kind": "codec", "cnn_config": model.cnn.config.to_dict(),
+                         "codec_config": model.codec.to_dict(), "state_dict": model.state_dict(),
+                         "metrics": metrics}, Path(path))
+
+
+def _load(path: Path, kind: str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT or ckpt.get("kind") != kind:
+        raise ValueError(f"{path}: not an edgepilot split {kind} checkpoint")
+    return ckpt
+
+
+def load_base(path: Path) -> tuple[SplitCNN, dict]:
+    ckpt = _load(path, "base")
+    model = SplitCNN(CNNConfig.from_dict(ckpt["cnn_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt["metrics"]
+
+
+def load_codec(path: Path) -> tuple[CoInferenceModel, dict]:
+    ckpt = _load(path, "codec")
+    model = CoInferenceModel(SplitCNN(CNNConfig.from_dict(ckpt["cnn_config"])), CodecConfig(**ckpt["codec_config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt["metrics"]
+
+
+def lambda_sweep(base: SplitCNN, train: Split, val: Split, lambdas: list[float], out_dir: Path,
+                 codec: CodecConfig = CodecConfig(), tc: TrainConfig = TrainConfig(),
+                 progress: Progress = _noop) -> list[dict]:
+    points = []
+    for lam in lambdas:
+        model, metrics = train_codec(base, train, val, lam, codec, tc, progress)
+        path = save_codec(model, metrics, Path(out_dir) / f"codec_lambda_{lam:g}.pt")
+        points.append({k: v for k, v in metrics.items() if k != "history"} | {"checkpoint": str(path)})
+    return points
+
+
+def write_json(obj, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+    return path
