@@ -1,0 +1,217 @@
+"""Decentralized transfer learning (DTAC paper, Algorithm 1 lines 13-19, eq. 20-22),
+and the two transfer baselines of section IV-A that share its data (eq. 26).
+
+``method="dtac"``: copy the converged TAC actor, attention -> identity
+(:meth:`DTACActor.from_tac`), and minimise (22): the frozen centralized critic scores
+the stacked per-UE actions A'_t = {pi'(s_t^n)}_n on the joint state, with the TAC
+actor loss (19) (worst-UE time Q + summed energy Q, entropy bonus).
+
+``method="tl_transformer"``: the same DTAC network and initialisation, trained by
+behaviour cloning of the TAC actions with the MSE of (26).
+
+``method="tl"``: the HAPPO-sized MLP actor on the local state (24) (UE id, edge id,
+s_t^n), trained by the same MSE (26) from scratch.
+
+All three see the same joint states: rounds of the simulator played by the TAC actor
+(deterministic), refreshed during training by the student's own decisions, so the
+states follow the caches the student's policy leaves behind.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
+from cloud_trainer.envs.simulator import BatchSimulator
+from cloud_trainer.models import DTACActor, LocalMLPActor, MLPConfig, ModelConfig
+from cloud_trainer.scenario import Scenario
+from cloud_trainer.tac import (
+    CurveWriter,
+    ProgressFn,
+    ReplayMemory,
+    TrainResult,
+    actor_loss,
+    decision_from_actions,
+    load_tac,
+    observation_tensors,
+    set_threads,
+)
+
+TRANSFER_METHODS = ("dtac", "tl_transformer", "tl")
+
+
+@dataclass
+class TransferConfig:
+    seed: int = 0
+    steps: int = 1500  # gradient steps
+    batch_size: int = 48  # joint states per step
+    envs: int = 16  # parallel episodes that refresh the state pool
+    warmup_rounds: int = 60  # rounds played by the TAC actor before training
+    refresh_every: int = 2  # one simulator round (played by the student) every k steps
+    pool_capacity: int = 20_000
+    lr: float = 3e-4
+    weight_decay: float = 1e-4
+    entropy_coef: float = 0.01  # omega_s (Table II)
+    actor_w_time: float = 1.0
+    actor_w_energy: float = 1.0
+    grad_clip: float = 1.0
+    log_every: int = 50
+    checkpoint_every: int = 500
+    threads: int = 1
+    mlp_hidden: int = 64  # TL's MLP
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+TRANSFER_QUICK_OVERRIDES = dict(steps=40, batch_size=16, envs=8, warmup_rounds=6, log_every=10, checkpoint_every=20)
+
+
+def per_ue(actor: torch.nn.Module, state: torch.Tensor):
+    """Apply a DTAC actor to every UE of (B, N, 6) joint states separately: the
+    local states are flattened to (B*N, 6) rows, so no information crosses UEs."""
+    b, n, _ = state.shape
+    p_x, p_l, a, bb = actor(state.reshape(b * n, -1))
+    return p_x.reshape(b, n, -1), p_l.reshape(b, n, -1), a.reshape(b, n), bb.reshape(b, n)
+
+
+def student_actions(method: str, student: torch.nn.Module, state, edge_id, mask):
+    if method == "tl":
+        return student(state, edge_id, mask)
+    return per_ue(student, state)
+
+
+def train_transfer(
+    scenario: Scenario,
+    tac_checkpoint: str | Path,
+    cfg: TransferConfig,
+    out_dir: str | Path,
+    method: str = "dtac",
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Train a decentralized actor from a TAC checkpoint; writes ``{method}.pt``,
+    ``{method}_last.pt`` and ``curve_{method}.csv`` in ``out_dir``."""
+    if method not in TRANSFER_METHODS:
+        raise ValueError(f"method must be one of {TRANSFER_METHODS}, got {method!r}")
+    set_threads(cfg.threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path, final_path = out_dir / f"{method}_last.pt", out_dir / f"{method}.pt"
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tac_actor, critic, transform, tac_ckpt = load_tac(tac_checkpoint)
+    if tac_ckpt["scenario_hash"] != scenario.scenario_hash():
+        # transfer on another scenario is allowed (generalization studies) but said
+        print(f"note: TAC checkpoint was trained on scenario {tac_ckpt['scenario'].get('name')!r}, transferring on {scenario.name!r}")
+    for p in critic.parameters():
+        p.requires_grad_(False)
+    mcfg = ModelConfig(**tac_ckpt["model_config"])
+    if method == "tl":
+        student = LocalMLPActor(MLPConfig(num_channels=mcfg.num_channels, hidden=cfg.mlp_hidden, max_ues=scenario.max_ues, max_edges=mcfg.max_edges))
+        student.normalizer.load_state_dict(tac_actor.normalizer.state_dict())
+        model_config = student.cfg.to_dict()
+    else:
+        student = DTACActor.from_tac(tac_actor)
+        model_config = mcfg.to_dict()
+    opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    start_step, wall_before, history = 0, 0.0, []
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path)
+        student.load_state_dict(ckpt["actor"])
+        opt.load_state_dict(ckpt["optimizers"]["actor"])
+        start_step, wall_before = ckpt["progress"]["step"], ckpt["progress"]["wall_s"]
+        history = list(ckpt["progress"].get("history", []))
+        gen.manual_seed(cfg.seed + start_step)
+
+    sim = BatchSimulator(scenario, batch_size=cfg.envs, seed=cfg.seed + 7 + start_step)
+    pool = ReplayMemory(cfg.pool_capacity, scenario.max_ues, mcfg.num_channels)
+    obs = sim.reset()
+    window: list[tuple[float, float, float]] = []
+
+    def play(actor_fn) -> None:
+        nonlocal obs
+        state, edge_id, mask = observation_tensors(obs)
+        with torch.no_grad():
+            acts = actor_fn(state, edge_id, mask)
+        step = sim.step(decision_from_actions(*acts))
+        pool.add(state, edge_id, mask, acts, torch.as_tensor(step.reward, dtype=torch.float32))
+        window.append((float(step.result.objective.mean()), float(step.result.round_time_s.mean()), float(step.result.total_energy_j.mean())))
+        obs = sim.reset() if step.episode_done else step.observation
+
+    for _ in range(cfg.warmup_rounds):
+        play(tac_actor)
+    window.clear()
+    curve = CurveWriter(out_dir / f"curve_{method}.csv", append=resume and start_step > 0)
+    t0 = time.perf_counter()
+    loss_acc, nloss = 0.0, 0
+
+    def checkpoint(path: Path, step_i: int, metrics: dict | None = None) -> None:
+        save_checkpoint(
+            path, kind=method, model_config=model_config, actor=student.state_dict(),
+            critic=tac_ckpt["critic"], optimizers={"actor": opt.state_dict()},
+            scenario=scenario.model_dump(mode="json"), scenario_hash=scenario.scenario_hash(),
+            train_config=cfg.to_dict(), tac_checkpoint=str(tac_checkpoint), tac_scenario_hash=tac_ckpt["scenario_hash"],
+            progress={"step": step_i, "wall_s": wall_before + time.perf_counter() - t0, "history": history,
+                      "reward_transform": tac_ckpt["progress"]["reward_transform"]},
+            metrics=metrics or {},
+        )
+
+    for step_i in range(start_step, cfg.steps):
+        if step_i % cfg.refresh_every == 0:
+            play(lambda s, e, m: student_actions(method, student, s, e, m))
+        s, e, m, _, _ = pool.sample(cfg.batch_size, gen)
+        acts = student_actions(method, student, s, e, m)
+        if method == "dtac":
+            loss = actor_loss(critic, s, e, m, acts, cfg)  # (22)
+        else:
+            with torch.no_grad():
+                target = tac_actor(s, e, m)  # teacher labels A*_t
+            per = sum(((x - y) ** 2).reshape(x.shape[0], x.shape[1], -1).sum(-1) for x, y in zip(acts, target))
+            loss = (per * m).sum() / m.sum().clamp_min(1)  # (26)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), cfg.grad_clip)
+        opt.step()
+        loss_acc += float(loss.detach())
+        nloss += 1
+        done = step_i + 1
+        if (done % cfg.log_every == 0 or done == cfg.steps) and window:
+            obj, rt, en = (float(np.mean(v)) for v in zip(*window))
+            row = {"method": method, "episode": done / cfg.steps, "round": done, "rounds_total": cfg.steps,
+                   "wall_s": round(wall_before + time.perf_counter() - t0, 3), "weighted_reward": -obj, "round_time_s": rt,
+                   "energy_j": en, "actor_loss": loss_acc / max(nloss, 1), "critic_loss": float("nan"), "noise_std": 0.0}
+            history.append(row)
+            curve.write(row)
+            window.clear()
+            loss_acc, nloss = 0.0, 0
+        if progress:
+            progress({"round": done, "total": cfg.steps, "weighted_reward": history[-1]["weighted_reward"] if history else float("nan")})
+        if done % cfg.checkpoint_every == 0:
+            checkpoint(last_path, done)
+
+    wall = wall_before + time.perf_counter() - t0
+    metrics = {"wall_s": wall, "steps": cfg.steps, "final_weighted_reward": history[-1]["weighted_reward"] if history else None}
+    checkpoint(last_path, cfg.steps, metrics)
+    checkpoint(final_path, cfg.steps, metrics)
+    curve.close()
+    return TrainResult(final_path, history, wall, metrics)
+
+
+def load_transfer_actor(path: str | Path) -> tuple[torch.nn.Module, dict]:
+    """The student actor of a dtac / tl_transformer / tl checkpoint, in eval mode."""
+    ckpt = load_checkpoint(path)
+    kind = ckpt["kind"]
+    if kind in ("dtac", "tl_transformer"):
+        actor = DTACActor(ModelConfig(**ckpt["model_config"]))
+    elif kind == "tl":
+        actor = LocalMLPActor(MLPConfig(**ckpt["model_config"]))
+    else:
+        raise ValueError(f"{path}: kind {kind!r} is not a transfer checkpoint ({TRANSFER_METHODS})")
+    actor.load_state_dict(ckpt["actor"])
+    return actor.eval(), ckpt

@@ -1,0 +1,408 @@
+"""Centralized TAC training (DTAC paper, Algorithm 1 lines 1-12, eq. 17-19).
+
+One training iteration:
+
+1. *collect*: the actor sees the joint state of ``envs`` parallel episodes of the
+   batched simulator; Gaussian noise N(0, v) is added to p_x and p_l (and to a, b),
+   the decision is the argmax of the noisy probabilities (deterministic selection
+   with Gaussian exploration, Algorithm 1 line 4); the experience
+   (s, edge id, mask, noisy A, vector reward r (17)) goes into the replay memory;
+2. *update* ``updates_per_round`` times: the critic regresses the vector reward with
+   MSE (18) over the real (unpadded) UEs; the actor minimises (19):
+   ``actor_w_time * max_n Q_time + actor_w_energy * sum_n Q_energy - w_s * S[pi]``
+   (rewards are negative, so the actor *maximises* that sum of Q; see ``actor_loss``).
+
+The noise variance decays by ``noise_decay`` once per episode (``rounds_per_episode``
+collection rounds, Table II: 600).
+
+Reward conditioning (documented choice): times range from ~0.1 s to 10^6 s when an
+offloaded UE sits in a deep fade or under near-far interference, and its transmit
+energy blows up with it. The critic regresses ``max(r, -reward_clip) / reward_scale``:
+one common linear scale for both components (so the time / energy trade-off of (19)
+is exactly the paper's), and a floor that only touches catastrophic rounds (default
+100, i.e. 100 s of weighted time or 100 weighted J for one UE; a good round costs
+~13 s). ``reward_transform="symlog"`` (per-component scale, then symlog) is kept for
+experiments: it compresses the worst-UE time far more than the summed energy and so
+changes the trade-off - with it the actor learned to offload everything.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
+from cloud_trainer.envs.simulator import BatchSimulator, Observation, sample_local_states
+from cloud_trainer.models import ModelConfig, TACActor, TACCritic
+from cloud_trainer.scenario import Scenario
+from edge_agent.actions import MIN_RATIO
+from edge_agent.system_model import Decision
+
+
+# ---------------------------------------------------------------------------
+# configuration
+@dataclass
+class TACConfig:
+    """Hyper-parameters of centralized training. Defaults: Table II where the paper
+    gives a value (AdamW, entropy 0.01, 600 rounds per episode); the rest are ours."""
+
+    seed: int = 0
+    episodes: int = 7  # noise-decay periods ("episodes") of collection
+    rounds_per_episode: int | None = None  # None: scenario.episode.rounds (Table II: 600)
+    envs: int = 16  # parallel simulator episodes per collection round
+    batch_size: int = 48  # joint states per gradient step
+    updates_per_round: int = 1  # U (Algorithm 1 line 8), per collection round
+    warmup_rounds: int = 20  # collection rounds before the first update
+    replay_capacity: int = 50_000  # joint states kept in the memory
+    actor_lr: float = 3e-4  # Table II: 2e-5 (with far more episodes; ours is sized for a 2-core CPU)
+    critic_lr: float = 1e-3
+    weight_decay: float = 1e-4  # AdamW (Table II optimizer)
+    entropy_coef: float = 0.01  # omega_s (Table II)
+    actor_w_time: float = 1.0  # w1 of (19); the reward (17) already carries omega_1
+    actor_w_energy: float = 1.0  # w2 of (19); the reward (17) already carries omega_2
+    noise_std: float = 0.3  # sqrt of the initial noise variance v
+    noise_decay: float = 0.6  # epsilon: v <- v * epsilon every episode
+    noise_min_std: float = 0.02
+    ratio_noise_scale: float = 0.5  # noise on a, b relative to the probability noise
+    reward_transform: str = "clip"  # "clip" | "symlog"
+    reward_clip: float = 100.0  # floor of the per-UE reward, in reward units (w1 s / w2 J)
+    reward_scale: float = 10.0  # common divisor of both reward components
+    grad_clip: float = 1.0
+    normalizer_samples: int = 20_000
+    checkpoint_every: int = 500  # collection rounds
+    threads: int = 1
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TACConfig":
+        data = dict(data)
+        model = ModelConfig(**data.pop("model", {}))
+        return cls(model=model, **data)
+
+
+QUICK_OVERRIDES = dict(episodes=2, rounds_per_episode=30, envs=8, batch_size=16, warmup_rounds=4, normalizer_samples=2000, checkpoint_every=20)
+
+
+# ---------------------------------------------------------------------------
+# helpers shared by DTAC and the baselines
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
+class RewardTransform:
+    """Maps the vector reward (17) to the critic's regression target."""
+
+    def __init__(self, scale, kind: str = "clip", clip: float = 100.0) -> None:
+        if kind not in ("symlog", "clip"):
+            raise ValueError(f"reward_transform must be 'clip' or 'symlog', got {kind!r}")
+        self.scale = torch.as_tensor(np.asarray(scale, dtype=np.float32))
+        self.kind, self.clip = kind, float(clip)
+
+    @classmethod
+    def fit(cls, reward: np.ndarray, mask: np.ndarray, cfg) -> "RewardTransform":
+        if cfg.reward_transform == "clip":
+            return cls([cfg.reward_scale, cfg.reward_scale], "clip", cfg.reward_clip)
+        real = np.abs(reward[mask])  # (M, 2)
+        return cls(np.maximum(np.median(real, axis=0), 1e-6), "symlog", cfg.reward_clip)
+
+    def __call__(self, reward: torch.Tensor) -> torch.Tensor:
+        if self.kind == "clip":
+            return reward.clamp_min(-self.clip) / self.scale
+        return symlog(reward / self.scale)
+
+    def state(self) -> dict:
+        return {"scale": self.scale.tolist(), "kind": self.kind, "clip": self.clip}
+
+
+def set_threads(n: int) -> None:
+    torch.set_num_threads(max(1, int(n)))
+
+
+def observation_tensors(obs: Observation):
+    """(joint_state float32, edge_id int64, ue_mask bool) tensors of an observation."""
+    return (
+        torch.as_tensor(obs.local_state, dtype=torch.float32),
+        torch.as_tensor(obs.edge_id, dtype=torch.int64),
+        torch.as_tensor(obs.ue_mask, dtype=torch.bool),
+    )
+
+
+def decision_from_actions(p_x, p_l, a, b) -> Decision:
+    """Argmax decision from (possibly noisy) action tensors / arrays."""
+    p_x, p_l, a, b = (np.asarray(t.detach().cpu().numpy() if torch.is_tensor(t) else t) for t in (p_x, p_l, a, b))
+    return Decision(
+        offload=p_x.argmax(-1),
+        channel=p_l.argmax(-1),
+        transmit_power_ratio=np.clip(a, MIN_RATIO, 1.0).astype(np.float64),
+        cpu_freq_ratio=np.clip(b, MIN_RATIO, 1.0).astype(np.float64),
+    )
+
+
+def add_exploration_noise(actions, std: float, ratio_scale: float, generator: torch.Generator):
+    """Algorithm 1 line 4: Gaussian noise on the probabilities (argmax is taken after),
+    smaller noise on a and b, which are then clipped into (0, 1]."""
+    p_x, p_l, a, b = actions
+    n = lambda t, s: t + s * torch.randn(t.shape, generator=generator)  # noqa: E731
+    return (
+        n(p_x, std),
+        n(p_l, std),
+        n(a, std * ratio_scale).clamp(MIN_RATIO, 1.0),
+        n(b, std * ratio_scale).clamp(MIN_RATIO, 1.0),
+    )
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    return -(p * torch.log(p.clamp_min(1e-8))).sum(-1)
+
+
+def actor_objective(q: torch.Tensor, mask: torch.Tensor, w_time: float, w_energy: float) -> torch.Tensor:
+    """Per-sample value the actor maximises (19): w1 * (worst UE's time Q, i.e. the
+    round time T_t, as rewards are negative the worst is the min) + w2 * sum_n Q_energy.
+    The paper writes max_n over Q of the *cost*; with Q of the negative reward the
+    worst UE is the minimum. Shape (B,)."""
+    q_time = q[..., 0].masked_fill(~mask, float("inf")).min(dim=-1).values
+    q_energy = (q[..., 1] * mask).sum(-1)
+    return w_time * q_time + w_energy * q_energy
+
+
+def actor_loss(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
+    """(19) / (22): minus the actor objective, minus the entropy bonus over the real UEs."""
+    p_x, p_l, a, b = actions
+    q = critic(state, edge_id, p_x, p_l, a, b, mask)
+    value = actor_objective(q, mask, cfg.actor_w_time, cfg.actor_w_energy)
+    ent = ((entropy(p_x) + entropy(p_l)) * mask).sum(-1)
+    return (-value - cfg.entropy_coef * ent).mean()
+
+
+class ReplayMemory:
+    """Ring buffer of (s, edge id, mask, A, r) joint experiences (Algorithm 1 line 5)."""
+
+    def __init__(self, capacity: int, n: int, num_channels: int) -> None:
+        self.capacity, self.size, self.pos = capacity, 0, 0
+        self.state = torch.zeros(capacity, n, 6)
+        self.edge_id = torch.zeros(capacity, n, dtype=torch.int64)
+        self.mask = torch.zeros(capacity, n, dtype=torch.bool)
+        self.p_x = torch.zeros(capacity, n, 3)
+        self.p_l = torch.zeros(capacity, n, num_channels)
+        self.a = torch.zeros(capacity, n)
+        self.b = torch.zeros(capacity, n)
+        self.reward = torch.zeros(capacity, n, 2)
+
+    def add(self, state, edge_id, mask, actions, reward) -> None:
+        k = state.shape[0]
+        idx = (self.pos + torch.arange(k)) % self.capacity
+        self.state[idx], self.edge_id[idx], self.mask[idx] = state, edge_id, mask
+        self.p_x[idx], self.p_l[idx], self.a[idx], self.b[idx] = actions
+        self.reward[idx] = reward
+        self.pos = int((self.pos + k) % self.capacity)
+        self.size = min(self.capacity, self.size + k)
+
+    def sample(self, k: int, generator: torch.Generator):
+        idx = torch.randint(0, self.size, (k,), generator=generator)
+        return (
+            self.state[idx], self.edge_id[idx], self.mask[idx],
+            (self.p_x[idx], self.p_l[idx], self.a[idx], self.b[idx]),
+            self.reward[idx],
+        )
+
+    def states(self, limit: int | None = None):
+        n = self.size if limit is None else min(self.size, limit)
+        return self.state[:n], self.edge_id[:n], self.mask[:n]
+
+
+# ---------------------------------------------------------------------------
+# training
+ProgressFn = Callable[[dict], None]
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    history: list[dict]
+    wall_s: float
+    metrics: dict
+
+
+class CurveWriter:
+    """Training curve to CSV (one row per logged point)."""
+
+    FIELDS = ["method", "episode", "round", "rounds_total", "wall_s", "weighted_reward", "round_time_s", "energy_j", "critic_loss", "actor_loss", "noise_std"]
+
+    def __init__(self, path: Path, append: bool = False) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fresh = not (append and path.exists())
+        self.fh = open(path, "w" if fresh else "a", newline="")
+        self.writer = csv.DictWriter(self.fh, fieldnames=self.FIELDS, extrasaction="ignore")
+        if fresh:
+            self.writer.writeheader()
+
+    def write(self, row: dict) -> None:
+        self.writer.writerow(row)
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _rounds_per_episode(cfg, scenario: Scenario) -> int:
+    return int(cfg.rounds_per_episode or scenario.episode.rounds)
+
+
+def train_tac(
+    scenario: Scenario,
+    cfg: TACConfig,
+    out_dir: str | Path,
+    resume: bool = False,
+    progress: ProgressFn | None = None,
+) -> TrainResult:
+    """Algorithm 1, lines 1-12. Writes ``tac.pt`` (final), ``tac_last.pt`` (periodic,
+    for ``--resume``) and ``curve_tac.csv`` in ``out_dir``."""
+    set_threads(cfg.threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_path, final_path = out_dir / "tac_last.pt", out_dir / "tac.pt"
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    mcfg = cfg.model
+    if mcfg.num_channels != scenario.radio.num_channels:
+        mcfg = ModelConfig(**{**mcfg.to_dict(), "num_channels": scenario.radio.num_channels})
+        cfg.model = mcfg
+    if scenario.topology.num_edge_servers > mcfg.max_edges:
+        raise ValueError(f"scenario has {scenario.topology.num_edge_servers} edge servers > model.max_edges={mcfg.max_edges}")
+    actor, critic = TACActor(mcfg), TACCritic(mcfg)
+    opt_actor = torch.optim.AdamW(actor.parameters(), lr=cfg.actor_lr, weight_decay=cfg.weight_decay)
+    opt_critic = torch.optim.AdamW(critic.parameters(), lr=cfg.critic_lr, weight_decay=cfg.weight_decay)
+    sim = BatchSimulator(scenario, batch_size=cfg.envs, seed=cfg.seed)
+    memory = ReplayMemory(cfg.replay_capacity, scenario.max_ues, mcfg.num_channels)
+    rpe = _rounds_per_episode(cfg, scenario)
+    total_rounds = cfg.episodes * rpe
+    start_round, noise_std, transform, wall_before = 0, cfg.noise_std, None, 0.0
+    history: list[dict] = []
+
+    if resume and last_path.exists():
+        ckpt = load_checkpoint(last_path)
+        if ckpt["scenario_hash"] != scenario.scenario_hash():
+            raise ValueError(f"{last_path} was trained on another scenario (hash {ckpt['scenario_hash'][:12]})")
+        actor.load_state_dict(ckpt["actor"])
+        critic.load_state_dict(ckpt["critic"])
+        opt_actor.load_state_dict(ckpt["optimizers"]["actor"])
+        opt_critic.load_state_dict(ckpt["optimizers"]["critic"])
+        prog = ckpt["progress"]
+        start_round, noise_std, wall_before = prog["round"], prog["noise_std"], prog.get("wall_s", 0.0)
+        transform = RewardTransform(**prog["reward_transform"])
+        history = list(prog.get("history", []))
+        gen.manual_seed(cfg.seed + start_round)
+        sim = BatchSimulator(scenario, batch_size=cfg.envs, seed=cfg.seed + 1 + start_round)
+    else:
+        states = torch.as_tensor(sample_local_states(scenario, cfg.normalizer_samples, seed=cfg.seed), dtype=torch.float32)
+        actor.normalizer.fit(states)
+        critic.normalizer.fit(states)
+
+    curve = CurveWriter(out_dir / "curve_tac.csv", append=resume and start_round > 0)
+    obs = sim.reset()
+    t0 = time.perf_counter()
+    window: list[tuple[float, float, float]] = []
+    closs_acc, aloss_acc, nupd = 0.0, 0.0, 0
+
+    def checkpoint(path: Path, rnd: int, metrics: dict | None = None) -> None:
+        save_checkpoint(
+            path, kind="tac", model_config=mcfg.to_dict(), actor=actor.state_dict(), critic=critic.state_dict(),
+            optimizers={"actor": opt_actor.state_dict(), "critic": opt_critic.state_dict()},
+            scenario=scenario.model_dump(mode="json"), scenario_hash=scenario.scenario_hash(),
+            train_config=cfg.to_dict(),
+            progress={"round": rnd, "episode": rnd // rpe, "noise_std": noise_std, "wall_s": wall_before + time.perf_counter() - t0,
+                      "reward_transform": transform.state() if transform else None, "history": history},
+            metrics=metrics or {},
+        )
+
+    for rnd in range(start_round, total_rounds):
+        state, edge_id, mask = observation_tensors(obs)
+        with torch.no_grad():
+            actions = actor(state, edge_id, mask)
+            noisy = add_exploration_noise(actions, noise_std, cfg.ratio_noise_scale, gen)
+        step = sim.step(decision_from_actions(*noisy))
+        reward = torch.as_tensor(step.reward, dtype=torch.float32)
+        if transform is None:
+            transform = RewardTransform.fit(step.reward, obs.ue_mask, cfg)
+        memory.add(state, edge_id, mask, noisy, reward)
+        window.append((float(step.result.objective.mean()), float(step.result.round_time_s.mean()), float(step.result.total_energy_j.mean())))
+        obs = step.observation
+        if step.episode_done:
+            obs = sim.reset()
+
+        if rnd - start_round >= cfg.warmup_rounds or (resume and start_round > 0):
+            for _ in range(cfg.updates_per_round):
+                s, e, m, acts, r = memory.sample(cfg.batch_size, gen)
+                q = critic(s, e, *acts, m)
+                target = transform(r)
+                closs = (((q - target) ** 2).sum(-1) * m).sum() / m.sum().clamp_min(1)  # (18)
+                opt_critic.zero_grad()
+                closs.backward()
+                torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
+                opt_critic.step()
+                for p in critic.parameters():
+                    p.requires_grad_(False)
+                aloss = actor_loss(critic, s, e, m, actor(s, e, m), cfg)  # (19)
+                opt_actor.zero_grad()
+                aloss.backward()
+                torch.nn.utils.clip_grad_norm_(actor.parameters(), cfg.grad_clip)
+                opt_actor.step()
+                for p in critic.parameters():
+                    p.requires_grad_(True)
+                closs_acc += float(closs.detach())
+                aloss_acc += float(aloss.detach())
+                nupd += 1
+
+        done_rounds = rnd + 1
+        if done_rounds % rpe == 0:
+            noise_std = max(cfg.noise_min_std, noise_std * math.sqrt(cfg.noise_decay))  # v <- v * eps
+        log_every = max(1, rpe // 4)
+        if done_rounds % log_every == 0 or done_rounds == total_rounds:
+            obj, rt, en = (float(np.mean(v)) for v in zip(*window))
+            row = {
+                "method": "tac", "episode": done_rounds / rpe, "round": done_rounds, "rounds_total": total_rounds,
+                "wall_s": round(wall_before + time.perf_counter() - t0, 3), "weighted_reward": -obj, "round_time_s": rt, "energy_j": en,
+                "critic_loss": closs_acc / max(nupd, 1), "actor_loss": aloss_acc / max(nupd, 1), "noise_std": noise_std,
+            }
+            history.append(row)
+            curve.write(row)
+            window, closs_acc, aloss_acc, nupd = [], 0.0, 0.0, 0
+        if progress:
+            progress({"round": done_rounds, "total": total_rounds, "weighted_reward": history[-1]["weighted_reward"] if history else float("nan")})
+        if done_rounds % cfg.checkpoint_every == 0:
+            checkpoint(last_path, done_rounds)
+
+    wall = wall_before + time.perf_counter() - t0
+    metrics = {"wall_s": wall, "rounds": total_rounds, "final_weighted_reward_noisy": history[-1]["weighted_reward"] if history else None}
+    checkpoint(last_path, total_rounds, metrics)
+    checkpoint(final_path, total_rounds, metrics)
+    curve.close()
+    return TrainResult(final_path, history, wall, metrics)
+
+
+def load_tac(path: str | Path):
+    """(actor, critic, reward transform, checkpoint) of a "tac" checkpoint."""
+    ckpt = load_checkpoint(path)
+    if ckpt["kind"] != "tac":
+        raise ValueError(f"{path} is a {ckpt['kind']!r} checkpoint, expected 'tac'")
+    mcfg = ModelConfig(**ckpt["model_config"])
+    actor, critic = TACActor(mcfg), TACCritic(mcfg)
+    actor.load_state_dict(ckpt["actor"])
+    critic.load_state_dict(ckpt["critic"])
+    return actor.eval(), critic.eval(), RewardTransform(**ckpt["progress"]["reward_transform"]), ckpt
+
+
+def history_json(history: list[dict]) -> str:
+    return json.dumps(history)
