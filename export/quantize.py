@@ -1,0 +1,181 @@
+"""Precision variants of an exported FP32 actor: FP16, INT8 dynamic, INT8 static (QDQ).
+
+* FP16: ``onnxruntime.transformers.float16`` with the inputs and outputs kept FP32 and
+  the state normalisation (everything before the first Gemm: clamp, +floor, log,
+  standardise) kept FP32. The raw local state spans ~15 decades (received power
+  ~1e-13 W); FP16 flushes it to zero and log(0) gives -inf. The converter wraps each
+  blocked node in its own Cast pair, which would still round the state through FP16
+  between two blocked nodes, so those FP32 -> FP16 -> FP32 round trips are removed.
+* INT8 dynamic: ``quantize_dynamic`` of the Gemm / MatMul weights (activations
+  quantized at run time; onnxruntime CPU only - TensorRT does not take these ops).
+* INT8 static: ``quantize_static`` in QDQ format (what TensorRT's explicit
+  quantization consumes), per-channel weights, activation ranges calibrated on raw
+  local states drawn from the simulator. Only Gemm / MatMul inputs are quantized: the
+  normalisation stays FP32 for the reason above.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto
+
+from edge_agent.actions import DTAC_INPUT, TAC_INPUTS
+
+QUANTIZED_OPS = ["Gemm", "MatMul"]
+
+
+def _normaliser_nodes(model: onnx.ModelProto) -> list[str]:
+    """Names of the nodes that run on the raw state: all nodes before the first Gemm /
+    MatMul / Gather of an embedding (topological order of the exporter)."""
+    names = []
+    for node in model.graph.node:
+        if node.op_type in ("Gemm", "MatMul"):
+            break
+        names.append(node.name)
+    return names
+
+
+def _drop_cast_round_trips(model: onnx.ModelProto) -> int:
+    """Remove Cast(x: fp32 -> fp16) -> Cast(-> fp32) pairs (consumers read x)."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    renames: dict[str, str] = {}
+    dead = []
+    for node in graph.node:
+        if node.op_type != "Cast" or _cast_to(node) != TensorProto.FLOAT:
+            continue
+        src = producer.get(node.input[0])
+        if src is not None and src.op_type == "Cast" and _cast_to(src) == TensorProto.FLOAT16:
+            renames[node.output[0]] = src.input[0]
+            dead.append(node)
+    outputs = {o.name for o in graph.output}
+    for node in dead:
+        if node.output[0] in outputs:
+            continue
+        graph.node.remove(node)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in renames and renames[name]:
+                node.input[i] = renames[name]
+    used = {i for n in graph.node for i in n.input} | outputs
+    for node in [n for n in graph.node if n.op_type == "Cast" and n.output[0] not in used]:
+        graph.node.remove(node)
+    return len(dead)
+
+
+def topological_sort(model: onnx.ModelProto) -> None:
+    """Order the nodes so each comes after the producers of its inputs (the FP16
+    converter appends its Cast nodes at the end)."""
+    graph = model.graph
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        progressed = False
+        for node in list(pending):
+            if all(i in ready for i in node.input):
+                ordered.append(node)
+                ready.update(node.output)
+                pending.remove(node)
+                progressed = True
+        if not progressed:
+            raise ValueError(f"graph has a cycle or a missing input at {[n.name for n in pending][:5]}")
+    del graph.node[:]
+    graph.node.extend(ordered)
+
+
+def _cast_to(node) -> int:
+    for a in node.attribute:
+        if a.name == "to":
+            return a.i
+    return -1
+
+
+def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(src))
+    block = _normaliser_nodes(model)
+    half = convert_float_to_float16(model, keep_io_types=True, node_block_list=block, disable_shape_infer=False)
+    _drop_cast_round_trips(half)
+    topological_sort(half)
+    onnx.checker.check_model(half)
+    onnx.save(half, str(dst))
+    return Path(dst)
+
+
+def int8_dynamic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), op_types_to_quantize=QUANTIZED_OPS, weight_type=QuantType.QInt8,
+                     per_channel=False, extra_options={"MatMulConstBOnly": True})
+    return Path(dst)
+
+
+class StateCalibrationReader:
+    """Feeds raw simulator states to onnxruntime's calibrator in chunks.
+
+    DTAC: ``states`` (count, 6). TAC: ``states`` (rounds, N, 6) and ``edge_id``."""
+
+    def __init__(self, kind: str, states: np.ndarray, edge_id: np.ndarray | None = None, chunk: int = 256) -> None:
+        self.kind, self.states, self.edge_id, self.chunk = kind, np.asarray(states, np.float32), edge_id, chunk
+        self._it: Iterator[dict] | None = None
+
+    def _batches(self) -> Iterator[dict]:
+        step = self.chunk if self.kind == "dtac" else max(1, self.chunk // max(1, self.states.shape[1]))
+        step = min(step, len(self.states))
+        # equal-sized batches only: histogram calibrators stack them
+        for i in range(0, len(self.states) - step + 1, step):
+            if self.kind == "dtac":
+                yield {DTAC_INPUT: self.states[i : i + step]}
+            else:
+                yield {TAC_INPUTS[0]: self.states[i : i + step], TAC_INPUTS[1]: self.edge_id[i : i + step].astype(np.int64)}
+
+    def get_next(self) -> dict | None:
+        if self._it is None:
+            self._it = self._batches()
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = None
+
+
+def int8_static(src: str | os.PathLike, dst: str | os.PathLike, reader: StateCalibrationReader) -> Path:
+    """QDQ INT8 with per-channel weights and MinMax-calibrated activations."""
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    class _Reader(CalibrationDataReader):
+        def get_next(self):
+            return reader.get_next()
+
+    reader.rewind()
+    with tempfile.TemporaryDirectory() as tmp:  # the calibrator writes an augmented model beside it
+        quantize_static(
+            str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
+            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
+            calibrate_method=CalibrationMethod.MinMax, calibration_providers=["CPUExecutionProvider"],
+            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
+        )
+        del tmp
+    return Path(dst)
+
+
+def build_variant(precision: str, fp32_path: Path, dst: Path, reader: StateCalibrationReader | None = None) -> Path:
+    if precision == "fp32":
+        if Path(fp32_path) != Path(dst):
+            Path(dst).write_bytes(Path(fp32_path).read_bytes())
+        return Path(dst)
+    if precision == "fp16":
+        return to_fp16(fp32_path, dst)
+    if precision == "int8_dynamic":
+        return int8_dynamic(fp32_path, dst)
+    if precision == "int8_static":
+        if reader is None:
+            raise ValueError("int8_static needs calibration states")
+        return int8_static(fp32_path, dst, reader)
+    raise ValueError(f"unknown precision {precision!r}")
