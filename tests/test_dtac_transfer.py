@@ -1,0 +1,80 @@
+"""DTAC decentralized transfer (Algorithm 1 lines 13-19, eq. 20-22)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cloud_trainer.checkpoint import load_actor
+from cloud_trainer.dtac import TRANSFER_QUICK_OVERRIDES, TransferConfig, per_ue, train_transfer
+from cloud_trainer.envs.simulator import BatchSimulator
+from cloud_trainer.evaluate import load_policy
+from cloud_trainer.models import DTACActor
+from cloud_trainer.scenario import scenario_from_dict
+from cloud_trainer.tac import QUICK_OVERRIDES, TACConfig, train_tac
+
+TINY = {"name": "tiny", "topology": {"num_edge_servers": 2, "edge_radius_m": 100, "cloud_radius_m": 300, "ues_per_edge_min": 1, "ues_per_edge_max": 2},
+        "tasks": {"num_task_types": 10}, "episode": {"rounds": 10}}
+
+
+def tiny_cfg(**kw) -> TACConfig:
+    return TACConfig.from_dict({**QUICK_OVERRIDES, "episodes": 2, "rounds_per_episode": 12, "normalizer_samples": 300, "checkpoint_every": 6, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dtac")
+    scen = scenario_from_dict(TINY)
+    tac = train_tac(scen, tiny_cfg(episodes=1), out)
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 12, "log_every": 4})
+    dtac = train_transfer(scen, tac.checkpoint, cfg, out, method="dtac")
+    return scen, tac, dtac
+
+
+def test_dtac_checkpoint_holds_a_dtac_actor_that_changed(trained):
+    _, tac, dtac = trained
+    actor, ckpt = load_actor(dtac.checkpoint)
+    assert isinstance(actor, DTACActor) and ckpt["kind"] == "dtac"
+    start = DTACActor.from_tac(load_actor(tac.checkpoint)[0])
+    assert any(not torch.equal(start.state_dict()[k], v) for k, v in actor.state_dict().items())  # (22) moved it
+
+
+def test_changing_other_ues_never_changes_a_ues_dtac_action(trained):
+    scen, _, dtac = trained
+    policy = load_policy("dtac", dtac.checkpoint)
+    sim = BatchSimulator(scen, batch_size=4, seed=5)
+    obs = sim.reset()
+    original = obs.local_state.copy()
+    base = [t.clone() for t in policy.actions(obs)]
+    rng = np.random.default_rng(0)
+    n = obs.local_state.shape[1]
+    for ue in range(n):
+        perturbed = original.copy()
+        others = [j for j in range(n) if j != ue]
+        perturbed[:, others] *= rng.uniform(0.01, 100.0, size=perturbed[:, others].shape)
+        obs.local_state = perturbed
+        new = policy.actions(obs)
+        for a, b in zip(base, new):
+            assert torch.equal(a[:, ue], b[:, ue])
+        obs.local_state = original
+
+
+def test_per_ue_matches_single_ue_calls(trained):
+    _, _, dtac = trained
+    actor, _ = load_actor(dtac.checkpoint)
+    states = torch.rand(3, 5, 6) * 10
+    joint = per_ue(actor, states)
+    single = actor(states[1, 2][None])
+    assert torch.allclose(joint[0][1, 2], single[0][0], atol=1e-6)
+
+
+def test_tl_transformer_and_tl_train_from_the_same_tac(trained, tmp_path):
+    scen, tac, _ = trained
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4})
+    for method in ("tl_transformer", "tl"):
+        res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method=method)
+        pol = load_policy(method, res.checkpoint)
+        obs = BatchSimulator(scen, batch_size=2, seed=1).reset()
+        d = pol.act(obs)
+        assert d.offload.shape == obs.edge_id.shape and set(np.unique(d.offload)) <= {0, 1, 2}

@@ -1,0 +1,58 @@
+"""Evaluation metrics and the train / evaluate commands end to end (quick sizes)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from cloud_trainer.baselines import LocalPolicy
+from cloud_trainer.envs.simulator import BatchSimulator
+from cloud_trainer.evaluate import evaluate_policy, rounds_to_fraction
+from cloud_trainer.scenario import load_scenario
+from edgepilot.cli import app
+
+
+def test_weighted_reward_is_minus_the_mean_objective():
+    scen = load_scenario("fig5")
+    res = evaluate_policy(LocalPolicy(4), scen, rounds=3, envs=2, seed=9)
+    sim = BatchSimulator(scen, batch_size=2, seed=9)
+    obs, objs, energy, tasks = sim.reset(), [], 0.0, 0
+    for _ in range(3):
+        st = sim.step(LocalPolicy(4).act(obs))
+        objs.append(st.result.objective)
+        energy += st.result.total_energy_j.sum()
+        tasks += obs.ue_mask.sum()
+        obs = st.observation
+    assert np.isclose(res["weighted_reward"], -np.concatenate(objs).mean())
+    assert np.isclose(res["avg_energy_per_task_j"], energy / tasks)
+    assert res["offload_preference"]["local"] == 1.0
+    assert sum(v["rounds"] for v in res["by_num_ues"].values()) == 6
+
+
+def test_rounds_to_fraction():
+    hist = [{"weighted_reward": r, "episode": i, "round": i, "wall_s": float(i)} for i, r in enumerate([-100, -50, -20, -11, -10, -10, -10])]
+    out = rounds_to_fraction(hist, 0.95, smooth=1)
+    assert out["episode"] == 3 and out["improved"]
+
+
+def test_train_and_evaluate_commands_quick(tmp_path):
+    runner = CliRunner()
+    runs = tmp_path / "runs"
+    for method in ("tac", "dtac"):
+        r = runner.invoke(app, ["train", method, "--scenario", "fig5", "--quick", "--out", str(runs), "--episodes", "1" if method == "tac" else "8"])
+        assert r.exit_code == 0, r.output
+    assert (runs / "fig5" / "curve_tac.png").exists() and (runs / "fig5" / "dtac.pt").exists()
+    r = runner.invoke(app, ["train", "dtac", "--scenario", "fig6", "--quick", "--out", str(runs)])
+    assert r.exit_code != 0 and "tac.pt" in r.output  # DTAC needs a converged TAC first
+    out, page = tmp_path / "eval", tmp_path / "results.md"
+    r = runner.invoke(app, ["evaluate", "--runs", str(runs), "--out", str(out), "--page", str(page), "--scenarios", "fig5", "--quick"])
+    assert r.exit_code == 0, r.output
+    results = json.loads((out / "results.json").read_text())
+    methods = results["scenarios"]["fig5"]["methods"]
+    assert {"tac", "dtac", "local", "random", "greedy", "all_edge"} <= set(methods)
+    assert "dtac" in results["action_similarity_kl"]["fig5"]
+    assert results["complexity"]["fig5"]["tac"]["actor_parameters"] > 1000
+    text = page.read_text()
+    assert "DTAC" in text and "Local-only" in text and (out / "fig5_vs_num_ues.png").exists()
