@@ -262,3 +262,93 @@ class DTACActor(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+# ---------------------------------------------------------------------------
+# Baseline networks (issue 3): MLP actors on the HAPPO / TL local state (24) and the
+# HAPPO critic on the padded global state (25). Not exported to devices.
+HAPPO_STATE_DIM = LOCAL_STATE_DIM + 2  # (24): UE id n, edge id k, then s_t^n (14)
+
+
+@dataclass
+class MLPConfig:
+    num_channels: int = 4
+    hidden: int = 64
+    max_ues: int = 42  # N_max of the padded global state (25)
+    max_edges: int = 16
+    num_agents: int = 1  # > 1: one parameter set per UE slot (heterogeneous agents, HAPPO)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _AgentLinear(nn.Module):
+    """A linear layer with one weight matrix per agent (agent axis = second-to-last
+    token axis, i.e. the UE slot). ``num_agents == 1`` shares the weights."""
+
+    def __init__(self, num_agents: int, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(num_agents, d_in, d_out) / math.sqrt(d_in))
+        self.bias = nn.Parameter(torch.zeros(num_agents, d_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (..., A, d_in)
+        if self.weight.shape[0] == 1:
+            return x @ self.weight[0] + self.bias[0]
+        return torch.einsum("...ai,aio->...ao", x, self.weight) + self.bias
+
+
+class LocalMLPActor(nn.Module):
+    """MLP actor on the local state (24) of each UE (HAPPO and TL baselines).
+
+    Input: raw local states (B, N, 6) with slot ids; output p_x, p_l, a, b like the TAC
+    actor, plus (for HAPPO's stochastic policy) the Gaussian mean and log-std of the
+    pre-sigmoid a, b."""
+
+    def __init__(self, cfg: MLPConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.normalizer = StateNormalizer()
+        a, h = cfg.num_agents, cfg.hidden
+        self.l1 = _AgentLinear(a, HAPPO_STATE_DIM, h)
+        self.l2 = _AgentLinear(a, h, h)
+        self.out = _AgentLinear(a, h, 3 + cfg.num_channels + 2)
+        self.log_std = nn.Parameter(torch.full((a, 2), -0.5))
+
+    def features(self, local_state: torch.Tensor, edge_id: torch.Tensor) -> torch.Tensor:
+        n = local_state.shape[-2]
+        ue_id = torch.arange(n, dtype=torch.float32).expand(local_state.shape[:-1]) / max(1, self.cfg.max_ues)
+        k = edge_id.float() / max(1, self.cfg.max_edges)
+        return torch.cat([ue_id[..., None], k[..., None], self.normalizer(local_state)], dim=-1)
+
+    def logits(self, local_state: torch.Tensor, edge_id: torch.Tensor):
+        x = self.features(local_state, edge_id)
+        h = torch.tanh(self.l2(torch.tanh(self.l1(x))))
+        o = self.out(h)
+        L = self.cfg.num_channels
+        return o[..., :3], o[..., 3 : 3 + L], o[..., 3 + L :]
+
+    def forward(self, local_state: torch.Tensor, edge_id: torch.Tensor, ue_mask: torch.Tensor | None = None):
+        lx, ll, mu = self.logits(local_state, edge_id)
+        ratios = torch.sigmoid(mu)
+        return torch.softmax(lx, -1), torch.softmax(ll, -1), ratios[..., 0], ratios[..., 1]
+
+
+class GlobalMLPCritic(nn.Module):
+    """HAPPO's centralized value function V(s_g) on the zero-padded global state (25)."""
+
+    def __init__(self, cfg: MLPConfig, hidden: int = 128) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.normalizer = StateNormalizer()
+        self.net = nn.Sequential(
+            nn.Linear(HAPPO_STATE_DIM * cfg.max_ues, hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1)
+        )
+
+    def forward(self, local_state: torch.Tensor, edge_id: torch.Tensor, ue_mask: torch.Tensor) -> torch.Tensor:
+        n = local_state.shape[-2]
+        ue_id = torch.arange(n, dtype=torch.float32).expand(local_state.shape[:-1]) / max(1, self.cfg.max_ues)
+        feats = torch.cat([ue_id[..., None], edge_id.float()[..., None] / self.cfg.max_edges, self.normalizer(local_state)], -1)
+        feats = feats * ue_mask[..., None]  # (25): padded UEs are zeros
+        if n < self.cfg.max_ues:
+            feats = torch.cat([feats, feats.new_zeros(feats.shape[:-2] + (self.cfg.max_ues - n, HAPPO_STATE_DIM))], -2)
+        return self.net(feats.flatten(-2)).squeeze(-1)
