@@ -1,0 +1,317 @@
+"""The on-device policy runtime: a verified bundle in, ``decide(local_states)`` out.
+
+No torch. :meth:`PolicyRuntime.from_bundle` verifies the bundle (signature, trusted
+key, file hashes, entry names), picks the artifact for the local hardware profile and
+opens it:
+
+* a TensorRT engine (``tensorrt-plan`` artifact, or an engine built on the device
+  with the bundle's ``trtexec`` command and passed as ``engine=``) where ``import
+  tensorrt`` works and the engine's TensorRT major.minor matches;
+* otherwise the ONNX model of the best precision the local profile supports, on
+  onnxruntime with the profile's execution providers that this onnxruntime has
+  (TensorRT EP, CUDA EP, CPU EP), one intra-op thread by default.
+
+Per call: the input is checked (shape, finite, non-negative; the error names the row,
+the field and the value), copied into a preallocated buffer, and run through an
+onnxruntime IO binding with preallocated outputs (no per-call allocation for a batch
+size seen before). :meth:`infer` returns the raw heads, :meth:`decide` the decision
+of :func:`edge_agent.actions.decode_actions`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.actions import ACTOR_OUTPUTS, DTAC_INPUT, TAC_INPUTS, decode_actions
+from edge_agent.bundle import BundleError, Manifest, open_bundle, verify_installed
+from edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
+
+#: onnxruntime-only quantization: TensorRT cannot take these models
+_ORT_ONLY = {"int8_dynamic"}
+_CACHE_LIMIT = 8  # batch shapes whose IO bindings are kept
+
+
+class StateError(ValueError):
+    """A local state the policy must not be fed; the message names the problem."""
+
+
+def _local_profile(profile):
+    """A profile object (anything with ``name``, ``precisions``, ``execution_providers``,
+    ``intra_op_threads``), a profile name, or None (detect)."""
+    if profile is not None and not isinstance(profile, str):
+        return profile
+    from hardware.profiles import detect_local_profile, load_profile  # stdlib + yaml only
+
+    return load_profile(profile or detect_local_profile())
+
+
+def choose_artifact(manifest: Manifest, profile, providers: Sequence[str], precision: str | None = None,
+                    tensorrt_version: str | None = None) -> dict:
+    """The artifact to run here: an explicit ``precision``, else the local profile's
+    preferred precision, then its other precisions in order, then fp32. TensorRT plans
+    only where TensorRT imports with a matching version."""
+    arts = manifest.artifacts
+    if precision is not None:
+        order = [precision]
+    else:
+        order = [profile.preferred_precision] + [p for p in profile.precisions if p != profile.preferred_precision] + ["fp32"]
+    gpu = any(p in providers for p in ("CUDAExecutionProvider", "TensorrtExecutionProvider"))
+    if tensorrt_version is not None:
+        want = ".".join(tensorrt_version.split(".")[:2])
+        for prec in order:
+            for art in arts:
+                if art["format"] == "tensorrt-plan" and art["precision"] == prec and ".".join(
+                    str(art.get("tensorrt_version", "")).split(".")[:2]
+                ) == want:
+                    return art
+    for prec in order:
+        if prec == "fp16" and not gpu and precision is None:
+            continue  # FP16 on a CPU provider is emulated and slower than FP32
+        for art in arts:
+            if art["format"] == "onnx" and art["precision"] == prec:
+                return art
+    available = sorted({f"{a['format']}:{a['precision']}" for a in arts})
+    raise BundleError(
+        f"bundle has no artifact this device can run for precision(s) {order} (it holds {', '.join(available)})"
+    )
+
+
+class PolicyRuntime:
+    """Runs one actor from a verified bundle. Use :meth:`from_bundle`."""
+
+    def __init__(self, manifest: Manifest, artifact: dict, model_bytes: bytes, profile, providers: Sequence[str] | None = None,
+                 intra_op_threads: int | None = None) -> None:
+        self.manifest, self.artifact, self.profile = manifest, artifact, profile
+        self.kind = manifest.kind
+        if self.kind not in ("dtac", "tac"):
+            raise BundleError(f"bundle model kind {self.kind!r} is not an actor this runtime runs (dtac, tac)")
+        self.input_names = [DTAC_INPUT] if self.kind == "dtac" else list(TAC_INPUTS)
+        self.num_channels = int(manifest.data["model"].get("num_channels", 0)) or None
+        if artifact["format"] == "tensorrt-plan":
+            self._backend = _TensorRTBackend(model_bytes, self.input_names)
+            self.backend, self.providers = "tensorrt", ["tensorrt"]
+        else:
+            self._backend = _OrtBackend(model_bytes, self.input_names, profile, providers, intra_op_threads)
+            self.backend, self.providers = "onnxruntime", self._backend.providers
+
+    # ------------------------------------------------------------------ constructors
+
+    @classmethod
+    def from_bundle(cls, path: str | os.PathLike, trusted_keys, profile=None, precision: str | None = None,
+                    providers: Sequence[str] | None = None, intra_op_threads: int | None = None,
+                    engine: str | os.PathLike | None = None) -> "PolicyRuntime":
+        """Verify ``path`` against ``trusted_keys`` and open the artifact for this device.
+
+        ``path`` may be a bundle file or an installed version directory (see
+        :func:`edge_agent.bundle.install_bundle`); both are verified in full.
+        ``engine`` is a TensorRT engine built on this device from the bundle's
+        ``trtexec`` command; it is used only where TensorRT imports."""
+        p = Path(path)
+        bundle = verify_installed(p, trusted_keys) if p.is_dir() else open_bundle(p, trusted_keys)
+        profile = _local_profile(profile)
+        import onnxruntime as ort
+
+        available = ort.get_available_providers()
+        wanted = list(providers) if providers is not None else [x for x in profile.execution_providers if x in available]
+        trt_version = _tensorrt_version()
+        if engine is not None and trt_version is not None:
+            art = {"format": "tensorrt-plan", "path": str(engine), "precision": precision or "local-engine"}
+            return cls(bundle.manifest, art, Path(engine).read_bytes(), profile, wanted, intra_op_threads)
+        art = choose_artifact(bundle.manifest, profile, wanted, precision, trt_version)
+        return cls(bundle.manifest, art, bundle.files[art["path"]], profile, wanted, intra_op_threads)
+
+    # ------------------------------------------------------------------ calls
+
+    def _check(self, states, edge_id):
+        try:
+            x = np.asarray(states, dtype=np.float32)
+        except (TypeError, ValueError) as err:
+            raise StateError(f"local_states must be numeric, got {type(states).__name__}: {err}") from None
+        if self.kind == "dtac":
+            if x.ndim == 1:
+                x = x[None, :]
+            if x.ndim != 2 or x.shape[1] != LOCAL_STATE_DIM:
+                raise StateError(f"local_states must have shape (batch, {LOCAL_STATE_DIM}) or ({LOCAL_STATE_DIM},), got {np.shape(states)}")
+        else:
+            if x.ndim == 2:
+                x = x[None]
+            if x.ndim != 3 or x.shape[2] != LOCAL_STATE_DIM:
+                raise StateError(f"joint state must have shape (rounds, N, {LOCAL_STATE_DIM}) or (N, {LOCAL_STATE_DIM}), got {np.shape(states)}")
+        if x.shape[0] == 0 or (x.ndim == 3 and x.shape[1] == 0):
+            raise StateError(f"local_states is empty (shape {np.shape(states)})")
+        if not np.isfinite(x).all():
+            idx = np.argwhere(~np.isfinite(x))[0]
+            value = x[tuple(idx)]
+            what = "NaN" if np.isnan(value) else str(float(value))
+            raise StateError(f"local_states{[int(i) for i in idx]} ({LOCAL_STATE_FIELDS[idx[-1]]}) is {what}; local states must be finite")
+        if x.min() < 0:
+            idx = np.argwhere(x < 0)[0]
+            raise StateError(
+                f"local_states{[int(i) for i in idx]} ({LOCAL_STATE_FIELDS[idx[-1]]}) is negative ({float(x[tuple(idx)])}); local states are non-negative SI values"
+            )
+        feeds = [x]
+        if self.kind == "tac":
+            if edge_id is None:
+                raise StateError("a TAC actor needs edge_id (rounds, N) with each UE's edge-server index")
+            e = np.asarray(edge_id)
+            if e.ndim == 1:
+                e = e[None]
+            if e.shape != x.shape[:2]:
+                raise StateError(f"edge_id must have shape {x.shape[:2]} like the joint state, got {np.shape(edge_id)}")
+            if not np.issubdtype(e.dtype, np.integer) or e.min() < 0:
+                raise StateError("edge_id must hold non-negative integer edge-server indices")
+            feeds.append(e.astype(np.int64, copy=False))
+        elif edge_id is not None:
+            raise StateError("a DTAC actor takes local states only (no edge_id)")
+        return feeds, np.ndim(states) == (1 if self.kind == "dtac" else 2)
+
+    def infer(self, local_states, edge_id=None) -> tuple[np.ndarray, ...]:
+        """Raw heads (offload_probs, channel_probs, transmit_power_ratio, cpu_freq_ratio)."""
+        feeds, squeeze = self._check(local_states, edge_id)
+        outs = self._backend.run(feeds)
+        return tuple(o[0] for o in outs) if squeeze else outs
+
+    def decide(self, local_states, edge_id=None) -> dict[str, np.ndarray]:
+        """The decision (offload, channel, transmit_power_ratio, cpu_freq_ratio) per UE;
+        a single (6,) state gives scalars' 0-d arrays."""
+        return decode_actions(*self.infer(local_states, edge_id))
+
+    def describe(self) -> dict:
+        return {
+            "model": self.manifest.data["model"],
+            "target": self.manifest.target.get("name"),
+            "local_profile": getattr(self.profile, "name", None),
+            "artifact": {k: self.artifact.get(k) for k in ("path", "format", "precision")},
+            "backend": self.backend,
+            "providers": list(self.providers),
+            "signed_by": self.manifest.key_id,
+        }
+
+
+def _tensorrt_version() -> str | None:
+    try:
+        import tensorrt
+    except ImportError:
+        return None
+    return str(getattr(tensorrt, "__version__", ""))
+
+
+class _OrtBackend:
+    def __init__(self, model_bytes: bytes, input_names: list[str], profile, providers, intra_op_threads) -> None:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(intra_op_threads or getattr(profile, "intra_op_threads", 1) or 1)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if so.intra_op_num_threads == 1:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        providers = list(providers) or ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(model_bytes, so, providers=providers)
+        self.providers = self.session.get_providers()
+        got = [i.name for i in self.session.get_inputs()]
+        if got != input_names:
+            raise BundleError(f"model inputs are {got}, the manifest's model kind needs {input_names}")
+        outs = [o.name for o in self.session.get_outputs()]
+        if outs != list(ACTOR_OUTPUTS):
+            raise BundleError(f"model outputs are {outs}, expected {list(ACTOR_OUTPUTS)}")
+        self.input_names = input_names
+        self._cpu_only = self.providers == ["CPUExecutionProvider"]
+        self._bindings: dict[tuple, tuple] = {}
+        self._ort = ort
+        self._run_options = ort.RunOptions()
+        # the C session runs a bound call without the Python wrapper's per-call checks
+        self._c_session = getattr(self.session, "_sess", None)
+
+    def _binding(self, shapes: tuple):
+        entry = self._bindings.get(shapes)
+        if entry is not None:
+            return entry
+        if len(self._bindings) >= _CACHE_LIMIT:
+            self._bindings.pop(next(iter(self._bindings)))
+        ins = [np.empty(s, dtype=np.float32 if i == 0 else np.int64) for i, s in enumerate(shapes)]
+        lead = shapes[0][:-1]
+        outs = [np.empty(lead + (3,), np.float32), None, np.empty(lead, np.float32), np.empty(lead, np.float32)]
+        io = self.session.io_binding()
+        for name, arr in zip(self.input_names, ins):
+            io.bind_input(name, "cpu", 0, arr.dtype, list(arr.shape), arr.ctypes.data)
+        # channel_probs' last axis (L) is read from the first run
+        probe = self.session.run(None, {n: np.zeros(s, a.dtype) for n, s, a in zip(self.input_names, shapes, ins)})
+        outs[1] = np.empty(probe[1].shape, np.float32)
+        for name, arr in zip(ACTOR_OUTPUTS, outs):
+            io.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
+        entry = (io, ins, outs)
+        self._bindings[shapes] = entry
+        return entry
+
+    def run(self, feeds: list[np.ndarray]) -> tuple[np.ndarray, ...]:
+        if not self._cpu_only:
+            return tuple(self.session.run(None, dict(zip(self.input_names, feeds))))
+        io, ins, outs = self._binding(tuple(f.shape for f in feeds))
+        for buf, f in zip(ins, feeds):
+            np.copyto(buf, f)
+        if self._c_session is not None:
+            self._c_session.run_with_iobinding(io._iobinding, self._run_options)
+        else:  # pragma: no cover - onnxruntime without the private handle
+            self.session.run_with_iobinding(io, self._run_options)
+        return tuple(o.copy() for o in outs)
+
+
+class _TensorRTBackend:
+    """TensorRT 8.x / 10.x engine with cuda-python buffers. Not exercised here: no
+    TensorRT can be installed on the machines this project was built on (see
+    docs/export-and-runtime.md)."""
+
+    def __init__(self, engine_bytes: bytes, input_names: list[str]) -> None:  # pragma: no cover
+        import tensorrt as trt
+
+        try:
+            from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+        except ImportError:
+            from cuda import cudart
+        self.trt, self.cudart = trt, cudart
+        logger = trt.Logger(trt.Logger.WARNING)
+        self.engine = trt.Runtime(logger).deserialize_cuda_engine(engine_bytes)
+        if self.engine is None:
+            raise BundleError("TensorRT could not deserialize the engine (built for another TensorRT or GPU?)")
+        self.context = self.engine.create_execution_context()
+        self.input_names = input_names
+        self._stream = cudart.cudaStreamCreate()[1]
+
+    def _check(self, err) -> None:  # pragma: no cover
+        if int(err[0] if isinstance(err, tuple) else err) != 0:
+            raise RuntimeError(f"CUDA error {err}")
+
+    def run(self, feeds):  # pragma: no cover
+        cudart = self.cudart
+        kind = cudart.cudaMemcpyKind
+        ptrs, host_out = [], []
+        for name, arr in zip(self.input_names, feeds):
+            arr = np.ascontiguousarray(arr.astype(np.int32) if arr.dtype == np.int64 else arr)
+            self.context.set_input_shape(name, arr.shape)
+            err, dev = cudart.cudaMalloc(arr.nbytes)
+            self._check(err)
+            self._check(cudart.cudaMemcpyAsync(dev, arr.ctypes.data, arr.nbytes, kind.cudaMemcpyHostToDevice, self._stream))
+            self.context.set_tensor_address(name, dev)
+            ptrs.append(dev)
+        for name in ACTOR_OUTPUTS:
+            shape = tuple(self.context.get_tensor_shape(name))
+            out = np.empty(shape, np.float32)
+            err, dev = cudart.cudaMalloc(max(out.nbytes, 1))
+            self._check(err)
+            self.context.set_tensor_address(name, dev)
+            ptrs.append(dev)
+            host_out.append((out, dev))
+        if not self.context.execute_async_v3(self._stream):
+            raise RuntimeError("TensorRT execution failed")
+        for out, dev in host_out:
+            self._check(cudart.cudaMemcpyAsync(out.ctypes.data, dev, out.nbytes, kind.cudaMemcpyDeviceToHost, self._stream))
+        self._check(cudart.cudaStreamSynchronize(self._stream))
+        for dev in ptrs:
+            cudart.cudaFree(dev)
+        return tuple(o for o, _ in host_out)
