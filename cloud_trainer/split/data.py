@@ -54,14 +54,19 @@ def load_official(kind: str, root: Path = DEFAULT_ROOT) -> Split:
     return Split(images, labels)
 
 
+def split_indices(n: int, validation_images: int = VALIDATION_IMAGES) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, validation indices) into the official training file; fixed seed."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    return order[validation_images:], order[:validation_images]
+
+
 def train_validation(root: Path = DEFAULT_ROOT, validation_images: int = VALIDATION_IMAGES,
                      limit: int | None = None) -> tuple[Split, Split]:
     """Carve a fixed validation split out of the official training file.
 
     ``limit`` caps the training split (tests train on a few hundred images)."""
     full = load_official("train", root)
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(full))
-    val_idx, train_idx = order[:validation_images], order[validation_images:]
+    train_idx, val_idx = split_indices(len(full), validation_images)
     if limit is not None:
         train_idx = train_idx[:limit]
         val_idx = val_idx[: max(1, min(validation_images, limit))]

@@ -110,8 +110,8 @@ class FactorizedCodec:
             raise CodecError("codec needs at least one channel table", field="tables")
         total = 1 << precision_bits
         for c, t in enumerate(tables):
-            if t.frequencies.ndim != 1 or np.any(t.frequencies < 1) or int(t.frequencies.sum()) != total:
-                raise CodecError(f"table of channel {c}: frequencies must be >= 1 and sum to 2**{precision_bits}",
+            if t.frequencies.ndim != 1 or len(t.frequencies) < 2 or np.any(t.frequencies < 1) or int(t.frequencies.sum()) != total:
+                raise CodecError(f"table of channel {c}: frequencies must be >= 1, at least two, and sum to 2**{precision_bits}",
                                  field="tables")
         self.tables = tables
         self.precision_bits = precision_bits
@@ -142,7 +142,13 @@ class FactorizedCodec:
 
     @classmethod
     def from_probabilities(cls, tables: list[tuple[int, np.ndarray]], precision_bits: int = 16) -> "FactorizedCodec":
-        return cls([ChannelTable(int(lo), quantize_frequencies(p, precision_bits)) for lo, p in tables], precision_bits)
+        out = []
+        for lo, p in tables:
+            p = np.asarray(p, dtype=np.float64)
+            if len(p) < 2:  # the coder needs two symbols at least; the extra one gets the minimum frequency
+                p = np.append(p, 0.0)
+            out.append(ChannelTable(int(lo), quantize_frequencies(p, precision_bits)))
+        return cls(out, precision_bits)
 
     # --- coding ------------------------------------------------------------------------
     def clamp(self, symbols: np.ndarray) -> np.ndarray:
