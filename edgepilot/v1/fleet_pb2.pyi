@@ -28,7 +28,7 @@ class RadioMeasurement(_message.Message):
     def __init__(self, edge_id: _Optional[int] = ..., channel_gain: _Optional[float] = ..., edge_cloud_gain: _Optional[float] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("ue_id", "round", "task_type", "input_bits", "output_bits", "cycles_per_bit", "cached", "deadline_seconds", "radio", "issued_unix_seconds")
+    __slots__ = ("ue_id", "round", "task_type", "input_bits", "output_bits", "cycles_per_bit", "cached", "deadline_seconds", "radio", "issued_unix_seconds", "frame_start_unix_seconds")
     UE_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class Task(_message.Message):
     DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RADIO_FIELD_NUMBER: _ClassVar[int]
     ISSUED_UNIX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_START_UNIX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ue_id: str
     round: int
     task_type: int
@@ -49,7 +50,8 @@ class Task(_message.Message):
     deadline_seconds: float
     radio: RadioMeasurement
     issued_unix_seconds: float
-    def __init__(self, ue_id: _Optional[str] = ..., round: _Optional[int] = ..., task_type: _Optional[int] = ..., input_bits: _Optional[float] = ..., output_bits: _Optional[float] = ..., cycles_per_bit: _Optional[float] = ..., cached: _Optional[bool] = ..., deadline_seconds: _Optional[float] = ..., radio: _Optional[_Union[RadioMeasurement, _Mapping]] = ..., issued_unix_seconds: _Optional[float] = ...) -> None: ...
+    frame_start_unix_seconds: float
+    def __init__(self, ue_id: _Optional[str] = ..., round: _Optional[int] = ..., task_type: _Optional[int] = ..., input_bits: _Optional[float] = ..., output_bits: _Optional[float] = ..., cycles_per_bit: _Optional[float] = ..., cached: _Optional[bool] = ..., deadline_seconds: _Optional[float] = ..., radio: _Optional[_Union[RadioMeasurement, _Mapping]] = ..., issued_unix_seconds: _Optional[float] = ..., frame_start_unix_seconds: _Optional[float] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("ue_id", "round", "offload", "channel", "transmit_power_ratio", "cpu_freq_ratio", "policy_version", "decision_wall_seconds", "decided_unix_seconds")
@@ -204,7 +206,7 @@ class LocalStateReport(_message.Message):
     def __init__(self, ue_id: _Optional[str] = ..., round: _Optional[int] = ..., edge_id: _Optional[int] = ..., local_state: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class ExecuteRequest(_message.Message):
-    __slots__ = ("ue_id", "round", "target", "input_bits", "output_bits", "cycles_per_bit", "cached", "channel", "transmit_power_ratio", "channel_gain", "edge_id", "payload", "edge_cloud_gain")
+    __slots__ = ("ue_id", "round", "target", "input_bits", "output_bits", "cycles_per_bit", "cached", "channel", "transmit_power_ratio", "channel_gain", "edge_id", "payload", "edge_cloud_gain", "frame_start_unix_seconds", "forwarded_ue_edge_seconds")
     UE_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +220,8 @@ class ExecuteRequest(_message.Message):
     EDGE_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     EDGE_CLOUD_GAIN_FIELD_NUMBER: _ClassVar[int]
+    FRAME_START_UNIX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FORWARDED_UE_EDGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ue_id: str
     round: int
     target: OffloadTarget
@@ -231,7 +235,9 @@ class ExecuteRequest(_message.Message):
     edge_id: int
     payload: bytes
     edge_cloud_gain: float
-    def __init__(self, ue_id: _Optional[str] = ..., round: _Optional[int] = ..., target: _Optional[_Union[OffloadTarget, str]] = ..., input_bits: _Optional[float] = ..., output_bits: _Optional[float] = ..., cycles_per_bit: _Optional[float] = ..., cached: _Optional[bool] = ..., channel: _Optional[int] = ..., transmit_power_ratio: _Optional[float] = ..., channel_gain: _Optional[float] = ..., edge_id: _Optional[int] = ..., payload: _Optional[bytes] = ..., edge_cloud_gain: _Optional[float] = ...) -> None: ...
+    frame_start_unix_seconds: float
+    forwarded_ue_edge_seconds: float
+    def __init__(self, ue_id: _Optional[str] = ..., round: _Optional[int] = ..., target: _Optional[_Union[OffloadTarget, str]] = ..., input_bits: _Optional[float] = ..., output_bits: _Optional[float] = ..., cycles_per_bit: _Optional[float] = ..., cached: _Optional[bool] = ..., channel: _Optional[int] = ..., transmit_power_ratio: _Optional[float] = ..., channel_gain: _Optional[float] = ..., edge_id: _Optional[int] = ..., payload: _Optional[bytes] = ..., edge_cloud_gain: _Optional[float] = ..., frame_start_unix_seconds: _Optional[float] = ..., forwarded_ue_edge_seconds: _Optional[float] = ...) -> None: ...
 
 class ExecuteResponse(_message.Message):
     __slots__ = ("ue_id", "round", "executed_at", "uplink_rate_bps", "compute_seconds", "communication_seconds", "queue_seconds", "execution_seconds", "result", "error", "timings")
