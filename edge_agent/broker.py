@@ -71,12 +71,24 @@ class EmbeddedBroker:
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
 
+        class _Broker(Broker):
+            """amqtt 0.12 sends a connecting client the retained messages of every topic
+            filter *any* session subscribed to (and iterates that dict while awaiting).
+            Only a session's own subscriptions get its retained messages here: a UE must
+            never see another UE's retained status."""
+
+            async def _publish_retained_messages_for_subscription(self, subscription, session) -> None:
+                subs = self._subscriptions.get(subscription[0], [])
+                if not any(s.client_id == session.client_id for s, _ in subs):
+                    return
+                await super()._publish_retained_messages_for_subscription(subscription, session)
+
         def run() -> None:
             loop = asyncio.new_event_loop()
             self._loop = loop
             asyncio.set_event_loop(loop)
             try:
-                self._broker = Broker(config, loop=loop)
+                self._broker = _Broker(config, loop=loop)
                 loop.run_until_complete(self._broker.start())
             except BaseException as err:  # reported to start()
                 self._error = err

@@ -2,7 +2,7 @@
 
 An emulated device does not burn cycles; it *holds* the work for as long as the
 hardware it stands for would take, on a compressed clock: ``time_scale`` wall seconds
-per emulated second (0.02 turns a 5 s task into 100 ms of wall time). Times reported by
+per emulated second (0.1 turns a 5 s task into 500 ms of wall time). Times reported by
 the fleet are in emulated seconds, so they compare 1:1 with the system model.
 
 * compute: ``cycles / (b * F)`` (2) at the device's clock ``F`` (a Jetson Nano's
@@ -33,7 +33,7 @@ DEVICE_CPU_HZ = {
 }
 
 #: Default compressed clock: wall seconds per emulated second.
-DEFAULT_TIME_SCALE = 0.02
+DEFAULT_TIME_SCALE = 0.1
 
 
 def device_cpu_hz(profile: str, default: float | None = None) -> float:

@@ -155,9 +155,9 @@ class UEAgent:
             return
         c = self.config
         self.stats["connects"] += 1
-        subs = [(topics.task(c.ue_id), 1), (topics.policy_topic(), 1)]
-        if self.edge_info is None:
-            subs.append((topics.edge_info(c.edge_id), 1))
+        # the retained edge-server info is read once per connection (a cached copy only
+        # serves a start without a broker), never per round
+        subs = [(topics.task(c.ue_id), 1), (topics.policy_topic(), 1), (topics.edge_info(c.edge_id), 1)]
         if c.mode == "centralized":
             subs.append((topics.command(c.ue_id), 1))
         client.subscribe(subs)
@@ -355,12 +355,16 @@ class UEAgent:
         outcome = self._execute(task, dmsg, received, decided, clock, params)
         tel_topic = topics.telemetry(c.ue_id)
 
-        def telemetry(seq: int) -> bytes:
-            return pb.Telemetry(ue_id=c.ue_id, seq=seq, decision=dmsg, outcome=outcome, created_unix_seconds=time.time(),
-                                queued_records=self.outbox.backlog, dropped_records=self.outbox.dropped).SerializeToString()
+        built: list[bytes] = []
 
-        seq = self.outbox.put(tel_topic, b"", qos=1, make_payload=telemetry)
-        records.append((tel_topic, self.outbox.read(seq)[1]))
+        def telemetry(seq: int) -> bytes:
+            built.append(pb.Telemetry(ue_id=c.ue_id, seq=seq, decision=dmsg, outcome=outcome, created_unix_seconds=time.time(),
+                                      queued_records=len(self.outbox._pending), dropped_records=self.outbox.dropped
+                                      ).SerializeToString())
+            return built[0]
+
+        self.outbox.put(tel_topic, b"", qos=1, make_payload=telemetry)
+        records.append((tel_topic, built[0]))
         self._recent[task.round] = records
         while len(self._recent) > c.recent_rounds:
             self._recent.popitem(last=False)

@@ -135,7 +135,8 @@ def load_bundle_policy(path, trusted_keys, profile: str | None = None) -> Runtim
     from edge_agent.runtime import PolicyRuntime  # the device runtime (issue: runtime / bundle)
 
     runtime = PolicyRuntime.from_bundle(path, trusted_keys, profile=profile)
-    version = getattr(runtime, "version", None) or bundle_version(path)
+    manifest = getattr(runtime, "manifest", None)
+    version = getattr(manifest, "version", None) or bundle_version(path)
     return RuntimePolicy(runtime, str(version))
 
 
