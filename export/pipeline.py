@@ -60,6 +60,19 @@ def export_checkpoint(
     Returns the parity report (also written into the bundle as parity.json). Raises
     :class:`ParityError` when a variant's decision agreement is below ``min_agreement``
     and ``on_parity_failure`` is "fail" ("drop" leaves the variant out instead)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a ~8k-parameter actor: extra threads only contend
+    try:
+        return _export(checkpoint, target, out, precisions, scenario, parity_count, calibration_count, min_agreement,
+                       on_parity_failure, signing_key, version, seed, build_engines, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _export(checkpoint, target, out, precisions, scenario, parity_count, calibration_count, min_agreement,
+            on_parity_failure, signing_key, version, seed, build_engines, progress) -> dict:
     from cloud_trainer.checkpoint import load_actor
     from cloud_trainer.models import count_parameters
 

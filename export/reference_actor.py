@@ -39,6 +39,20 @@ def fit_reference_actor(actor, states: np.ndarray, steps: int = 300, seed: int =
     from cloud_trainer.models import DTACActor
 
     torch.manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: more threads only fight over the cores
+    try:
+        return _fit(actor, states, steps, seed, lr)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(actor, states, steps, seed, lr):
+    import torch
+    from torch.nn import functional as F
+
+    from cloud_trainer.models import DTACActor
+
     x = torch.as_tensor(np.asarray(states), dtype=torch.float32)
     actor.normalizer.fit(x)
     offload, channel, ratio = (torch.as_tensor(t) for t in greedy_targets(states, actor.cfg.num_channels))

@@ -1,0 +1,80 @@
+"""FP16 / INT8 dynamic / INT8 static variants and the parity figures."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto
+
+from cloud_trainer.checkpoint import load_actor
+from export.onnx_export import export_actor
+from export.parity import compare, ort_outputs, parity_states, passes, torch_outputs
+from export.quantize import StateCalibrationReader, build_variant
+from export.testing import reference_checkpoint
+from cloud_trainer.scenario import load_scenario
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    work = tmp_path_factory.getbasetemp() / "edgepilot-export"
+    work.mkdir(exist_ok=True)
+    actor = load_actor(reference_checkpoint(work, "dtac"))[0]
+    sc = load_scenario("fig5")
+    cal, _ = parity_states(sc, "dtac", 1000, seed=1)
+    ev, _ = parity_states(sc, "dtac", 2000, seed=2)
+    fp32 = export_actor(actor, "dtac", work / "q_fp32.onnx", opset=17)
+    ref = torch_outputs(actor, "dtac", ev)
+    return work, fp32, cal, ev, ref
+
+
+def test_fp32_parity_is_exact_enough(setup):
+    work, fp32, cal, ev, ref = setup
+    fig = compare(ref, ort_outputs(str(fp32), "dtac", ev, chunk=1))
+    assert fig["max_abs_error_all_heads"] < 1e-4 and fig["decision_agreement"] == 1.0 and passes(fig, 0.99)
+
+
+def test_fp16_keeps_the_state_normalisation_in_fp32(setup):
+    work, fp32, cal, ev, ref = setup
+    path = build_variant("fp16", fp32, work / "q_fp16.onnx")
+    model = onnx.load(str(path))
+    assert model.graph.input[0].type.tensor_type.elem_type == TensorProto.FLOAT
+    types = {vi.name: vi.type.tensor_type.elem_type for vi in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    log = next(n for n in model.graph.node if n.op_type == "Log")
+    assert types.get(log.input[0], TensorProto.FLOAT) == TensorProto.FLOAT  # received power ~1e-13 W would flush to 0 in FP16
+    assert any(n.op_type == "Gemm" and types.get(n.output[0]) == TensorProto.FLOAT16 for n in model.graph.node)
+    fig = compare(ref, ort_outputs(str(path), "dtac", ev, chunk=256))
+    assert fig["all_finite"] and fig["max_abs_error_all_heads"] < 0.05 and passes(fig, 0.99)
+
+
+def test_int8_variants_are_quantized_and_close(setup):
+    work, fp32, cal, ev, ref = setup
+    reader = StateCalibrationReader("dtac", cal, chunk=250)
+    static = build_variant("int8_static", fp32, work / "q_int8_static.onnx", reader)
+    dynamic = build_variant("int8_dynamic", fp32, work / "q_int8_dynamic.onnx")
+    s_ops = {n.op_type for n in onnx.load(str(static)).graph.node}
+    d_ops = {n.op_type for n in onnx.load(str(dynamic)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= s_ops
+    assert "MatMulInteger" in d_ops
+    assert static.stat().st_size and dynamic.stat().st_size < fp32.stat().st_size
+    for path in (static, dynamic):
+        fig = compare(ref, ort_outputs(str(path), "dtac", ev, chunk=1))
+        assert fig["all_finite"]
+        assert fig["offload_agreement"] > 0.9 and fig["channel_agreement"] > 0.8
+        assert fig["max_abs_error_all_heads"] > 0  # it really is a different model
+
+
+def test_calibration_reader_yields_equal_batches():
+    states = np.zeros((1000, 6), np.float32)
+    r = StateCalibrationReader("dtac", states, chunk=300)
+    sizes = []
+    while (b := r.get_next()) is not None:
+        sizes.append(len(b["local_state"]))
+    assert sizes == [300, 300, 300]
+    r.rewind()
+    assert r.get_next() is not None
+
+
+def test_compare_flags_disagreement():
+    ref = [np.array([[0.9, 0.05, 0.05]]), np.array([[0.7, 0.1, 0.1, 0.1]]), np.array([0.5]), np.array([0.5])]
+    bad = [np.array([[0.1, 0.8, 0.1]]), ref[1], ref[2], np.array([np.nan])]
+    fig = compare(ref, bad)
+    assert fig["offload_agreement"] == 0.0 and not fig["all_finite"] and not passes(fig, 0.5)
