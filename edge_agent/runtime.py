@@ -128,7 +128,8 @@ class PolicyRuntime:
 
     def _check(self, states, edge_id):
         try:
-            x = np.asarray(states, dtype=np.float32)
+            with np.errstate(over="ignore"):  # a value beyond float32 becomes inf and is refused below
+                x = np.asarray(states, dtype=np.float32)
         except (TypeError, ValueError) as err:
             raise StateError(f"local_states must be numeric, got {type(states).__name__}: {err}") from None
         if self.kind == "dtac":
