@@ -154,7 +154,7 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
             forward = pb.ExecuteRequest()
             forward.CopyFrom(r)
             forward.payload = r.payload
-            remaining = context.time_remaining()
+            remaining = _time_remaining(context)
             try:
                 reply = self._cloud.execute(forward, timeout=remaining, ue_edge_seconds=job.ue_edge_seconds,
                                             frame_start=frame.start)
@@ -202,9 +202,15 @@ def result_bytes(output_bits: float, wire_scale: float) -> bytes:
     return bytes(max(0, int(math.ceil(output_bits * wire_scale / 8))))
 
 
+def _time_remaining(context) -> float | None:
+    """The call's remaining time, None without a deadline (gRPC then reports ~9e18 s)."""
+    remaining = context.time_remaining() if context is not None else None
+    return None if remaining is None or remaining > 1e6 else remaining
+
+
 def _sleep_within(clock: EmulationClock, wall_end: float, context) -> bool:
     """Sleep until ``wall_end`` unless the call's deadline comes first."""
-    remaining = context.time_remaining() if context is not None else None
+    remaining = _time_remaining(context)
     if remaining is not None and time.time() + remaining < wall_end:
         clock.sleep_until(time.time() + max(0.0, remaining))
         return False

@@ -63,6 +63,7 @@ def build_agents(spec: dict) -> list[UEAgent]:
             hardware_profile=spec.get("hardware_profile", "jetson-nano"), mode=spec.get("mode", "decentralized"),
             wire_scale=float(spec.get("wire_scale", 1.0)), command_timeout_s=float(spec.get("command_timeout_s", 5.0)),
             trusted_keys=list(spec.get("policy", {}).get("trusted_keys", [])),
+            keepalive_s=int(spec.get("keepalive_s", 10)),
         )
         updater = None
         if spec.get("ota_root") or spec.get("policy", {}).get("ota"):

@@ -1,0 +1,1 @@
+"""Mosquitto deployment assets of the fleet (config with TLS, ACL, credentials)."""
