@@ -172,6 +172,9 @@ class MosquittoBroker:
             "log_dest stderr",
             "log_type error",
             "log_type warning",
+            # started as root, Mosquitto drops to user "mosquitto", which cannot read a
+            # private scratch directory: a test / emulation broker keeps the caller's user
+            *(["user root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []),
             *self.extra_config,
         ]
         self.conf_path.write_text("\n".join(lines) + "\n")

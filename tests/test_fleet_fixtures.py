@@ -150,3 +150,11 @@ class FixedPolicy:
 
 def publish_edge_info(listener: Listener, fleet: Fleet, k: int, address: str | None = None) -> None:
     listener.publish(topics.edge_info(k), fleet.info(k, address).SerializeToString(), retain=True)
+
+
+def wait_connected(agent: UEAgent, timeout: float = 15.0) -> None:
+    end = time.time() + timeout
+    while agent.stats["connects"] < 1 and time.time() < end:
+        time.sleep(0.02)
+    assert agent.stats["connects"] >= 1, f"{agent.config.ue_id} did not connect"
+    time.sleep(0.3)  # its SUBSCRIBE is on the wire
