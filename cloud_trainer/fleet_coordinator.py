@@ -136,9 +136,10 @@ class Coordinator:
         self.telemetry: dict[int, dict[str, pb.Telemetry]] = {}
         self.states: dict[int, dict[str, pb.LocalStateReport]] = {}
         self.online: set[str] = set()
-        self.seen_seq: dict[str, int] = {}
+        self.seen_seqs: dict[str, set] = {}
         self.out_of_order = 0
         self.duplicates = 0
+        self.duplicate_decisions = 0
         self.dropped = 0
         self.connected = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgepilot-coordinator",
@@ -177,17 +178,21 @@ class Coordinator:
             if leaf == "decision":
                 d = payloads.parse_decision(msg.payload, topics.ue_of(msg.topic))
                 with self.cond:
+                    if d.ue_id in self.decisions.get(d.round, {}):
+                        self.duplicate_decisions += 1
                     self.decisions.setdefault(d.round, {})[d.ue_id] = d
                     self.cond.notify_all()
             elif leaf == "telemetry":
                 t = payloads.parse_telemetry(msg.payload)
                 with self.cond:
-                    last = self.seen_seq.get(t.ue_id, -1)
-                    if t.seq <= last:
+                    # the outbox numbers decisions and telemetry together: telemetry seqs
+                    # rise but skip; a repeat is an at-least-once duplicate, a drop is disorder
+                    seen = self.seen_seqs.setdefault(t.ue_id, set())
+                    if t.seq in seen:
                         self.duplicates += 1
-                    elif t.seq != last + 1 and last >= 0:
+                    elif seen and t.seq < max(seen):
                         self.out_of_order += 1
-                    self.seen_seq[t.ue_id] = max(last, t.seq)
+                    seen.add(t.seq)
                     self.telemetry.setdefault(t.outcome.round, {})[t.ue_id] = t
                     self.cond.notify_all()
             elif leaf == "status":
@@ -368,10 +373,11 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
         obs = sim.reset()
         rounds = []
         for t in range(cfg.rounds):
+            restart = None
             if cfg.restart_broker_at is not None and t == cfg.restart_broker_at:
-                progress(f"round {t}: restarting the broker")
-                broker.restart(down_seconds=1.0)
-            rounds.append(_run_round(cfg, coord, sim, obs, t, ues, params, sc.radio.num_channels, clock))
+                progress(f"round {t}: restarting the broker while the round runs")
+                restart = broker.restart
+            rounds.append(_run_round(cfg, coord, sim, obs, t, ues, params, sc.radio.num_channels, clock, restart))
             r = rounds[-1]
             progress(f"round {t + 1}/{cfg.rounds}: measured {r['measured_round_time_s']:.2f} s, predicted "
                      f"{r['predicted_round_time_s']:.2f} s, offload L/E/C {r['offload_mix']['local']}/"
@@ -394,7 +400,8 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
     return summary
 
 
-def _run_round(cfg, coord: Coordinator, sim, obs, t: int, ues, params, num_channels: int, clock) -> dict:
+def _run_round(cfg, coord: Coordinator, sim, obs, t: int, ues, params, num_channels: int, clock,
+               restart: Callable | None = None) -> dict:
     tasks = obs.tasks
     n = len(ues)
     state = obs.local_state[0]
@@ -412,6 +419,9 @@ def _run_round(cfg, coord: Coordinator, sim, obs, t: int, ues, params, num_chann
             radio=pb.RadioMeasurement(edge_id=int(tasks.edge[0, i]), channel_gain=float(tasks.gain[0, i]),
                                       edge_cloud_gain=float(tasks.edge_cloud_gain[0, tasks.edge[0, i]])))
         coord.publish(topics.task(ue), task_msgs[ue].SerializeToString())
+    if restart is not None:  # fault drill: the broker goes down while the UEs decide and execute
+        time.sleep(cfg.decision_window_s / 3)
+        restart(down_seconds=1.0)
     commanded = False
     last_send = time.time()
     end = issued + cfg.round_timeout_s
@@ -522,6 +532,7 @@ def summarize(cfg: EmulateConfig, sc: Scenario, rounds: list[dict], agents: list
         "messages_by_topic_per_round": _mean_dict([r["messages_by_topic"] for r in rounds]),
         "bytes_by_topic_per_round": _mean_dict([r["bytes_by_topic"] for r in rounds]),
         "telemetry_duplicates": coord.duplicates,
+        "decision_duplicates": coord.duplicate_decisions,
         "telemetry_out_of_order": coord.out_of_order,
         "coordinator_dropped_payloads": coord.dropped,
         "resent_tasks": int(sum(r["resent_tasks"] for r in rounds)),
