@@ -108,3 +108,16 @@ def test_fold_affine_chains_is_exact():
     onnx.checker.check_model(model)
     after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_allclose(after, before, atol=1e-5)
+
+
+def test_opset_20_uses_standard_gelu_and_drops_exporter_metadata(dtac, work, states):
+    path = export_actor(dtac, "dtac", work / "laptop.onnx", opset=20)
+    info = check_model(path, 20)
+    assert info["ops"].get("Gelu") == 3 and "Erf" not in info["ops"]
+    model = onnx.load(str(path))
+    assert not any(n.metadata_props for n in model.graph.node)
+    assert path.stat().st_size < 2 * 4 * 8073  # weights dominate: 8,073 float32 parameters
+    with torch.no_grad():
+        ref = [t.numpy() for t in dtac(torch.as_tensor(states))]
+    for o, r in zip(_run(path, {"local_state": states}), ref):
+        np.testing.assert_allclose(o, r, atol=2e-5)

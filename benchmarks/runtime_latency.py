@@ -1,0 +1,167 @@
+"""Per-decision latency of the on-device runtime against eager torch, in the same run.
+
+    python benchmarks/runtime_latency.py [--checkpoint dtac.pt] [--tac-checkpoint tac.pt]
+                                         [--calls 20000] [--out results/runtime_latency.json]
+
+* DTAC actor at batch 1 (one UE's decision): ONNX Runtime FP32, INT8 static (QDQ) and
+  INT8 dynamic through ``edge_agent.runtime.PolicyRuntime`` (``infer``: checks + the
+  actor; ``decide``: plus decode_actions), and the same actor in eager torch;
+* TAC actor at N = 30 UEs (one round): ONNX Runtime FP32 against eager torch;
+* artifact sizes and the INT8 decision agreement on 10,000 simulator states.
+
+One thread everywhere (OMP_NUM_THREADS=1, torch.set_num_threads(1), onnxruntime
+intra_op_num_threads=1), pinned to one core. The candidates are timed in interleaved
+rounds so a change of machine load hits all of them alike. Figures: p50 and p99 in
+microseconds, and the ratio torch / onnxruntime of the medians.
+
+Without ``--checkpoint`` the DTAC actor is the quickly fitted reference actor of
+``export.reference_actor`` (a stand-in with a trained policy's decision margins),
+and the TAC actor a freshly initialised one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import pin_one_core, write_json  # noqa: E402
+
+pin_one_core()
+
+import numpy as np  # noqa: E402
+
+
+def percentiles(samples_ns: list[float]) -> dict:
+    a = np.asarray(samples_ns) / 1e3
+    return {"p50_us": float(np.percentile(a, 50)), "p99_us": float(np.percentile(a, 99)), "mean_us": float(a.mean()), "calls": int(a.size)}
+
+
+def interleaved(candidates: dict, calls: int, rounds: int = 10, warmup: int = 500) -> dict:
+    per_round = max(1, calls // rounds)
+    samples = {name: [] for name in candidates}
+    for fn in candidates.values():
+        for _ in range(warmup):
+            fn()
+    clock = time.perf_counter_ns
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            out = samples[name]
+            for _ in range(per_round):
+                t = clock()
+                fn()
+                out.append(clock() - t)
+    return {name: percentiles(s) for name, s in samples.items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path, help="DTAC checkpoint (default: the fitted reference actor)")
+    ap.add_argument("--tac-checkpoint", type=Path, help="TAC checkpoint (default: a freshly initialised actor)")
+    ap.add_argument("--calls", type=int, default=20_000, help="timed calls per candidate")
+    ap.add_argument("--states", type=int, default=10_000, help="parity states")
+    ap.add_argument("--out", default="results/runtime_latency.json")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from cloud_trainer.checkpoint import load_actor
+    from cloud_trainer.envs.simulator import sample_local_states
+    from cloud_trainer.scenario import load_scenario
+    from edge_agent.runtime import PolicyRuntime
+    from export.pipeline import export_checkpoint
+    from export.testing import keypair, reference_checkpoint
+
+    tmp = Path(tempfile.mkdtemp(prefix="edgepilot-bench-"))
+    dtac_ckpt = args.checkpoint or reference_checkpoint(tmp, "dtac")
+    tac_ckpt = args.tac_checkpoint or reference_checkpoint(tmp, "tac")
+    priv, pub = keypair(tmp)
+    print(f"exporting {dtac_ckpt} for the laptop profile (fp32, int8_static, int8_dynamic; parity on {args.states} states)", file=sys.stderr)
+    dtac_bundle = tmp / "dtac.bundle"
+    report = export_checkpoint(dtac_ckpt, "laptop", dtac_bundle, precisions=["fp32", "int8_static", "int8_dynamic"],
+                               parity_count=args.states, min_agreement=0.0, signing_key=priv)
+    tac_bundle = tmp / "tac.bundle"
+    export_checkpoint(tac_ckpt, "laptop", tac_bundle, precisions=["fp32"], parity_count=1200, min_agreement=0.0, signing_key=priv)
+
+    runtimes = {p: PolicyRuntime.from_bundle(dtac_bundle, [pub], profile="laptop", precision=p, intra_op_threads=1)
+                for p in ("fp32", "int8_static", "int8_dynamic")}
+    actor, _ = load_actor(dtac_ckpt)
+    state = sample_local_states(load_scenario("fig5"), 1, seed=99).astype(np.float32)  # (1, 6): one UE
+    x_torch = torch.as_tensor(state)
+
+    def torch_call():
+        with torch.inference_mode():
+            actor(x_torch)
+
+    candidates = {
+        "torch_eager": torch_call,
+        "ort_fp32_infer": lambda: runtimes["fp32"].infer(state),
+        "ort_fp32_decide": lambda: runtimes["fp32"].decide(state),
+        "ort_int8_static_infer": lambda: runtimes["int8_static"].infer(state),
+        "ort_int8_dynamic_infer": lambda: runtimes["int8_dynamic"].infer(state),
+    }
+    print(f"timing the DTAC actor at batch 1 ({args.calls} calls each, interleaved)", file=sys.stderr)
+    dtac = interleaved(candidates, args.calls)
+    torch_p50 = dtac["torch_eager"]["p50_us"]
+    for name, fig in dtac.items():
+        fig["speedup_vs_torch_p50"] = torch_p50 / fig["p50_us"]
+
+    tac_rt = PolicyRuntime.from_bundle(tac_bundle, [pub], profile="laptop", intra_op_threads=1)
+    tac_actor, _ = load_actor(tac_ckpt)
+    joint = sample_local_states(load_scenario("fig5"), 30, seed=98).astype(np.float32)[None]
+    edges = np.random.default_rng(0).integers(0, 5, (1, 30))
+    jt, et = torch.as_tensor(joint), torch.as_tensor(edges)
+
+    def tac_torch():
+        with torch.inference_mode():
+            tac_actor(jt, et)
+
+    print("timing the TAC actor at N = 30", file=sys.stderr)
+    tac = interleaved({"torch_eager": tac_torch, "ort_fp32_infer": lambda: tac_rt.infer(joint, edges)}, max(2000, args.calls // 5))
+    for fig in tac.values():
+        fig["speedup_vs_torch_p50"] = tac["torch_eager"]["p50_us"] / fig["p50_us"]
+
+    sizes = {p: f["size_bytes"] for p, f in report["variants"].items()}
+    agreement = {p: {k: f[k] for k in ("offload_agreement", "channel_agreement", "decision_agreement", "max_abs_error_all_heads")}
+                 for p, f in report["variants"].items()}
+    import onnxruntime
+    result = {
+        "benchmark": "runtime_latency",
+        "versions": {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__},
+        "threads": 1,
+        "checkpoint": str(args.checkpoint or "reference actor (export.reference_actor, fitted)"),
+        "dtac_batch1": dtac,
+        "tac_n30": tac,
+        "artifact_bytes": sizes,
+        "parity_states": args.states,
+        "parity": agreement,
+        "onnx_nodes": report["onnx"]["nodes"],
+        "targets": {
+            "dtac_ort_fp32_p99_under_20us": dtac["ort_fp32_infer"]["p99_us"] < 20,
+            "dtac_ort_fp32_4x_faster_than_torch": dtac["ort_fp32_infer"]["speedup_vs_torch_p50"] >= 4,
+            "int8_static_agreement_ge_99": min(agreement["int8_static"]["offload_agreement"], agreement["int8_static"]["channel_agreement"]) >= 0.99,
+            "int8_dynamic_agreement_ge_99": min(agreement["int8_dynamic"]["offload_agreement"], agreement["int8_dynamic"]["channel_agreement"]) >= 0.99,
+        },
+    }
+    print("\nDTAC actor, batch 1, one thread (microseconds)")
+    print(f"{'candidate':26s} {'p50':>8s} {'p99':>8s} {'x torch':>8s}")
+    for name, fig in dtac.items():
+        print(f"{name:26s} {fig['p50_us']:8.1f} {fig['p99_us']:8.1f} {fig['speedup_vs_torch_p50']:8.1f}")
+    print("\nTAC actor, N = 30 (microseconds)")
+    for name, fig in tac.items():
+        print(f"{name:26s} {fig['p50_us']:8.1f} {fig['p99_us']:8.1f} {fig['speedup_vs_torch_p50']:8.1f}")
+    print(f"\nartifact bytes: {sizes}")
+    for p, a in agreement.items():
+        print(f"parity {p:13s} offload {a['offload_agreement']:.4f} channel {a['channel_agreement']:.4f} "
+              f"joint {a['decision_agreement']:.4f} max|err| {a['max_abs_error_all_heads']:.2e}")
+    print(f"targets: {result['targets']}")
+    path = write_json(args.out, result)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
