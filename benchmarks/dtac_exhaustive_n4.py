@@ -4,7 +4,7 @@ Trains a TAC on a 1-edge-server, 4-UE variant of the Fig. 5 radio/compute settin
 then plays TAC, the exhaustive optimum (a, b on a 3-point grid), Local-only and
 Greedy on the same simulator seed. Prints the figures and writes JSON.
 
-    .venv/bin/python benchmarks/dtac_exhaustive_n4.py --out results/dtac_n4.json
+    .venv/bin/python benchmarks/dtac_exhaustive_n4.py --out docs/figures/dtac/n4_exhaustive.json
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from cloud_trainer.tac import TACConfig, train_tac
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="results/dtac_n4.json")
+    ap.add_argument("--out", default="docs/figures/dtac/n4_exhaustive.json")
     ap.add_argument("--runs", default="runs/n4")
     ap.add_argument("--episodes", type=int, default=4)
     ap.add_argument("--rounds-per-episode", type=int, default=300)

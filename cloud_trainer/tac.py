@@ -342,7 +342,9 @@ def train_tac(
         if step.episode_done:
             obs = sim.reset()
 
-        if rnd - start_round >= cfg.warmup_rounds or (resume and start_round > 0):
+        # the replay memory is not checkpointed: after a resume it refills for
+        # warmup_rounds like a fresh start (updating on one round's 16 states overfits)
+        if rnd - start_round >= cfg.warmup_rounds:
             for _ in range(cfg.updates_per_round):
                 s, e, m, acts, r = memory.sample(cfg.batch_size, gen)
                 q = critic(s, e, *acts, m)

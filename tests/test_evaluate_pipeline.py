@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cloud_trainer.baselines import LocalPolicy
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import evaluate_policy, rounds_to_fraction
+from cloud_trainer.evaluate import evaluate_policy, rounds_to_fraction, target_checks
 from cloud_trainer.scenario import load_scenario
 from edgepilot.cli import app
 
@@ -37,6 +37,21 @@ def test_rounds_to_fraction():
     assert out["episode"] == 3 and out["improved"]
 
 
+def test_target_checks_say_met_and_missed():
+    methods = {m: {"weighted_reward": r} for m, r in
+               dict(tac=-30.0, dtac=-32.0, happo=-50.0, tl=-40.0, tl_transformer=-31.0, greedy=-900.0, local=-60.0, random=-3000.0).items()}
+    results = {"scenarios": {"fig6": {"methods": methods}},
+               "generalization": {"trained_on": "fig6", "tested_on": "fig7", "relative_change": -0.15},
+               "benchmarks": {"n4_exhaustive": {"tac_gap_to_optimum": 0.03},
+                              "training_cost": {"scenario": "fig5", "tac_plus_dtac_wall_s": 1900.0}}}
+    within, beat, gen, n4, cost = target_checks(results)
+    assert within["met"] and "-6.7%" in within["value"]  # -32 is 6.7% below -30
+    assert not beat["met"] and "TL-transformer" in beat["value"] and "HAPPO" not in beat["value"]
+    assert not gen["met"] and n4["met"] and not cost["met"]
+    methods["dtac"]["weighted_reward"] = -20.0  # better than TAC and everything else
+    assert all(c["met"] for c in target_checks(results)[:2])
+
+
 def test_train_and_evaluate_commands_quick(tmp_path):
     runner = CliRunner()
     runs = tmp_path / "runs"
@@ -55,4 +70,4 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     assert "dtac" in results["action_similarity_kl"]["fig5"]
     assert results["complexity"]["fig5"]["tac"]["actor_parameters"] > 1000
     text = page.read_text()
-    assert "DTAC" in text and "Local-only" in text and (out / "fig5_vs_num_ues.png").exists()
+    assert "DTAC" in text and "Local-only" in text and "Deviations from the paper" in text and "rounds x" in text and (out / "fig5_vs_num_ues.png").exists()
