@@ -14,14 +14,15 @@ intra_op_num_threads=1), pinned to one core. The candidates are timed in interle
 rounds so a change of machine load hits all of them alike. Figures: p50 and p99 in
 microseconds, and the ratio torch / onnxruntime of the medians.
 
-Without ``--checkpoint`` the DTAC actor is the quickly fitted reference actor of
-``export.reference_actor`` (a stand-in with a trained policy's decision margins),
-and the TAC actor a freshly initialised one.
+Without ``--checkpoint`` the DTAC actor is the shipped trained policy
+``models/policies/dtac_fig5.pt`` (or, where it is absent, the quickly fitted reference
+actor of ``export.reference_actor``), and the TAC actor a freshly initialised one.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -31,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import pin_one_core, write_json  # noqa: E402
 
 pin_one_core()
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "policies" / "dtac_fig5.pt"
 
 import numpy as np  # noqa: E402
 
@@ -59,16 +61,19 @@ def interleaved(candidates: dict, calls: int, rounds: int = 10, warmup: int = 50
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", type=Path, help="DTAC checkpoint (default: the fitted reference actor)")
+    ap.add_argument("--checkpoint", type=Path, default=SHIPPED if SHIPPED.is_file() else None,
+                    help="DTAC checkpoint (default: models/policies/dtac_fig5.pt, else the fitted reference actor)")
     ap.add_argument("--tac-checkpoint", type=Path, help="TAC checkpoint (default: a freshly initialised actor)")
     ap.add_argument("--calls", type=int, default=20_000, help="timed calls per candidate")
     ap.add_argument("--states", type=int, default=10_000, help="parity states")
+    ap.add_argument("--min-agreement", type=float, default=0.99, help="INT8 target: layers kept FP32 until reached (0: all INT8)")
     ap.add_argument("--out", default="results/runtime_latency.json")
     args = ap.parse_args()
 
     import torch
 
     torch.set_num_threads(1)
+    load_before = list(os.getloadavg())
     from cloud_trainer.checkpoint import load_actor
     from cloud_trainer.envs.simulator import sample_local_states
     from cloud_trainer.scenario import load_scenario
@@ -83,7 +88,8 @@ def main() -> None:
     print(f"exporting {dtac_ckpt} for the laptop profile (fp32, int8_static, int8_dynamic; parity on {args.states} states)", file=sys.stderr)
     dtac_bundle = tmp / "dtac.bundle"
     report = export_checkpoint(dtac_ckpt, "laptop", dtac_bundle, precisions=["fp32", "int8_static", "int8_dynamic"],
-                               parity_count=args.states, min_agreement=0.0, signing_key=priv)
+                               parity_count=args.states, min_agreement=args.min_agreement, on_parity_failure="warn",
+                               signing_key=priv, progress=lambda m: print(f"  {m}", file=sys.stderr))
     tac_bundle = tmp / "tac.bundle"
     export_checkpoint(tac_ckpt, "laptop", tac_bundle, precisions=["fp32"], parity_count=1200, min_agreement=0.0, signing_key=priv)
 
@@ -126,13 +132,14 @@ def main() -> None:
         fig["speedup_vs_torch_p50"] = tac["torch_eager"]["p50_us"] / fig["p50_us"]
 
     sizes = {p: f["size_bytes"] for p, f in report["variants"].items()}
-    agreement = {p: {k: f[k] for k in ("offload_agreement", "channel_agreement", "decision_agreement", "max_abs_error_all_heads")}
+    agreement = {p: {k: f.get(k) for k in ("offload_agreement", "channel_agreement", "decision_agreement", "max_abs_error_all_heads", "fp32_layers")}
                  for p, f in report["variants"].items()}
     import onnxruntime
     result = {
         "benchmark": "runtime_latency",
         "versions": {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__},
         "threads": 1,
+        "load_average_before_after": [load_before, list(os.getloadavg())],
         "checkpoint": str(args.checkpoint or "reference actor (export.reference_actor, fitted)"),
         "dtac_batch1": dtac,
         "tac_n30": tac,
@@ -157,7 +164,8 @@ def main() -> None:
     print(f"\nartifact bytes: {sizes}")
     for p, a in agreement.items():
         print(f"parity {p:13s} offload {a['offload_agreement']:.4f} channel {a['channel_agreement']:.4f} "
-              f"joint {a['decision_agreement']:.4f} max|err| {a['max_abs_error_all_heads']:.2e}")
+              f"joint {a['decision_agreement']:.4f} max|err| {a['max_abs_error_all_heads']:.2e}"
+              + (f" fp32 layers {len(a['fp32_layers'])}" if a.get("fp32_layers") is not None else ""))
     print(f"targets: {result['targets']}")
     path = write_json(args.out, result)
     print(f"wrote {path}")

@@ -88,8 +88,11 @@ def _wrap(actor, kind: str):
 
 
 def export_actor(actor, kind: str, path: str | os.PathLike, opset: int, ir_version: int | None = None,
-                 fold: bool = True) -> Path:
-    """Export a TAC / DTAC actor to ``path`` at ``opset`` with dynamic batch (and N)."""
+                 fold: bool = True, ort_contrib_ops: bool = False) -> Path:
+    """Export a TAC / DTAC actor to ``path`` at ``opset`` with dynamic batch (and N).
+
+    ``ort_contrib_ops`` (profiles whose only runtime is onnxruntime): residual Add +
+    LayerNormalization become onnxruntime's SkipLayerNormalization (one kernel)."""
     import torch
 
     path = Path(path)
@@ -126,12 +129,41 @@ def export_actor(actor, kind: str, path: str | os.PathLike, opset: int, ir_versi
     tmp.unlink()
     strip_metadata(model)
     model = optimize_for_opset(model, opset, fold=fold)
+    if ort_contrib_ops and opset >= 17:
+        fuse_skip_layernorm(model)
     if ir_version is not None:
         model.ir_version = min(model.ir_version, ir_version)
-    onnx.checker.check_model(model, full_check=True)
+    onnx.checker.check_model(model, full_check=not ort_contrib_ops)
     onnx.save(model, str(path))
-    check_model(path, opset)
+    check_model(path, opset, allow_contrib=ort_contrib_ops)
     return path
+
+
+def fuse_skip_layernorm(model: onnx.ModelProto) -> int:
+    """``LayerNormalization(a + b)`` -> ``com.microsoft.SkipLayerNormalization(a, b)``
+    where the sum feeds nothing else (onnxruntime only). In place; returns the count."""
+    graph = model.graph
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers = Counter(i for n in graph.node for i in n.input)
+    outputs = {o.name for o in graph.output}
+    fused = 0
+    for ln in [n for n in graph.node if n.op_type == "LayerNormalization" and n.domain in ("", "ai.onnx")]:
+        add = producer.get(ln.input[0])
+        if add is None or add.op_type != "Add" or consumers[add.output[0]] != 1 or add.output[0] in outputs or len(ln.input) < 3:
+            continue
+        attrs = _attrs(ln)
+        if attrs.get("axis", -1) != -1 or len(ln.output) != 1:
+            continue
+        skip = helper.make_node("SkipLayerNormalization", [add.input[0], add.input[1], ln.input[1], ln.input[2]], [ln.output[0]],
+                                domain="com.microsoft", epsilon=float(attrs.get("epsilon", 1e-5)), name=f"{ln.name}_skip")
+        idx = list(graph.node).index(ln)
+        graph.node.remove(ln)
+        graph.node.insert(idx, skip)
+        graph.node.remove(add)
+        fused += 1
+    if fused and not any(i.domain == "com.microsoft" for i in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return fused
 
 
 def optimize_for_opset(model: onnx.ModelProto, opset: int, fold: bool = True) -> onnx.ModelProto:
@@ -173,8 +205,9 @@ def _onnx_opset(model: onnx.ModelProto) -> int:
     raise ExportError("model imports no default ONNX opset")
 
 
-def check_model(path: str | os.PathLike, opset: int) -> dict:
-    """Refuse a model a target of ``opset`` cannot parse; return a summary."""
+def check_model(path: str | os.PathLike, opset: int, allow_contrib: bool = False) -> dict:
+    """Refuse a model a target of ``opset`` cannot parse (and onnxruntime contrib ops
+    unless ``allow_contrib``); return a summary."""
     model = onnx.load(str(path))
     found = _onnx_opset(model)
     if found != opset:
@@ -185,7 +218,7 @@ def check_model(path: str | os.PathLike, opset: int) -> dict:
         if bad:
             raise ExportError(f"{path}: opset {opset} target cannot parse {', '.join(bad)}")
     for node in model.graph.node:
-        if node.domain not in ("", "ai.onnx"):
+        if node.domain not in ("", "ai.onnx") and not (allow_contrib and node.domain == "com.microsoft"):
             raise ExportError(f"{path}: node {node.name} uses the non-standard domain {node.domain!r}")
     return {"opset": found, "ir_version": model.ir_version, "nodes": sum(ops.values()), "ops": dict(sorted(ops.items()))}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from export.bundle import build_bundle, load_private_key
 from export.onnx_export import ExportError, check_model, export_actor, input_specs, output_specs
 from export.parity import compare, ort_outputs, parity_states, passes, torch_outputs
-from export.quantize import StateCalibrationReader, build_variant
+from export.quantize import StateCalibrationReader, build_variant, int8_mixed, quantized_layers
 from export.tensorrt import ENGINE_PRECISIONS, TensorRTUnavailable, build_engine, plan_engine, tensorrt_available, trtexec_command
 from hardware.profiles import PRECISIONS, load_profile
 
@@ -53,26 +53,30 @@ def export_checkpoint(
     version: str | None = None,
     seed: int = 0,
     build_engines: bool = True,
+    mixed_precision: bool = True,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict:
     """Export ``checkpoint`` for hardware profile ``target`` into the bundle ``out``.
 
     Returns the parity report (also written into the bundle as parity.json). Raises
     :class:`ParityError` when a variant's decision agreement is below ``min_agreement``
-    and ``on_parity_failure`` is "fail" ("drop" leaves the variant out instead)."""
+    and ``on_parity_failure`` is "fail" ("drop" leaves the variant out instead, "warn"
+    keeps it, marked as failed in the manifest - for measuring, not for fleets).
+    With ``mixed_precision`` the INT8 variants keep the fewest Gemm layers in FP32 that
+    reach ``min_agreement`` on the calibration states (see :func:`export.quantize.int8_mixed`)."""
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a ~8k-parameter actor: extra threads only contend
     try:
         return _export(checkpoint, target, out, precisions, scenario, parity_count, calibration_count, min_agreement,
-                       on_parity_failure, signing_key, version, seed, build_engines, progress)
+                       on_parity_failure, signing_key, version, seed, build_engines, mixed_precision, progress)
     finally:
         torch.set_num_threads(threads)
 
 
 def _export(checkpoint, target, out, precisions, scenario, parity_count, calibration_count, min_agreement,
-            on_parity_failure, signing_key, version, seed, build_engines, progress) -> dict:
+            on_parity_failure, signing_key, version, seed, build_engines, mixed_precision, progress) -> dict:
     from cloud_trainer.checkpoint import load_actor
     from cloud_trainer.models import count_parameters
 
@@ -85,8 +89,8 @@ def _export(checkpoint, target, out, precisions, scenario, parity_count, calibra
             raise ExportError(f"hardware profile {profile.name} does not support {p} (it supports {', '.join(profile.precisions)})")
     if "fp32" not in requested:
         requested.insert(0, "fp32")  # the reference variant every runtime can fall back on
-    if on_parity_failure not in ("fail", "drop"):
-        raise ExportError(f"on_parity_failure must be 'fail' or 'drop', got {on_parity_failure!r}")
+    if on_parity_failure not in ("fail", "drop", "warn"):
+        raise ExportError(f"on_parity_failure must be 'fail', 'drop' or 'warn', got {on_parity_failure!r}")
     key = load_private_key(signing_key) if signing_key is not None else None
 
     progress(f"loading {checkpoint}")
@@ -112,19 +116,31 @@ def _export(checkpoint, target, out, precisions, scenario, parity_count, calibra
         reference = torch_outputs(actor, kind, ev_states, ev_edges)
 
         progress(f"exporting the {kind} actor to ONNX opset {profile.opset}")
-        fp32 = export_actor(actor, kind, work / f"{kind}_fp32.onnx", profile.opset, profile.onnx_ir_version)
-        report["onnx"] = check_model(fp32, profile.opset)
+        fp32 = export_actor(actor, kind, work / f"{kind}_fp32.onnx", profile.opset, profile.onnx_ir_version,
+                            ort_contrib_ops=profile.ort_contrib_ops)
+        report["onnx"] = check_model(fp32, profile.opset, allow_contrib=profile.ort_contrib_ops)
         files: dict[str, bytes] = {}
         artifacts: list[dict] = []
         failures = []
         reader = StateCalibrationReader(kind, cal_states, cal_edges, chunk=250 if kind == "dtac" else 8 * ues)
         for precision in requested:
             progress(f"building {precision} and checking parity on {parity_count} states")
-            path = build_variant(precision, fp32, work / f"{kind}_{precision}.onnx", reader)
+            keep_fp32, calib_agreement = [], None
+            if precision in ("int8_static", "int8_dynamic") and mixed_precision and min_agreement > 0:
+                target_cal = min(1.0, min_agreement + 0.002)  # a little headroom: parity runs on other states
+                path, keep_fp32, calib_agreement = int8_mixed(precision, fp32, work / f"{kind}_{precision}.onnx", reader, target_cal)
+                if keep_fp32:
+                    progress(f"{precision}: kept {len(keep_fp32)} of {len(quantized_layers(fp32))} Gemm layers in FP32 "
+                             f"({', '.join(keep_fp32)}) for decision agreement {calib_agreement:.4f} on the calibration states")
+            else:
+                path = build_variant(precision, fp32, work / f"{kind}_{precision}.onnx", reader)
             if precision != "fp32":
-                check_model(path, profile.opset)
+                check_model(path, profile.opset, allow_contrib=profile.ort_contrib_ops)
             figures = compare(reference, ort_outputs(str(path), kind, ev_states, ev_edges, chunk=chunk))
             figures["size_bytes"] = path.stat().st_size
+            if precision.startswith("int8"):
+                figures["fp32_layers"] = keep_fp32
+                figures["calibration_agreement"] = calib_agreement
             ok = passes(figures, min_agreement)
             figures["passed"] = ok
             report["variants"][precision] = figures
@@ -135,9 +151,11 @@ def _export(checkpoint, target, out, precisions, scenario, parity_count, calibra
             name = f"artifacts/{path.name}"
             files[name] = path.read_bytes()
             artifacts.append({"path": name, "format": "onnx", "precision": precision, "opset": profile.opset,
-                              "size_bytes": len(files[name]), "parity": {k: figures[k] for k in (
+                              "size_bytes": len(files[name]), "fp32_layers": keep_fp32, "parity": {k: figures[k] for k in (
                                   "max_abs_error", "offload_agreement", "channel_agreement", "decision_agreement")}})
-        if failures and (on_parity_failure == "fail" or "fp32" in failures):
+        if failures and on_parity_failure == "warn":
+            progress(f"WARNING: decision agreement below {min_agreement:.4f} for {', '.join(failures)}; kept (--on-parity-failure warn)")
+        elif failures and (on_parity_failure == "fail" or "fp32" in failures):
             summary = ", ".join(
                 f"{p}: offload {report['variants'][p]['offload_agreement']:.4f}, channel {report['variants'][p]['channel_agreement']:.4f}"
                 for p in failures
@@ -146,7 +164,8 @@ def _export(checkpoint, target, out, precisions, scenario, parity_count, calibra
                               f"no bundle written (use --precisions to leave a variant out, or --on-parity-failure drop)")
             err.report = report
             raise err
-        report["dropped"] = [p for p in failures if p != "fp32"]
+        report["dropped"] = [p for p in failures if p != "fp32"] if on_parity_failure == "drop" else []
+        report["failed"] = failures
 
         trt_info: dict = {"profile_version": profile.tensorrt_version, "installed": tensorrt_available(), "plans": [], "commands": []}
         if profile.has_tensorrt:

@@ -109,11 +109,17 @@ def to_fp16(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return Path(dst)
 
 
-def int8_dynamic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+def _exclude(nodes: list[str]) -> list[str]:
+    # quantize_dynamic rewrites Gemm into MatMul + Add named "<gemm>_MatMul" first
+    return [n for name in nodes for n in (name, f"{name}_MatMul")]
+
+
+def int8_dynamic(src: str | os.PathLike, dst: str | os.PathLike, keep_fp32: list[str] | None = None) -> Path:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(src), str(dst), op_types_to_quantize=QUANTIZED_OPS, weight_type=QuantType.QInt8,
-                     per_channel=False, extra_options={"MatMulConstBOnly": True})
+                     per_channel=False, nodes_to_exclude=_exclude(keep_fp32 or []),
+                     extra_options={"MatMulConstBOnly": True})
     return Path(dst)
 
 
@@ -145,7 +151,8 @@ class StateCalibrationReader:
         self._it = None
 
 
-def int8_static(src: str | os.PathLike, dst: str | os.PathLike, reader: StateCalibrationReader) -> Path:
+def int8_static(src: str | os.PathLike, dst: str | os.PathLike, reader: StateCalibrationReader,
+                keep_fp32: list[str] | None = None) -> Path:
     """QDQ INT8 with per-channel weights and MinMax-calibrated activations."""
     from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -157,12 +164,58 @@ def int8_static(src: str | os.PathLike, dst: str | os.PathLike, reader: StateCal
     with tempfile.TemporaryDirectory() as tmp:  # the calibrator writes an augmented model beside it
         quantize_static(
             str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=QUANTIZED_OPS,
+            nodes_to_exclude=list(keep_fp32 or []),
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
             calibrate_method=CalibrationMethod.MinMax, calibration_providers=["CPUExecutionProvider"],
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
         )
         del tmp
     return Path(dst)
+
+
+def quantized_layers(model_path: str | os.PathLike) -> list[str]:
+    return [n.name for n in onnx.load(str(model_path)).graph.node if n.op_type in QUANTIZED_OPS]
+
+
+def int8_mixed(precision: str, src: Path, dst: Path, reader: StateCalibrationReader, target_agreement: float,
+               max_fp32_fraction: float = 0.3) -> tuple[Path, list[str], float]:
+    """INT8 with the fewest layers kept in FP32 that reach ``target_agreement`` on the
+    calibration states (layer-wise sensitivity): first everything quantized; if that
+    falls short, each Gemm is quantized alone to measure what it costs, and the most
+    costly are kept FP32 one by one (at most ``max_fp32_fraction`` of them) until the
+    offload and channel decisions agree with FP32 often enough. Returns the model, the
+    layers kept FP32 and the agreement reached on the calibration states."""
+    from export.parity import compare, ort_outputs
+
+    kind = reader.kind
+    states, edge_id = reader.states, reader.edge_id
+    chunk = 1 if precision == "int8_dynamic" else 512  # dynamic scales depend on the batch: judge at batch 1
+    if precision == "int8_dynamic" and kind == "dtac":
+        states = states[:1000]
+    reference = ort_outputs(str(src), kind, states, edge_id, chunk=512)
+
+    def build(keep: list[str], path: Path) -> float:
+        if precision == "int8_static":
+            int8_static(src, path, reader, keep)
+        else:
+            int8_dynamic(src, path, keep)
+        fig = compare(reference, ort_outputs(str(path), kind, states, edge_id, chunk=chunk))
+        return min(fig["offload_agreement"], fig["channel_agreement"])
+
+    score = build([], dst)
+    if score >= target_agreement:
+        return dst, [], score
+    layers = quantized_layers(src)
+    with tempfile.TemporaryDirectory() as tmp:
+        probe = Path(tmp) / "probe.onnx"
+        alone = {name: build([n for n in layers if n != name], probe) for name in layers}
+        keep: list[str] = []
+        for name in sorted(layers, key=lambda n: alone[n])[: max(1, int(max_fp32_fraction * len(layers)))]:
+            keep.append(name)
+            score = build(keep, dst)
+            if score >= target_agreement:
+                break
+    return dst, keep, score
 
 
 def build_variant(precision: str, fp32_path: Path, dst: Path, reader: StateCalibrationReader | None = None) -> Path:

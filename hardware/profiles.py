@@ -56,6 +56,7 @@ class HardwareProfile:
     workspace_mib: int = 0
     intra_op_threads: int = 1
     onnx_ir_version: int | None = None
+    ort_contrib_ops: bool = False  # onnxruntime is the only runtime: its contrib ops may be used
     tensorrt_version: str | None = None
     compute_capability: str | None = None
     jetpack: str | None = None
@@ -134,6 +135,8 @@ def _parse(data: dict, source: str) -> HardwareProfile:
     trt = data.get("tensorrt_version")
     if trt is not None and (not isinstance(trt, str) or not trt.replace(".", "").isdigit()):
         raise ProfileError(f"{source}: tensorrt_version must be a version string such as '8.2', got {trt!r}")
+    if data.get("ort_contrib_ops") and trt is not None:
+        raise ProfileError(f"{source}: ort_contrib_ops needs a profile without TensorRT (TensorRT cannot parse them)")
     if trt is not None and workspace <= 0:
         raise ProfileError(f"{source}: a TensorRT profile needs workspace_mib > 0")
     return HardwareProfile(
@@ -148,6 +151,7 @@ def _parse(data: dict, source: str) -> HardwareProfile:
         workspace_mib=workspace,
         intra_op_threads=threads,
         onnx_ir_version=data.get("onnx_ir_version"),
+        ort_contrib_ops=bool(data.get("ort_contrib_ops", False)),
         tensorrt_version=trt,
         compute_capability=None if data.get("compute_capability") is None else str(data["compute_capability"]),
         jetpack=None if data.get("jetpack") is None else str(data["jetpack"]),

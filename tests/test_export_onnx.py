@@ -121,3 +121,16 @@ def test_opset_20_uses_standard_gelu_and_drops_exporter_metadata(dtac, work, sta
         ref = [t.numpy() for t in dtac(torch.as_tensor(states))]
     for o, r in zip(_run(path, {"local_state": states}), ref):
         np.testing.assert_allclose(o, r, atol=2e-5)
+
+
+def test_cpu_profile_uses_skip_layernorm_only_when_allowed(dtac, work, states):
+    path = export_actor(dtac, "dtac", work / "laptop_ort.onnx", opset=20, ort_contrib_ops=True)
+    info = check_model(path, 20, allow_contrib=True)
+    assert info["ops"].get("SkipLayerNormalization") == 7 and "LayerNormalization" not in info["ops"]
+    with pytest.raises(ExportError, match="non-standard domain 'com.microsoft'"):
+        check_model(path, 20)
+    with torch.no_grad():
+        ref = [t.numpy() for t in dtac(torch.as_tensor(states))]
+    for batch in (1, 500):
+        for o, r in zip(_run(path, {"local_state": states[:batch]}), ref):
+            np.testing.assert_allclose(o, r[:batch], atol=2e-5)

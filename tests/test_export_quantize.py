@@ -78,3 +78,23 @@ def test_compare_flags_disagreement():
     bad = [np.array([[0.1, 0.8, 0.1]]), ref[1], ref[2], np.array([np.nan])]
     fig = compare(ref, bad)
     assert fig["offload_agreement"] == 0.0 and not fig["all_finite"] and not passes(fig, 0.5)
+
+
+def test_mixed_precision_keeps_the_costliest_layers_fp32(setup):
+    from export.quantize import int8_mixed, quantized_layers
+
+    work, fp32, cal, ev, ref = setup
+    reader = StateCalibrationReader("dtac", cal[:500], chunk=250)
+    full = compare(ref, ort_outputs(str(build_variant("int8_static", fp32, work / "q_full.onnx", reader)), "dtac", ev, chunk=512))
+    target = 0.999
+    assert min(full["offload_agreement"], full["channel_agreement"]) < target  # plain INT8 falls short here
+    path, keep, score = int8_mixed("int8_static", fp32, work / "q_mixed.onnx", reader, target)
+    layers = quantized_layers(fp32)
+    assert keep and set(keep) <= set(layers) and len(keep) <= int(0.3 * len(layers))
+    model = onnx.load(str(path))
+    dq_outputs = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    quantized = {n.name for n in model.graph.node if n.op_type == "Gemm" and n.input[1] in dq_outputs}
+    assert quantized and quantized == set(layers) - set(keep)  # kept layers have FP32 weights, the rest INT8
+    mixed = compare(ref, ort_outputs(str(path), "dtac", ev, chunk=512))
+    assert score > min(full["offload_agreement"], full["channel_agreement"])
+    assert min(mixed["offload_agreement"], mixed["channel_agreement"]) > min(full["offload_agreement"], full["channel_agreement"])

@@ -61,3 +61,12 @@ def test_detection(tmp_path):
     assert detect_local_profile(tegra_release=str(release), device_tree_model=none) == "jetson-nano"
     assert detect_local_profile(tegra_release=none, device_tree_model=none, providers=["CUDAExecutionProvider", "CPUExecutionProvider"]) == "rtx4090-edge-server"
     assert detect_local_profile(tegra_release=none, device_tree_model=none, providers=["CPUExecutionProvider"]) == "laptop"
+
+
+def test_contrib_ops_only_without_tensorrt(tmp_path):
+    text = Path(load_profile.__globals__["PROFILE_DIR"] / "jetson-orin-nano.yaml").read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text + "\nort_contrib_ops: true\n")
+    with pytest.raises(ProfileError, match="ort_contrib_ops needs a profile without TensorRT"):
+        load_profile(bad)
+    assert load_profile("laptop").ort_contrib_ops and not load_profile("jetson-nano").ort_contrib_ops

@@ -31,7 +31,8 @@ def export_cmd(
     states: int = typer.Option(10_000, "--states", min=100, help="Simulator states for the parity check."),
     calibration_states: int = typer.Option(2_000, "--calibration-states", min=100, help="Simulator states for INT8 static calibration."),
     min_agreement: float = typer.Option(0.99, "--min-agreement", min=0.0, max=1.0, help="Fail when a variant's offload or channel decisions agree with torch less than this."),
-    on_parity_failure: str = typer.Option("fail", "--on-parity-failure", help="'fail' (no bundle, exit 3) or 'drop' (leave failing quantized variants out)."),
+    on_parity_failure: str = typer.Option("fail", "--on-parity-failure", help="'fail' (no bundle, exit 3), 'drop' (leave failing quantized variants out) or 'warn' (keep them, marked failed; for measuring only)."),
+    mixed_precision: bool = typer.Option(True, "--mixed-precision/--no-mixed-precision", help="INT8: keep the fewest Gemm layers in FP32 that reach --min-agreement on the calibration states."),
     key: Path = typer.Option(None, "--key", "-k", help="Ed25519 private key (edgepilot keys generate) to sign the bundle with."),
     version: str = typer.Option(None, "--version", help="Model version in the manifest (default: kind-<checkpoint sha256 prefix>)."),
     report: Path = typer.Option(None, "--report", help="Also write the parity report JSON here."),
@@ -57,7 +58,7 @@ def export_cmd(
         result = export_checkpoint(
             checkpoint, target, out, precisions=chosen, scenario=scenario, parity_count=states,
             calibration_count=calibration_states, min_agreement=min_agreement, on_parity_failure=on_parity_failure,
-            signing_key=key, version=version, seed=seed, progress=progress,
+            signing_key=key, version=version, seed=seed, mixed_precision=mixed_precision, progress=progress,
         )
     except ParityError as err:
         if report is not None:
