@@ -60,7 +60,7 @@ class EmulateConfig:
     bundle: str | None = None  # signed DTAC bundle (policy dtac)
     trusted_keys: list = field(default_factory=list)
     time_scale: float = DEFAULT_TIME_SCALE  # wall seconds per emulated second
-    decision_window_s: float = 0.15  # wall seconds from task issue to the uplink frame
+    decision_window_s: float | None = None  # wall s from task issue to the uplink frame; None: 0.1 + 4 ms per UE
     deadline_factor: float = 3.0  # task deadline = factor x the UE's local time T1*(0)
     wire_scale: float = 1.0  # fraction of each task's input / output bytes that really travel
     broker: str = "embedded"  # embedded | mosquitto | external
@@ -74,6 +74,10 @@ class EmulateConfig:
     round_timeout_s: float = 60.0  # wall seconds before a round gives up on missing UEs
     resend_after_s: float = 3.0  # wall seconds before re-sending a task that got no decision
     plot: bool = True
+
+    @property
+    def window_s(self) -> float:
+        return self.decision_window_s if self.decision_window_s is not None else 0.1 + 0.004 * self.num_ues
 
     def validate(self) -> None:
         if self.policy not in POLICIES:
@@ -143,7 +147,7 @@ class Coordinator:
         self.dropped = 0
         self.connected = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgepilot-coordinator",
-                                  protocol=mqtt.MQTTv311, clean_session=True)
+                                  protocol=mqtt.MQTTv311, clean_session=False)  # the broker queues for it
         self.client.reconnect_delay_set(0.1, 2.0)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
@@ -260,7 +264,8 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
     params = sc.network_params
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out / "agents", ignore_errors=True)  # a fresh fleet: no outbox or cache from an earlier run
+    for stale in ("agents", "mosquitto"):  # a fresh fleet: no outbox, cache or broker sessions of an earlier run
+        shutil.rmtree(out / stale, ignore_errors=True)
     ues = [ue_name(i) for i in range(cfg.num_ues)]
     per_edge = cfg.num_ues // cfg.num_edges
     edge_of = {ue: i // per_edge for i, ue in enumerate(ues)}  # slot order of the simulator
@@ -407,7 +412,7 @@ def _run_round(cfg, coord: Coordinator, sim, obs, t: int, ues, params, num_chann
     state = obs.local_state[0]
     msgs0, bytes0 = coord.counter.snapshot()
     issued = time.time()
-    frame = issued + cfg.decision_window_s
+    frame = issued + cfg.window_s
     task_msgs = {}
     for i, ue in enumerate(ues):
         deadline = cfg.deadline_factor * float(state[i, 1]) if cfg.deadline_factor > 0 else 0.0
@@ -420,7 +425,7 @@ def _run_round(cfg, coord: Coordinator, sim, obs, t: int, ues, params, num_chann
                                       edge_cloud_gain=float(tasks.edge_cloud_gain[0, tasks.edge[0, i]])))
         coord.publish(topics.task(ue), task_msgs[ue].SerializeToString())
     if restart is not None:  # fault drill: the broker goes down while the UEs decide and execute
-        time.sleep(cfg.decision_window_s / 3)
+        time.sleep(cfg.window_s / 3)
         restart(down_seconds=1.0)
     commanded = False
     last_send = time.time()
@@ -492,6 +497,7 @@ def _run_round(cfg, coord: Coordinator, sim, obs, t: int, ues, params, num_chann
         "messages_by_topic": leaf_msgs,
         "bytes_by_topic": leaf_bytes,
         "resent_tasks": resends,
+        "late_decisions": int(sum(1 for d in dec if d.decided_unix_seconds > frame)),
         "decisions_received": len(decisions),
         "_decision": decision,
     }
@@ -536,6 +542,8 @@ def summarize(cfg: EmulateConfig, sc: Scenario, rounds: list[dict], agents: list
         "telemetry_out_of_order": coord.out_of_order,
         "coordinator_dropped_payloads": coord.dropped,
         "resent_tasks": int(sum(r["resent_tasks"] for r in rounds)),
+        "late_decisions": int(sum(r["late_decisions"] for r in rounds)),
+        "decision_window_s": cfg.window_s,
         "wall_seconds_per_round": float(np.mean([r["wall_seconds"] for r in rounds])),
         "agents": agents,
         "per_round": rounds,
@@ -556,6 +564,7 @@ def format_table(summary: dict) -> str:
         ("energy per round (J)", f"{summary['mean_measured_energy_j']:.3f}", f"{summary['mean_predicted_energy_j']:.3f}"),
         ("offload mix L/E/C", "/".join(str(summary["offload_mix"][k]) for k in ("local", "edge", "cloud")), "same decisions"),
         ("fallbacks to local", str(summary["fallbacks"]), ""),
+        ("decided after the uplink frame", str(summary["late_decisions"]), f"frame {summary['decision_window_s'] * 1e3:.0f} ms after issue"),
         ("decision latency p50 / p99 (ms)",
          f"{summary['decision_latency_p50_s'] * 1e3:.2f} / {summary['decision_latency_p99_s'] * 1e3:.2f}", "0 (instant)"),
         ("task issued -> decision p50 / p99 (ms)",

@@ -90,6 +90,7 @@ class UEAgent:
         if self.edge_info is not None:
             self._edge_info_ready.set()
         self._tasks: queue.Queue = queue.Queue()
+        self._decide_lock = threading.RLock()
         self._commands: dict[int, pb.Decision] = {}
         self._command_cond = threading.Condition()
         self._pending_announcement: pb.PolicyAnnouncement | None = None
@@ -109,8 +110,10 @@ class UEAgent:
     # -- MQTT ------------------------------------------------------------------------
     def _make_client(self) -> mqtt.Client:
         c = self.config
+        # a persistent session: while the agent is away (its link or the broker restarting),
+        # the broker keeps its subscriptions and queues its QoS 1 tasks / commands
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=c.ue_id, protocol=mqtt.MQTTv311,
-                             clean_session=True)
+                             clean_session=False)
         if c.username:
             client.username_pw_set(c.username, c.password)
         if c.tls_ca:
@@ -182,7 +185,7 @@ class UEAgent:
         c = self.config
         try:
             if msg.topic == topics.task(c.ue_id):
-                self._tasks.put((payloads.parse_task(msg.payload, c.ue_id), received))
+                self._accept(payloads.parse_task(msg.payload, c.ue_id), received)
             elif msg.topic == topics.edge_info(c.edge_id):
                 if not msg.payload:
                     return
@@ -275,7 +278,7 @@ class UEAgent:
             self.stats["dropped_payloads"] += 1
             log.warning("%s: dropped local task: %s", self.config.ue_id, err)
             return
-        self._tasks.put((task, time.time()))
+        self._accept(task, time.time())
 
     def wait_rounds(self, count: int, timeout: float) -> bool:
         end = time.time() + timeout
@@ -286,17 +289,31 @@ class UEAgent:
         return self.stats["rounds"] >= count
 
     # -- the round ---------------------------------------------------------------------
+    # Decentralized, the decision is made where the task arrives (the MQTT network thread
+    # or the local source's thread) and published at once; executing it (seconds of
+    # emulated compute or an offload) happens on the agent's worker thread.
+    def _accept(self, task: pb.Task, received: float) -> None:
+        if self.config.mode == "centralized" or not self._edge_info_ready.is_set():
+            self._tasks.put(("task", task, received))  # decided on the worker
+            return
+        try:
+            made = self._decide_round(task, received)
+        except Exception:
+            log.exception("%s: deciding round %d failed", self.config.ue_id, task.round)
+            return
+        if made is not None:
+            self._tasks.put(("exec", task, received, made))
+
     def _run(self) -> None:
         while True:
             item = self._tasks.get()
             if item is None:
                 return
-            task, received = item
+            task, received = item[1], item[2]
             try:
-                if self._pending_announcement is not None:  # between rounds, never inside one
-                    ann, self._pending_announcement = self._pending_announcement, None
-                    self._apply_update(ann)
-                self._round(task, received)
+                made = item[3] if item[0] == "exec" else self._decide_round(task, received)
+                if made is not None:
+                    self._execute_round(task, received, *made)
             except Exception:  # a bad round must not end the agent
                 log.exception("%s: round %d failed", self.config.ue_id, task.round)
 
@@ -316,58 +333,69 @@ class UEAgent:
             log.warning("%s: refused policy %s: %s", self.config.ue_id, ann.version, err)
         self.publish_status()
 
-    def _round(self, task: pb.Task, received: float) -> None:
+    def _decide_round(self, task: pb.Task, received: float):
+        """Local state (14) -> policy -> Decision, published (via the outbox) at once.
+        Returns (decision message, decided time) or None (duplicate / unusable task)."""
         c = self.config
-        if task.round in self._recent:  # a re-sent task (e.g. after a broker restart)
-            self.stats["duplicates"] += 1
-            for topic, payload in self._recent[task.round]:
-                self.outbox.put(topic, payload, qos=1)
-            return
-        if not self._edge_info_ready.wait(timeout=30):
-            log.warning("%s: no edge-server info yet; task of round %d dropped", c.ue_id, task.round)
-            return
-        if task.radio.edge_id != c.edge_id:
-            self.stats["dropped_payloads"] += 1
-            log.warning("%s: task for edge %d, but this UE belongs to edge %d: dropped", c.ue_id, task.radio.edge_id, c.edge_id)
-            return
-        info = self.edge_info
-        clock = EmulationClock(info.time_scale)
-        params = self.network_params()
-        state = self.local_state(task, params)  # (14), from this UE's own task and radio only
-        if c.mode == "centralized":
-            decision = self._central_decision(task, state, info.num_channels)
-        else:
-            decision = self._decide(state, info.num_channels)
-        decided = time.time()
-        policy_version = getattr(self.policy, "version", "") if self.policy else ""
-        dmsg = pb.Decision(
-            ue_id=c.ue_id, round=task.round, offload=_TARGET[int(decision["offload"])],
-            channel=int(decision["channel"]), transmit_power_ratio=float(decision["transmit_power_ratio"]),
-            cpu_freq_ratio=float(decision["cpu_freq_ratio"]), policy_version=policy_version,
-            decision_wall_seconds=decided - received, decided_unix_seconds=decided,
-        )
-        records = [(topics.decision(c.ue_id), dmsg.SerializeToString())]
-        self.outbox.put(records[0][0], records[0][1], qos=1)
-        lat = self.stats["decision_wall_seconds"]
-        lat.append(decided - received)
-        if len(lat) > 10_000:
-            del lat[: len(lat) - 10_000]
-        outcome = self._execute(task, dmsg, received, decided, clock, params)
-        tel_topic = topics.telemetry(c.ue_id)
+        with self._decide_lock:
+            if task.round in self._recent:  # a re-sent task (e.g. after a broker restart)
+                self.stats["duplicates"] += 1
+                for topic, payload in list(self._recent[task.round]):
+                    self.outbox.put(topic, payload, qos=1)
+                return None
+            if self._pending_announcement is not None:  # between rounds, never inside one
+                ann, self._pending_announcement = self._pending_announcement, None
+                self._apply_update(ann)
+            if not self._edge_info_ready.wait(timeout=30):
+                log.warning("%s: no edge-server info yet; task of round %d dropped", c.ue_id, task.round)
+                return None
+            if task.radio.edge_id != c.edge_id:
+                self.stats["dropped_payloads"] += 1
+                log.warning("%s: task for edge %d, but this UE belongs to edge %d: dropped", c.ue_id,
+                            task.radio.edge_id, c.edge_id)
+                return None
+            info = self.edge_info
+            state = self.local_state(task, self.network_params())  # (14), from this UE's own task and radio only
+            if c.mode == "centralized":
+                decision = self._central_decision(task, state, info.num_channels)
+            else:
+                decision = self._decide(state, info.num_channels)
+            decided = time.time()
+            policy_version = getattr(self.policy, "version", "") if self.policy else ""
+            dmsg = pb.Decision(
+                ue_id=c.ue_id, round=task.round, offload=_TARGET[int(decision["offload"])],
+                channel=int(decision["channel"]), transmit_power_ratio=float(decision["transmit_power_ratio"]),
+                cpu_freq_ratio=float(decision["cpu_freq_ratio"]), policy_version=policy_version,
+                decision_wall_seconds=decided - received, decided_unix_seconds=decided,
+            )
+            record = (topics.decision(c.ue_id), dmsg.SerializeToString())
+            self.outbox.put(record[0], record[1], qos=1, send_now=True)
+            self._recent[task.round] = [record]
+            while len(self._recent) > c.recent_rounds:
+                self._recent.popitem(last=False)
+            lat = self.stats["decision_wall_seconds"]
+            lat.append(decided - received)
+            if len(lat) > 10_000:
+                del lat[: len(lat) - 10_000]
+            return dmsg, decided
 
+    def _execute_round(self, task: pb.Task, received: float, dmsg: pb.Decision, decided: float) -> None:
+        c = self.config
+        clock = EmulationClock(self.edge_info.time_scale)
+        outcome = self._execute(task, dmsg, received, decided, clock, self.network_params())
+        tel_topic = topics.telemetry(c.ue_id)
         built: list[bytes] = []
 
         def telemetry(seq: int) -> bytes:
             built.append(pb.Telemetry(ue_id=c.ue_id, seq=seq, decision=dmsg, outcome=outcome, created_unix_seconds=time.time(),
-                                      queued_records=len(self.outbox._pending), dropped_records=self.outbox.dropped
+                                      queued_records=self.outbox.backlog_unlocked, dropped_records=self.outbox.dropped
                                       ).SerializeToString())
             return built[0]
 
-        self.outbox.put(tel_topic, b"", qos=1, make_payload=telemetry)
-        records.append((tel_topic, built[0]))
-        self._recent[task.round] = records
-        while len(self._recent) > c.recent_rounds:
-            self._recent.popitem(last=False)
+        self.outbox.put(tel_topic, b"", qos=1, make_payload=telemetry, send_now=True)
+        with self._decide_lock:
+            if task.round in self._recent:
+                self._recent[task.round].append((tel_topic, built[0]))
         self.stats["rounds"] += 1
 
     def local_state(self, task: pb.Task, params: NetworkParams) -> np.ndarray:

@@ -76,9 +76,11 @@ class Outbox:
 
     # -- producer side ----------------------------------------------------------------
     def put(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
-            make_payload: Callable[[int], bytes] | None = None) -> int:
+            make_payload: Callable[[int], bytes] | None = None, send_now: bool = False) -> int:
         """Append a record; returns its sequence number. ``make_payload(seq)`` (when
-        given) builds the payload from the sequence number (telemetry carries it)."""
+        given) builds the payload from the sequence number (telemetry carries it).
+        ``send_now``: when nothing older waits, publish from the calling thread at once
+        (no hop to the pump thread; the record is on disk first all the same)."""
         with self._cond:
             seq = self._next_seq
             self._next_seq += 1
@@ -97,8 +99,42 @@ class Outbox:
             self._pending[seq] = None
             while len(self._pending) > self.max_records:
                 self._drop_oldest()
-            self._cond.notify_all()
-            return seq
+            now = (send_now and self._publish is not None and self._connected
+                   and len(self._inflight) < self.max_inflight and self._next_unsent() == seq)
+            if now:
+                self._sent.add(seq)
+                epoch = self._epoch
+                t_str, body = topic, payload
+            else:
+                self._cond.notify_all()
+        if now:
+            self._send_claimed(seq, t_str, body, qos, retain, epoch)
+        return seq
+
+    @property
+    def backlog_unlocked(self) -> int:
+        return len(self._pending)
+
+    def _send_claimed(self, seq: int, topic: str, payload: bytes, qos: int, retain: bool, epoch: int) -> None:
+        """Publish a record already marked sent (outside the lock), then record its mid."""
+        mid = self._publish(topic, payload, qos, retain)
+        with self._cond:
+            if epoch != self._epoch:  # the connection dropped meanwhile: resent on reconnect
+                return
+            if mid is None:
+                self._sent.discard(seq)
+                self._connected = False
+                return
+            self.published += 1
+            if qos == 0 or mid in self._early_acks:
+                self._early_acks.discard(mid)
+                self._sent.discard(seq)
+                if seq in self._pending:
+                    del self._pending[seq]
+                    self._path(seq).unlink(missing_ok=True)
+                self._cond.notify_all()
+            else:
+                self._inflight[mid] = seq
 
     def _drop_oldest(self) -> None:
         seq, _ = self._pending.popitem(last=False)
@@ -206,21 +242,4 @@ class Outbox:
                 epoch = self._epoch
             # publish outside the lock: the client's network thread holds its own lock
             # while it reports a PUBACK to acked(), which takes ours.
-            mid = self._publish(topic, payload, qos, retain)
-            with self._cond:
-                if epoch != self._epoch:  # the connection dropped meanwhile: resend later
-                    continue
-                if mid is None:
-                    self._sent.discard(seq)
-                    self._connected = False
-                    continue
-                self.published += 1
-                if qos == 0 or mid in self._early_acks:
-                    self._early_acks.discard(mid)
-                    self._sent.discard(seq)
-                    if seq in self._pending:
-                        del self._pending[seq]
-                        self._path(seq).unlink(missing_ok=True)
-                    self._cond.notify_all()
-                else:
-                    self._inflight[mid] = seq
+            self._send_claimed(seq, topic, payload, qos, retain, epoch)

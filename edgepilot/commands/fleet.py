@@ -69,6 +69,8 @@ def emulate_cmd(
     agent_procs: int = typer.Option(2, "--agent-procs", min=0, help="Agent-host processes (0 = threads in this process)."),
     profile: str = typer.Option("jetson-nano", "--profile", help="Hardware profile the UEs emulate."),
     seed: int = typer.Option(0, "--seed"),
+    decision_window_ms: float = typer.Option(None, "--decision-window-ms", min=1.0,
+                                             help="Task issue -> uplink frame, wall ms (default 100 + 4 per UE)."),
     restart_broker_at: int = typer.Option(None, "--restart-broker-at", help="Restart Mosquitto before this round (fault drill)."),
     out: Path = typer.Option(Path("runs/emulate"), "--out", "-o", help="Run directory (summary.json, summary.png)."),
 ) -> None:
@@ -80,7 +82,8 @@ def emulate_cmd(
                         bundle=str(bundle) if bundle else None, trusted_keys=[str(k) for k in trusted_key],
                         time_scale=time_scale, wire_scale=wire_scale, broker=broker, broker_port=broker_port,
                         agent_procs=agent_procs, hardware_profile=profile, seed=seed, out_dir=str(out),
-                        restart_broker_at=restart_broker_at)
+                        restart_broker_at=restart_broker_at,
+                        decision_window_s=None if decision_window_ms is None else decision_window_ms / 1e3)
     try:
         cfg.validate()
     except ValueError as err:
