@@ -35,7 +35,9 @@ PY=${PYTHON:-python3}
 echo "edgepilot: installing agent $UE_ID (edge $EDGE_ID, broker $BROKER) into $PREFIX"
 mkdir -p "$PREFIX" "$ETC_DIR/trusted_keys"
 [ -x "$PREFIX/venv/bin/python" ] || "$PY" -m venv "$PREFIX/venv"
-if [ -n "$WHEEL" ]; then "$PREFIX/venv/bin/pip" install -q "$WHEEL"; else "$PREFIX/venv/bin/pip" install -q "$SRC"; fi
+if [ "${SKIP_PIP:-0}" != 1 ]; then  # SKIP_PIP=1: the venv is provisioned already (image builds, tests)
+  if [ -n "$WHEEL" ]; then "$PREFIX/venv/bin/pip" install -q "$WHEEL"; else "$PREFIX/venv/bin/pip" install -q "$SRC"; fi
+fi
 install -m 0644 "$KEY" "$ETC_DIR/trusted_keys/$(basename "$KEY")"
 [ -z "$CA" ] || install -m 0644 "$CA" "$ETC_DIR/ca.pem"
 umask 077
@@ -48,7 +50,7 @@ umask 077
   [ -z "$PASSFILE" ] || echo "EDGEPILOT_MQTT_PASSWORD=$(cat "$PASSFILE")"
 } > "$ETC_DIR/agent.env"
 install -m 0644 "$SRC/hardware/jetson/edgepilot-agent.service" "$SYSTEMD_DIR/edgepilot-agent.service"
-id edgepilot >/dev/null 2>&1 || useradd --system --home /var/lib/edgepilot --shell /usr/sbin/nologin edgepilot 2>/dev/null || true
+[ "$NO_START" = 1 ] || id edgepilot >/dev/null 2>&1 || useradd --system --home /var/lib/edgepilot --shell /usr/sbin/nologin edgepilot 2>/dev/null || true
 if [ "$NO_START" = 0 ] && command -v systemctl >/dev/null; then
   systemctl daemon-reload
   systemctl enable --now edgepilot-agent.service
