@@ -59,6 +59,31 @@ def interleaved(candidates: dict, calls: int, rounds: int = 10, warmup: int = 50
     return {name: percentiles(s) for name, s in samples.items()}
 
 
+def one_gemm_floor():
+    """A one-node (6 -> 3 Gemm) model through the same bound onnxruntime call: the
+    machine's per-call floor at the time of the run, to read the other figures against."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)], "floor",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 3])],
+        [numpy_helper.from_array(np.ones((3, 6), np.float32), "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    x, y = np.ones((1, 6), np.float32), np.empty((1, 3), np.float32)
+    io = sess.io_binding()
+    io.bind_input("x", "cpu", 0, np.float32, [1, 6], x.ctypes.data)
+    io.bind_output("y", "cpu", 0, np.float32, [1, 3], y.ctypes.data)
+    run, binding, opts = sess._sess.run_with_iobinding, io._iobinding, ort.RunOptions()
+    return lambda: run(binding, opts)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=SHIPPED if SHIPPED.is_file() else None,
@@ -103,7 +128,9 @@ def main() -> None:
         with torch.inference_mode():
             actor(x_torch)
 
+    floor = one_gemm_floor()
     candidates = {
+        "floor_one_gemm_ort": floor,
         "torch_eager": torch_call,
         "ort_fp32_infer": lambda: runtimes["fp32"].infer(state),
         "ort_fp32_decide": lambda: runtimes["fp32"].decide(state),
