@@ -24,7 +24,7 @@ from benchmarks._common import write_json  # noqa: E402
 from cloud_trainer.fleet_coordinator import EmulateConfig, format_table, run_emulation  # noqa: E402
 from edgepilot.commands.demo import demo_bundle  # noqa: E402
 
-KEYS = ("lost_decisions", "decision_duplicates", "telemetry_out_of_order", "fallbacks", "decision_latency_p50_s",
+KEYS = ("lost_decisions", "decision_messages_missing", "decision_duplicates", "late_decisions", "decision_window_s", "telemetry_out_of_order", "fallbacks", "decision_latency_p50_s",
         "decision_latency_p99_s", "end_to_end_decision_p50_s", "end_to_end_decision_p99_s", "mean_measured_round_time_s",
         "mean_predicted_round_time_s", "round_time_rel_error_mean", "round_time_rel_error_max", "rounds_within_10pct",
         "mean_measured_energy_j", "mean_predicted_energy_j", "offload_mix", "messages_per_round", "bytes_per_round",

@@ -193,3 +193,31 @@ def test_status_is_retained_and_last_will_marks_a_dead_agent_offline(tmp_path, m
         if proc.poll() is None:
             proc.kill()
         lis.close()
+
+
+def test_edgepilot_agent_command_runs_one_ue(tmp_path, mosquitto, fleet) -> None:
+    port = mosquitto.port
+    lis = Listener(port, [topics.telemetry("ue-cli"), topics.status("ue-cli")], client_id="cli-listener")
+    publish_edge_info(lis, fleet, 0)
+    exe = os.path.join(os.path.dirname(sys.executable), "edgepilot")
+    proc = subprocess.Popen([exe, "agent", "--ue-id", "ue-cli", "--edge-id", "0", "--broker", f"127.0.0.1:{port}",
+                             "--state-dir", str(tmp_path / "state"), "--log-level", "WARNING"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        end = time.time() + 30
+        while not any(p and parse_status(p).state == pb.AgentStatus.STATE_ONLINE for p in lis.on(topics.status("ue-cli"))):
+            assert time.time() < end and proc.poll() is None, proc.stderr.read().decode() if proc.poll() is not None else "no status"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        lis.publish(topics.task("ue-cli"), make_task("ue-cli", 0).SerializeToString())
+        got = lis.wait_for(topics.telemetry("ue-cli"), 1)
+        assert got and parse_telemetry(got[0]).decision.policy_version == "local-threshold"
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        summary = json.loads(out.decode().strip().splitlines()[-1])
+        assert summary["ue_id"] == "ue-cli" and summary["rounds"] == 1 and summary["outbox_backlog"] == 0
+        assert (tmp_path / "state" / "edge_info.pb").exists()  # read once, cached for an offline start
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        lis.close()

@@ -472,16 +472,18 @@ class UEAgent:
             edge_cloud_gain=task.radio.edge_cloud_gain, frame_start_unix_seconds=frame_start,
             payload=bytes(int(math.ceil(task.input_bits * c.wire_scale / 8))),
         )
-        timeout = None if deadline_wall is None else max(0.001, deadline_wall - time.time())
-        reason = ""
-        try:
-            import grpc
-
-            resp = self._client(self.edge_info.grpc_address).execute(req, timeout=timeout)
-        except Exception as err:  # grpc.RpcError: unreachable, deadline, refused
-            code = getattr(err, "code", lambda: None)()
-            reason = f"edge server: {getattr(code, 'name', type(err).__name__)}"
-            resp = None
+        reason, resp = "", None
+        for attempt in range(3):  # a transient UNAVAILABLE (connection reset under load) is retried twice
+            timeout = None if deadline_wall is None else max(0.001, deadline_wall - time.time())
+            try:
+                resp = self._client(self.edge_info.grpc_address).execute(req, timeout=timeout)
+                break
+            except Exception as err:  # grpc.RpcError: unreachable, deadline, refused
+                code = getattr(err, "code", lambda: None)()
+                reason = f"edge server: {getattr(code, 'name', type(err).__name__)}"
+                if getattr(code, "name", "") != "UNAVAILABLE" or attempt == 2:
+                    break
+                time.sleep(0.05)
         if resp is not None:
             out.executed = resp.executed_at
             out.compute_seconds = resp.compute_seconds

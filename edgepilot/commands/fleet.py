@@ -70,7 +70,7 @@ def emulate_cmd(
     profile: str = typer.Option("jetson-nano", "--profile", help="Hardware profile the UEs emulate."),
     seed: int = typer.Option(0, "--seed"),
     decision_window_ms: float = typer.Option(None, "--decision-window-ms", min=1.0,
-                                             help="Task issue -> uplink frame, wall ms (default 200 + 8 per UE)."),
+                                             help="Task issue -> uplink frame, wall ms (default 200 + 8 per UE; centralized 500 + 25 per UE)."),
     restart_broker_at: int = typer.Option(None, "--restart-broker-at", help="Restart Mosquitto before this round (fault drill)."),
     out: Path = typer.Option(Path("runs/emulate"), "--out", "-o", help="Run directory (summary.json, summary.png)."),
 ) -> None:
