@@ -68,13 +68,13 @@ def test_export_fails_below_the_agreement_threshold(work, tmp_path):
     ckpt = reference_checkpoint(work, "dtac")
     out = tmp_path / "never.bundle"
     proc = run("export", ckpt, "--target", "laptop", "--precisions", "int8_dynamic", "--min-agreement", "1.0",
-               "--no-mixed-precision", "--states", 200, "--calibration-states", 100, "--out", out, check=3)
+               "--no-mixed-precision", "--states", 500, "--calibration-states", 100, "--out", out, check=3)
     assert "decision agreement below 1.0000" in proc.stderr and "int8_dynamic" in proc.stderr
     assert not out.exists()
     assert json.loads(proc.stdout)["variants"]["int8_dynamic"]["passed"] is False
     # with --on-parity-failure drop the bundle is written without the failing variant
     proc = run("export", ckpt, "--target", "laptop", "--precisions", "int8_dynamic", "--min-agreement", "1.0",
-               "--no-mixed-precision", "--on-parity-failure", "drop", "--states", 200, "--calibration-states", 100,
+               "--no-mixed-precision", "--on-parity-failure", "drop", "--states", 500, "--calibration-states", 100,
                "--out", out, check=0)
     assert json.loads(proc.stdout)["dropped"] == ["int8_dynamic"]
     manifest = json.loads(run("bundle", "inspect", out, check=0).stdout)["manifest"]
