@@ -160,9 +160,9 @@ class Coordinator:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = lambda *a, **k: self.connected.clear()
         self.client.on_message = self._on_message
+        self.retained: list[tuple[str, bytes]] = []
         self.client.connect_async(cfg.broker_host, port, keepalive=10)
         self.client.loop_start()
-        self.retained: list[tuple[str, bytes]] = []
 
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
         subs = [(topics.all_ues(leaf), 1) for leaf in ("decision", "telemetry", "status")]

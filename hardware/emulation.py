@@ -136,6 +136,12 @@ class SerialTimeline:
         self._cursor = 0.0
         self._lock = threading.Lock()
 
+    @property
+    def end(self) -> float:
+        """When the last job booked so far finishes."""
+        with self._lock:
+            return self._cursor
+
     def reserve(self, ready_at: float, duration: float) -> tuple[float, float]:
         with self._lock:
             start = max(self._cursor, ready_at)

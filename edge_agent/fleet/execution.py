@@ -8,10 +8,11 @@ model (eq. 2-12):
   decision window); the rates of the round's offloading UEs are computed then, with the
   interference (5) of the other UEs of the same edge server on the same channel;
 * the edge server serves its edge tasks one after another (12), each for
-  T1 (edge compute, zero when the result is cached) + T21 (uplink + downlink);
+  T1 (edge compute, zero when the result is cached) + T21 (uplink + downlink), and, as
+  eq. 12 has it, every task of the queue completes when the whole queue has been served;
 * a cloud task is forwarded to the cloud tier, which serves every edge server's cloud
-  tasks one after another for T1 (cloud compute) + T21, and the edge server adds the
-  task's backhaul T22 (9) on the way back.
+  tasks one after another for T1 (cloud compute) + T21 (all complete at the end of that
+  queue), and the edge server adds the task's backhaul T22 (9) on the way back.
 
 One role per instance: ``role="edge"`` (with a ``cloud_address`` to forward to) or
 ``role="cloud"``. Both register on :class:`edge_agent.server.EdgeServer`.
@@ -129,7 +130,7 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
         frame_start = request_frame_start(request) or received
         frame = self._frame(request.round, frame_start)
         if self.role == "cloud":
-            return self._execute_cloud(request, frame, received)
+            return self._execute_cloud(request, frame, received, context)
         job = _Job(request, received)
         with self._lock:
             frame.jobs.append(job)
@@ -143,7 +144,7 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
             compute_s = 0.0 if r.cached else self.edge.compute_seconds(r.input_bits * r.cycles_per_bit)
             service_s = compute_s + job.ue_edge_seconds  # one slot of the edge queue (12)
             start, end = frame.timeline.reserve(frame.start, self.clock.wall(service_s))
-            if not _sleep_within(self.clock, end, context):
+            if not _sleep_until_queue_served(self.clock, frame.timeline, context):
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "task deadline passed while queued")
             queue_s = self.clock.emulated(start - frame.start)
             comm_s = job.ue_edge_seconds
@@ -161,7 +162,9 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
             except grpc.RpcError as err:
                 context.abort(err.code(), f"cloud tier: {err.details()}")
             backhaul_s = self.radio.backhaul_seconds(r.input_bits, r.output_bits, r.edge_cloud_gain)  # T22 (9)
-            end = time.time() + self.clock.wall(backhaul_s)
+            # the backhaul follows the task's slot at the cloud (on the emulated timeline, so
+            # the real time the forward and the reply took is not counted twice)
+            end = frame.start + self.clock.wall(reply.execution_seconds + backhaul_s)
             if not _sleep_within(self.clock, end, context):
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "task deadline passed on the backhaul")
             compute_s = reply.compute_seconds
@@ -178,18 +181,19 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
             timings=common_pb2.ServerTimings(total_seconds=done - received, queue_seconds=max(0.0, done - received)),
         )
 
-    def _execute_cloud(self, r: pb.ExecuteRequest, frame: _Frame, received: float) -> pb.ExecuteResponse:
+    def _execute_cloud(self, r: pb.ExecuteRequest, frame: _Frame, received: float, context) -> pb.ExecuteResponse:
         ue_edge_s = r.forwarded_ue_edge_seconds
         compute_s = self.cloud.compute_seconds(r.input_bits * r.cycles_per_bit)
         start, end = frame.timeline.reserve(frame.start, self.clock.wall(compute_s + ue_edge_s))  # cloud queue (12)
-        self.clock.sleep_until(end)
+        _sleep_until_queue_served(self.clock, frame.timeline, context)
+        end = frame.timeline.end
         self.served += 1
         done = time.time()
         return pb.ExecuteResponse(
             ue_id=r.ue_id, round=r.round, executed_at=pb.OFFLOAD_TARGET_CLOUD,
             compute_seconds=compute_s, communication_seconds=ue_edge_s,
             queue_seconds=self.clock.emulated(start - frame.start),
-            execution_seconds=self.clock.emulated(done - frame.start),
+            execution_seconds=self.clock.emulated(end - frame.start),  # the slot's end on the timeline
             timings=common_pb2.ServerTimings(total_seconds=done - received),
         )
 
@@ -206,6 +210,17 @@ def _time_remaining(context) -> float | None:
     """The call's remaining time, None without a deadline (gRPC then reports ~9e18 s)."""
     remaining = context.time_remaining() if context is not None else None
     return None if remaining is None or remaining > 1e6 else remaining
+
+
+def _sleep_until_queue_served(clock: EmulationClock, timeline: SerialTimeline, context) -> bool:
+    """Sleep until every task booked on ``timeline`` has been served (eq. 12: a queued
+    task completes with its queue), or the call's deadline; False on the deadline."""
+    while True:
+        end = timeline.end
+        if not _sleep_within(clock, end, context):
+            return False
+        if timeline.end <= end:  # nobody joined the queue meanwhile
+            return True
 
 
 def _sleep_within(clock: EmulationClock, wall_end: float, context) -> bool:
