@@ -19,6 +19,7 @@ states follow the caches the student's policy leaves behind.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -64,6 +65,12 @@ class TransferConfig:
     checkpoint_every: int = 500
     threads: int = 1
     mlp_hidden: int = 64  # TL's MLP
+    # dtac: the final checkpoint holds the student of the best logged window (its own
+    # deterministic rounds on the training simulator seeds), not the last step. (22)
+    # optimises against a frozen critic that the student can exploit: on fig5 / fig6 the
+    # training rounds got worse as the loss went down (deep-fade offloads the clipped
+    # critic does not see). tl / tl_transformer are supervised (26) and keep the last step.
+    keep_best: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,9 +128,13 @@ def train_transfer(
         model_config = mcfg.to_dict()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_step, wall_before, history = 0, 0.0, []
+    keep_best = cfg.keep_best and method == "dtac"
+    best = {"reward": -float("inf"), "step": None, "actor": None}
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
         student.load_state_dict(ckpt["actor"])
+        if ckpt.get("best_actor") is not None:
+            best.update(**ckpt["progress"]["best"], actor=ckpt["best_actor"])
         opt.load_state_dict(ckpt["optimizers"]["actor"])
         start_step, wall_before = ckpt["progress"]["step"], ckpt["progress"]["wall_s"]
         history = list(ckpt["progress"].get("history", []))
@@ -158,7 +169,9 @@ def train_transfer(
             scenario=scenario.model_dump(mode="json"), scenario_hash=scenario.scenario_hash(),
             train_config=cfg.to_dict(), tac_checkpoint=str(tac_checkpoint), tac_scenario_hash=tac_ckpt["scenario_hash"],
             progress={"step": step_i, "wall_s": wall_before + time.perf_counter() - t0, "history": history,
-                      "reward_transform": tac_ckpt["progress"]["reward_transform"]},
+                      "reward_transform": tac_ckpt["progress"]["reward_transform"],
+                      "best": {"reward": best["reward"], "step": best["step"]}},
+            best_actor=best["actor"] if path == last_path else None,
             metrics=metrics or {},
         )
 
@@ -189,6 +202,8 @@ def train_transfer(
             history.append(row)
             curve.write(row)
             window.clear()
+            if keep_best and row["weighted_reward"] > best["reward"]:
+                best.update(reward=row["weighted_reward"], step=done, actor=copy.deepcopy(student.state_dict()))
             loss_acc, nloss = 0.0, 0
         if progress:
             progress({"round": done, "total": cfg.steps, "weighted_reward": history[-1]["weighted_reward"] if history else float("nan")})
@@ -197,7 +212,10 @@ def train_transfer(
 
     wall = wall_before + time.perf_counter() - t0
     metrics = {"wall_s": wall, "steps": cfg.steps, "final_weighted_reward": history[-1]["weighted_reward"] if history else None}
-    checkpoint(last_path, cfg.steps, metrics)
+    checkpoint(last_path, cfg.steps, metrics)  # the last step, for --resume
+    if keep_best and best["actor"] is not None:
+        student.load_state_dict(best["actor"])
+        metrics.update(selected_step=best["step"], selected_weighted_reward=best["reward"])
     checkpoint(final_path, cfg.steps, metrics)
     curve.close()
     return TrainResult(final_path, history, wall, metrics)

@@ -40,6 +40,20 @@ def test_dtac_checkpoint_holds_a_dtac_actor_that_changed(trained):
     assert any(not torch.equal(start.state_dict()[k], v) for k, v in actor.state_dict().items())  # (22) moved it
 
 
+def test_dtac_keeps_the_student_of_its_best_logged_window(trained):
+    _, _, dtac = trained
+    from cloud_trainer.checkpoint import load_checkpoint
+
+    final, last = load_checkpoint(dtac.checkpoint), load_checkpoint(dtac.checkpoint.parent / "dtac_last.pt")
+    rewards = [h["weighted_reward"] for h in dtac.history]
+    best = dtac.history[int(np.argmax(rewards))]
+    assert final["metrics"]["selected_step"] == best["round"] and final["metrics"]["selected_weighted_reward"] == max(rewards)
+    assert last["progress"]["step"] == 12 and final.get("best_actor") is None
+    assert all(torch.equal(final["actor"][k], v) for k, v in last["best_actor"].items())
+    if best["round"] == 12:
+        assert all(torch.equal(final["actor"][k], v) for k, v in last["actor"].items())
+
+
 def test_changing_other_ues_never_changes_a_ues_dtac_action(trained):
     scen, _, dtac = trained
     policy = load_policy("dtac", dtac.checkpoint)
