@@ -354,6 +354,10 @@ DEVIATIONS = (
     "The TAC critic regresses max(r, -100) / 10 per UE and component (a floor on catastrophic deep-fade rounds); "
     "the evaluation's weighted reward is not floored, so a few deep-fade rounds can dominate a method's mean - the median is shown beside it.",
     "HAPPO uses MLP agents (one per UE slot) instead of the paper's RNN agents, gamma = 0, team reward floored at -1000 and divided by 100.",
+    "TAC schedule: Fig. 5 the full default (7 noise-decay episodes of 600 rounds x 16 envs); Fig. 6 / Fig. 7 only 4 episodes (2400 rounds; "
+    "their rounds cost ~2x more and the CPU budget did not allow 7), resumed once from round 500. See each checkpoint's schedule above.",
+    "DTAC (eq. 22) keeps the student of its best logged training window (deterministic student rounds on the training simulator seeds, "
+    "never the evaluation seed) instead of the last step: against the frozen, floored critic the training rounds got worse as the loss fell.",
     "No TensorBoard (not installable here): training curves are CSV + PNG.",
     "Training curves are the noisy exploration rewards of the training rounds, not deterministic evaluations.",
 )
