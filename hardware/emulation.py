@@ -22,27 +22,24 @@ import threading
 import time
 from dataclasses import dataclass
 
-#: CPU clock of the devices the fleet emulates, hertz. The hardware profiles
-#: (``hardware/profiles/*.yaml``) describe what a device's inference stack can run; the
-#: compute speed an emulated UE has lives here, keyed by the same profile names.
-DEVICE_CPU_HZ = {
-    "jetson-nano": 1.43e9,  # 4x Cortex-A57 @ 1.43 GHz (the scenario's F_UE)
-    "jetson-orin-nano": 1.5e9,  # 6x Cortex-A78AE @ 1.5 GHz
-    "laptop": 2.4e9,
-    "rtx4090-edge-server": 4.0e9,
-}
-
 #: Default compressed clock: wall seconds per emulated second.
 DEFAULT_TIME_SCALE = 0.1
 
 
 def device_cpu_hz(profile: str, default: float | None = None) -> float:
-    """Compute speed of an emulated device (hertz) by hardware-profile name."""
-    if profile in DEVICE_CPU_HZ:
-        return DEVICE_CPU_HZ[profile]
+    """Compute speed of an emulated device (hertz): the ``cpu_hz`` of its hardware
+    profile (``hardware/profiles/<profile>.yaml``), else ``default``."""
+    from hardware.profiles import ProfileError, load_profile
+
+    try:
+        hz = load_profile(profile).cpu_hz
+    except ProfileError:
+        hz = None
+    if hz is not None:
+        return hz
     if default is not None:
         return default
-    raise KeyError(f"no emulated compute speed for hardware profile {profile!r}: known {sorted(DEVICE_CPU_HZ)}")
+    raise KeyError(f"hardware profile {profile!r} is unknown or gives no cpu_hz")
 
 
 @dataclass(frozen=True)

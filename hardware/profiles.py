@@ -61,6 +61,7 @@ class HardwareProfile:
     compute_capability: str | None = None
     jetpack: str | None = None
     python: str | None = None
+    cpu_hz: float | None = None  # CPU clock a task computed on the device runs at (F_UE of eq. 2); emulation uses it
     match: tuple[str, ...] = field(default_factory=tuple)
 
     def supports(self, precision: str) -> bool:
@@ -139,6 +140,9 @@ def _parse(data: dict, source: str) -> HardwareProfile:
         raise ProfileError(f"{source}: ort_contrib_ops needs a profile without TensorRT (TensorRT cannot parse them)")
     if trt is not None and workspace <= 0:
         raise ProfileError(f"{source}: a TensorRT profile needs workspace_mib > 0")
+    cpu_hz = data.get("cpu_hz")
+    if cpu_hz is not None and (isinstance(cpu_hz, bool) or not isinstance(cpu_hz, (int, float)) or not cpu_hz > 0):
+        raise ProfileError(f"{source}: cpu_hz must be a positive number of hertz, got {cpu_hz!r}")
     return HardwareProfile(
         name=name,
         description=str(data.get("description", "")),
@@ -156,6 +160,7 @@ def _parse(data: dict, source: str) -> HardwareProfile:
         compute_capability=None if data.get("compute_capability") is None else str(data["compute_capability"]),
         jetpack=None if data.get("jetpack") is None else str(data["jetpack"]),
         python=None if data.get("python") is None else str(data["python"]),
+        cpu_hz=None if cpu_hz is None else float(cpu_hz),
         match=tuple(str(m).lower() for m in data.get("match", []) or []),
     )
 

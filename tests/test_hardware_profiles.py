@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from hardware.profiles import ProfileError, detect_local_profile, list_profiles, load_profile
+import yaml
+
+from hardware.profiles import PROFILE_DIR, HardwareProfile, ProfileError, detect_local_profile, list_profiles, load_profile
 
 
 def test_shipped_profiles_load():
@@ -70,3 +72,17 @@ def test_contrib_ops_only_without_tensorrt(tmp_path):
     with pytest.raises(ProfileError, match="ort_contrib_ops needs a profile without TensorRT"):
         load_profile(bad)
     assert load_profile("laptop").ort_contrib_ops and not load_profile("jetson-nano").ort_contrib_ops
+
+
+def test_every_profile_gives_the_emulated_compute_speed(tmp_path):
+    from hardware.emulation import device_cpu_hz
+
+    for name in list_profiles():
+        hz = load_profile(name).cpu_hz
+        assert isinstance(hz, float) and 1e8 < hz < 1e10, (name, hz)
+        assert device_cpu_hz(name) == hz
+    assert load_profile("jetson-nano").cpu_hz == 1.43e9  # the Cortex-A57 clock the fleet emulates
+    data = yaml.safe_load((PROFILE_DIR / "laptop.yaml").read_text())
+    for bad in (0, -1.0, "fast", True):
+        with pytest.raises(ProfileError, match="cpu_hz"):
+            HardwareProfile.from_dict({**data, "cpu_hz": bad}, "bad.yaml")
