@@ -279,3 +279,12 @@ def test_shape_mismatch_is_rejected():
         evaluate_round(P, tasks, Decision([0, 0], [0, 0], [1, 1], [1, 1]))
     with pytest.raises(ValueError, match="edge index"):
         RoundTasks(edge=[0, 3], gain=[1, 1], edge_cloud_gain=[1.0], input_bits=[1, 1], output_bits=[1, 1], cycles_per_bit=[1, 1], cached=[0, 0])
+
+
+def test_retain_freed_heap_reaches_glibc():
+    import platform
+
+    from edge_agent.system_model import retain_freed_heap
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert retain_freed_heap() is expected

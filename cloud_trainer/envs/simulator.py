@@ -28,6 +28,7 @@ from edge_agent.system_model import (
     RoundTasks,
     evaluate_round,
     local_state,
+    retain_freed_heap,
     vector_reward,
 )
 
@@ -101,6 +102,7 @@ class BatchSimulator:
         self.max_ues = scenario.max_ues
         self.round = 0
         self._obs: Observation | None = None
+        retain_freed_heap()  # every step allocates and frees the same ~MBs of temporaries
 
     # -- episode -------------------------------------------------------------
     def reset(self, seed: int | None = None) -> Observation:
