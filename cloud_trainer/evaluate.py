@@ -302,7 +302,7 @@ def run_evaluation(runs_dir: str | Path, out_dir: str | Path, spec: EvalSpec, lo
     return results
 
 
-BENCHMARK_FILES = {"n4_exhaustive": "n4_exhaustive.json", "training_cost": "training_cost.json"}
+BENCHMARK_FILES = {"n4_exhaustive": "n4_exhaustive.json", "training_cost": "training_cost.json", "reward_floor": "reward_floor_fig5.json"}
 
 
 def training_schedule(method: str, ckpt: dict) -> dict:
@@ -325,7 +325,8 @@ def target_checks(results: dict, scenario: str = "fig6") -> list[dict]:
     if "dtac" in methods and "tac" in methods:
         d, t = methods["dtac"]["weighted_reward"], methods["tac"]["weighted_reward"]
         gap = (t - d) / abs(t)  # > 0: DTAC below TAC
-        out.append({"target": f"{scenario}: DTAC weighted reward within 10% of TAC", "value": f"DTAC {d:.2f} vs TAC {t:.2f} (DTAC {100 * -gap:+.1f}%)",
+        note = "; DTAC above TAC by more than 10%: the centralized TAC is not converged, so this is no ceiling" if gap < -0.10 else ""
+        out.append({"target": f"{scenario}: DTAC weighted reward within 10% of TAC", "value": f"DTAC {d:.2f} vs TAC {t:.2f} (DTAC {100 * -gap:+.1f}%{note})",
                     "met": gap <= 0.10})
     if "dtac" in methods:
         d = methods["dtac"]["weighted_reward"]
@@ -354,8 +355,9 @@ DEVIATIONS = (
     "The TAC critic regresses max(r, -100) / 10 per UE and component (a floor on catastrophic deep-fade rounds); "
     "the evaluation's weighted reward is not floored, so a few deep-fade rounds can dominate a method's mean - the median is shown beside it.",
     "HAPPO uses MLP agents (one per UE slot) instead of the paper's RNN agents, gamma = 0, team reward floored at -1000 and divided by 100.",
-    "TAC schedule: Fig. 5 the full default (7 noise-decay episodes of 600 rounds x 16 envs); Fig. 6 / Fig. 7 only 4 episodes (2400 rounds; "
-    "their rounds cost ~2x more and the CPU budget did not allow 7), resumed once from round 500. See each checkpoint's schedule above.",
+    "TAC schedule: the default 7 noise-decay episodes of 600 rounds x 16 envs on every scenario; Fig. 5 in one go (timed by "
+    "benchmarks/dtac_training_cost.py), Fig. 6 / Fig. 7 resumed at rounds 500 and 2400 (the replay memory refilled each time). "
+    "That is still far fewer rounds than the paper's training.",
     "DTAC (eq. 22) keeps the student of its best logged training window (deterministic student rounds on the training simulator seeds, "
     "never the evaluation seed) instead of the last step: against the frozen, floored critic the training rounds got worse as the loss fell.",
     "No TensorBoard (not installable here): training curves are CSV + PNG.",
@@ -428,6 +430,16 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
                 r = c[m]["to_95pct"] or {}
                 lines.append(f"| {LABELS[m]} | {_fmt(c[m]['wall_s'], 0)} | {_fmt(r.get('episode'))} | {r.get('env_rounds', '-')} | {_fmt(r.get('wall_s'), 0)} |")
         lines += ["", f"TAC + DTAC wall time: {_fmt(c['tac_plus_dtac_wall_s'], 0)} s ({c['tac_plus_dtac_wall_s'] / 60:.1f} min).", ""]
+    if bench.get("reward_floor"):
+        f = bench["reward_floor"]
+        lines += [f"## Trial: TAC critic reward floor {f['floor']:g} vs 100 ({f['scenario']})", "",
+                  f"From `benchmarks/dtac_reward_floor.py --scenario {f['scenario']} --floor {f['floor']:g}`: TAC (same seed {f['seed']} and schedule) "
+                  f"and its DTAC, evaluated {f['eval']['rounds']} rounds x {f['eval']['envs']} envs, seed {f['eval']['seed']}, beside the default-floor "
+                  "checkpoints as they were when the trial ran.", "",
+                  "| model | weighted reward (27) | median | avg T_t (s) | energy / task (J) |", "| --- | ---: | ---: | ---: | ---: |"]
+        for k, r in f["results"].items():
+            lines.append(f"| {k} | {_fmt(r['weighted_reward'])} | {_fmt(r['weighted_reward_median'])} | {_fmt(r['avg_round_time_s'])} | {_fmt(r['avg_energy_per_task_j'])} |")
+        lines.append("")
     if results.get("complexity"):
         lines += ["## Model complexity (Table IV)", "", "| scenario | model | actor params | actor FLOPs / UE | critic params | critic FLOPs / UE |", "| --- | --- | ---: | ---: | ---: | ---: |"]
         for name, c in results["complexity"].items():
