@@ -18,8 +18,28 @@ from torch.nn import functional as F
 LIKELIHOOD_BOUND = 1e-9
 
 
+class _LowerBound(torch.autograd.Function):
+    """max(x, bound) whose gradient still flows where it would push x up (as in Balle's
+    and CompressAI's LowerBound): a latent far outside the learned density must not get a
+    zero rate gradient, or it is never pulled back in."""
+
+    @staticmethod
+    def forward(ctx, x, bound: float):
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        passthrough = (x >= ctx.bound) | (grad < 0)
+        return grad * passthrough, None
+
+
 class EntropyBottleneck(nn.Module):
-    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 1.0):
+        # init_scale: initial width of the density. Balle uses 10 for image latents; ours are
+        # of order 1 and a wide start costs thousands of steps of rate before it narrows.
         super().__init__()
         self.channels = channels
         dims = (1, *filters, 1)
@@ -57,7 +77,7 @@ class EntropyBottleneck(nn.Module):
         upper = self._logits_cdf(v + 0.5)
         sign = -torch.sign(lower + upper).detach()  # evaluate in the tail with better precision
         lik = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
-        lik = lik.clamp_min(LIKELIHOOD_BOUND)
+        lik = _LowerBound.apply(lik, LIKELIHOOD_BOUND)
         return lik.reshape(c, n, *y.shape[2:]).transpose(0, 1)
 
     @torch.no_grad()

@@ -73,10 +73,13 @@ class SplitCNN(nn.Module):
         return self.tail(x, 0)
 
 
+ANALYSIS_INIT_GAIN = 10.0
+
+
 @dataclass(frozen=True)
 class CodecConfig:
-    split_point: int = 2
-    latent_channels: int = 8
+    split_point: int = 3
+    latent_channels: int = 16
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,6 +96,10 @@ class CoInferenceModel(nn.Module):
         cin = SplitCNN.feature_shape(cnn.config, codec.split_point)[0]
         c = codec.latent_channels
         self.analysis = nn.Conv2d(cin, c, 3, padding=1)
+        with torch.no_grad():
+            # Start with latents of order 1-10 rather than 0.1-1: rounding then keeps the
+            # information the tail needs, and the rate term prunes from there.
+            self.analysis.weight.mul_(ANALYSIS_INIT_GAIN)
         self.synthesis = nn.Sequential(nn.Conv2d(c, cin, 3, padding=1, bias=False), nn.BatchNorm2d(cin), nn.ReLU(inplace=True))
         self.entropy_bottleneck = EntropyBottleneck(c)
 

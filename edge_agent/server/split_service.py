@@ -212,19 +212,31 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
         results: queue.Queue = queue.Queue(maxsize=self.batching.queue_capacity)
         done = object()
 
+        def put(item) -> bool:
+            # Blocking put = backpressure on a fast sender; give up once the call is over.
+            while context.is_active():
+                try:
+                    results.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def reader():
             try:
                 for req in request_iterator:
                     received = time.monotonic()
                     try:
                         ep, x, deadline, dec = self._prepare(req, context.time_remaining())
-                        results.put((req, received, self._submit(ep, x, deadline), dec, None))
+                        item = (req, received, self._submit(ep, x, deadline), dec, None)
                     except RequestError as exc:
-                        results.put((req, received, None, 0.0, exc))
+                        item = (req, received, None, 0.0, exc)
+                    if not put(item):
+                        return
             except Exception:  # client went away / cancelled
                 pass
             finally:
-                results.put(done)
+                put(done)
 
         threading.Thread(target=reader, name="stream-reader", daemon=True).start()
         while True:

@@ -25,10 +25,44 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+class _LineProgress:
+    """Progress for a non-terminal stderr (logs, CI): one line per stage change or every 10 s."""
+
+    def __init__(self):
+        import sys
+
+        self._err = sys.stderr
+        self._last = (None, 0.0)
+        self.console = self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, description, total=1):
+        return 0
+
+    def log(self, message):
+        print(time.strftime("%H:%M:%S"), message, file=self._err, flush=True)
+
+    def update(self, task, description="", completed=0, total=1):
+        stage, when = self._last
+        now = time.monotonic()
+        if description != stage or now - when >= 10 or completed >= total:
+            self._last = (description, now)
+            self.log(f"{description} {completed}/{total}")
+
+
 def _progress():
+    import sys
+
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    if not sys.stderr.isatty():
+        return _LineProgress()
     # progress on stderr: stdout carries the JSON result
     return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                     TimeElapsedColumn(), transient=False, console=Console(stderr=True))
@@ -98,10 +132,10 @@ def serve_cmd(
 def train_cmd(
     out: Path = typer.Option(DEFAULT_RUN_DIR, help="Run directory: checkpoints, sweep.json, bundles/."),
     epochs: int = typer.Option(4, min=1, help="Epochs of the full-precision CNN."),
-    codec_epochs: int = typer.Option(1, min=1, help="Epochs of each lambda's codec fine-tune."),
+    codec_epochs: int = typer.Option(8, min=1, help="Epochs of each lambda's codec training (on precomputed head features: fast)."),
     lambdas: str = typer.Option("3e-4,1e-3,3e-3,1e-2", help="Comma-separated rate weights (loss = CE + lambda * bits)."),
-    split_point: int = typer.Option(2, min=1, max=3, help="Cut after this CNN block (1: 32x14x14, 2: 64x7x7, 3: 128x3x3)."),
-    latent_channels: int = typer.Option(8, min=1, help="Channels of the transmitted latent."),
+    split_point: int = typer.Option(3, min=1, max=3, help="Cut after this CNN block (1: 32x14x14, 2: 64x7x7, 3: 128x3x3)."),
+    latent_channels: int = typer.Option(16, min=1, help="Channels of the transmitted latent."),
     limit: Optional[int] = typer.Option(None, min=10, help="Use only this many training images (smoke runs)."),
     threads: int = typer.Option(2, min=1, help="torch CPU threads."),
     max_drop: float = typer.Option(0.003, min=0.0, help="Operating point: lowest rate within this validation-accuracy drop."),
@@ -145,8 +179,10 @@ def train_cmd(
             base_model, base_metrics = T.train_base(tr, va, tc=tc, progress=progress)
             T.save_base(base_model, base_metrics, out / "base.pt")
         points = []
+        bar.console.log("head features of the training split (frozen head, computed once)")
+        features = T.head_features(base_model, tr, codec.split_point, tc.flip_augment)
         for lam in lams:
-            model, metrics = T.train_codec(base_model, tr, va, lam, codec, tc, progress)
+            model, metrics = T.train_codec(base_model, tr, va, lam, codec, tc, progress, features)
             ckpt = T.save_codec(model, metrics, out / f"codec_lambda_{lam:g}.pt")
             bdir = export_bundle(model, base_model, out / "bundles" / f"lambda_{lam:g}",
                                  training={"lambda": lam, **{k: v for k, v in metrics.items() if k != "history"},
