@@ -98,12 +98,12 @@ def payload_table(bundle: SplitBundle, sweep: list[SplitBundle], images: np.ndar
     webp = [{"quality": q, **image_baseline(bundle, images, labels, "image/webp", q, progress)} for q in qualities]
     seen, points = set(), []
     for b in [bundle, *sweep]:
-        key = str(b.root.resolve())
+        key = b.manifest["files"]["tail"]["sha256"] + b.manifest["files"]["codec_tables"]["sha256"]  # same model, other path
         if key not in seen:
             seen.add(key)
             points.append(co_inference_point(b, images, labels, progress))
     points.sort(key=lambda p: p["payload_bytes_mean"])
-    main = next(p for p in points if Path(p["bundle"]).resolve() == bundle.root.resolve())
+    main = points[0] if len(points) == 1 else next(p for p in points if p["bundle"] == str(bundle.root))
     # The paper's lossy row: the smallest JPEG within 1.5 points of lossless, else the best JPEG.
     near = [j for j in jpeg if j["accuracy"] >= png["accuracy"] - 0.015]
     lossy = min(near, key=lambda j: j["payload_bytes_mean"]) if near else max(jpeg, key=lambda j: j["accuracy"])
