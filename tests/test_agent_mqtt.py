@@ -17,7 +17,7 @@ from edge_agent.fleet import topics
 from edge_agent.fleet.payloads import parse_status, parse_telemetry
 from edge_agent.system_model import RoundTasks, local_state
 from edgepilot.v1 import fleet_pb2 as pb
-from tests.test_fleet_fixtures import (
+from tests.fleet_fixtures import (
     PARAMS, FixedPolicy, Fleet, Listener, make_agent, make_task, mosquitto, publish_edge_info,  # noqa: F401
 )
 

@@ -13,7 +13,7 @@ from edge_agent.fleet import topics
 from edge_agent.fleet.payloads import parse_telemetry
 from edge_agent.server.tls import write_dev_pki
 from hardware.mosquitto.credentials import COORDINATOR_USER, generate
-from tests.test_fleet_fixtures import Fleet, FixedPolicy, Listener, make_agent, make_task, wait_connected
+from tests.fleet_fixtures import Fleet, FixedPolicy, Listener, make_agent, make_task, wait_connected
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from edge_agent.fleet import topics
 from edge_agent.fleet.ota import PolicyUpdater, UpdateRejected
 from edge_agent.fleet.payloads import parse_status, parse_telemetry
 from edgepilot.v1 import fleet_pb2 as pb
-from tests.test_fleet_fixtures import Fleet, Listener, make_agent, make_task, mosquitto, publish_edge_info  # noqa: F401
+from tests.fleet_fixtures import Fleet, Listener, make_agent, make_task, mosquitto, publish_edge_info  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from edge_agent.fleet.outbox import Outbox
 from edge_agent.fleet.payloads import PayloadError
 from edge_agent.fleet.policy import LocalThresholdPolicy, check_decisions
 from edgepilot.v1 import fleet_pb2 as pb
-from tests.test_fleet_fixtures import make_task
+from tests.fleet_fixtures import make_task
 
 
 def test_task_round_trip_and_ue_check() -> None:
