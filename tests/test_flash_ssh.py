@@ -1,0 +1,292 @@
+"""``edgepilot flash`` against a real OpenSSH server on loopback (no mocks of SSH).
+
+The fixture starts ``/usr/sbin/sshd`` with a throwaway host key and an authorized_keys
+file holding a fresh client key; the "board" is this machine, and the agent installs
+with ``--no-systemd --offline-deps`` into a temp prefix, its venv reusing this test's
+Python packages (so no index is needed). What differs on a real Jetson: systemd, the
+service user, pip installing the base requirements, and another CPU architecture.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edge_agent.bundle import verify_bundle
+from edgepilot.cli import app
+from export.bundle import build_bundle, generate_keypair, load_private_key
+from hardware.jetson.flash import FlashTarget, connect, run_remote
+
+SSHD = shutil.which("sshd", path="/usr/sbin:/usr/local/sbin:/sbin:" + os.environ.get("PATH", "")) or "/usr/sbin/sshd"
+UE_ID = "ue-007"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _keygen(path: Path) -> Path:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", path.name, "-f", str(path)], check=True)
+    return path
+
+
+class Sshd:
+    def __init__(self, root: Path):
+        if not os.path.isfile(SSHD) or shutil.which("ssh-keygen") is None:
+            pytest.fail("OpenSSH server not found (/usr/sbin/sshd, ssh-keygen): run `make setup` "
+                        "(scripts/bootstrap.sh installs openssh-server)")
+        self.root = root
+        self.host_key = _keygen(root / "ssh_host_ed25519_key")
+        self.client_key = _keygen(root / "client_key")
+        self.wrong_key = _keygen(root / "wrong_key")
+        (root / "authorized_keys").write_text((root / "client_key.pub").read_text())
+        self.port = _free_port()
+        self.log = root / "sshd.log"
+        self.user = getpass.getuser()
+        config = root / "sshd_config"
+        config.write_text(
+            f"Port {self.port}\nListenAddress 127.0.0.1\nHostKey {self.host_key}\nPidFile {root / 'sshd.pid'}\n"
+            f"AuthorizedKeysFile {root / 'authorized_keys'}\nUsePAM no\nStrictModes no\nPubkeyAuthentication yes\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+            "Subsystem sftp internal-sftp\nLogLevel VERBOSE\nMaxStartups 50\n")
+        if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
+            os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege-separation dir, as the Debian unit makes
+        check = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
+        if check.returncode != 0:
+            pytest.fail(f"sshd refuses its test config: {check.stderr.strip()}")
+        self.proc = subprocess.Popen([SSHD, "-D", "-f", str(config), "-E", str(self.log)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.recv(64)  # the banner: sshd is serving
+                break
+            except OSError:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"sshd did not start: {self.proc.stderr.read().decode()} {self.log.read_text() if self.log.exists() else ''}")
+                time.sleep(0.05)
+        kind, blob = (root / "ssh_host_ed25519_key.pub").read_text().split()[:2]
+        self.known_hosts_line = f"[127.0.0.1]:{self.port} {kind} {blob}\n"
+
+    def connections(self) -> int:
+        return self.log.read_text().count("Connection from") if self.log.exists() else 0
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def signing(tmp_path_factory):
+    root = tmp_path_factory.mktemp("keys")
+    priv, pub = generate_keypair(root, "fleet")
+    files = {"artifacts/actor.onnx": b"onnx-bytes" * 100, "parity.json": b"{}"}
+
+    def make(path: Path, version: str = "1.0") -> Path:
+        manifest = {"model": {"kind": "dtac", "version": version}, "target": {"name": "jetson-nano"},
+                    "artifacts": [], "inputs": [], "outputs": []}
+        return build_bundle(path, files, manifest, load_private_key(priv))
+
+    return {"pub": pub, "make": make, "bundle": make(root / "dtac-1.bundle"), "bundle2": make(root / "dtac-2.bundle", "2.0")}
+
+
+@pytest.fixture()
+def board(tmp_path, sshd, signing):
+    """Per-test prefix, staging dir, known_hosts, and the CLI arguments that reach the sshd."""
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line)
+    prefix, staging = tmp_path / "board" / "opt" / "edgepilot", tmp_path / "board" / "staging"
+
+    def args(*extra: str, bundle: Path | None = None, key: Path | None = None, ue_id: str = UE_ID) -> list[str]:
+        return ["flash", "127.0.0.1", "--user", sshd.user, "--port", str(sshd.port), "--key", str(key or sshd.client_key),
+                "--known-hosts", str(known_hosts), "--bundle", str(bundle or signing["bundle"]),
+                "--trusted-key", str(signing["pub"]), "--broker", "broker.lan:8883", "--ue-id", ue_id, "--edge-id", "1",
+                "--prefix", str(prefix), "--remote-python", sys.executable, "--no-systemd", "--offline-deps",
+                "--staging-dir", str(staging), *extra]
+
+    return {"args": args, "prefix": prefix, "staging": staging, "known_hosts": known_hosts}
+
+
+def invoke(args: list[str]):
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "400"})
+    result.text = " ".join(result.output.split())  # rich wraps; compare without line breaks
+    return result
+
+
+def _current(prefix: Path) -> str:
+    return os.readlink(prefix / "current")
+
+
+def test_flash_installs_verified_bundle_config_and_an_importable_agent(sshd, signing, board):
+    r = invoke(board["args"]())
+    assert r.exit_code == 0, r.output
+    prefix = board["prefix"]
+    cur = prefix / "current"
+    assert _current(prefix).startswith("releases/") and not (prefix / "previous").exists()
+    # the bundle on the board is the one verified here, byte for byte, and still verifies there
+    assert (cur / "policy.bundle").read_bytes() == signing["bundle"].read_bytes()
+    assert verify_bundle(cur / "policy.bundle", [cur / "trusted_keys"]).version == "1.0"
+    env = (cur / "agent.env").read_text().splitlines()
+    assert f"EDGEPILOT_UE_ID={UE_ID}" in env and "EDGEPILOT_BROKER=broker.lan:8883" in env and "EDGEPILOT_EDGE_ID=1" in env
+    assert oct((cur / "agent.env").stat().st_mode & 0o777) == "0o600"
+    unit = (cur / "edgepilot-agent.service").read_text()
+    assert f"EnvironmentFile={prefix}/current/agent.env" in unit and f"--bundle {prefix}/current/policy.bundle" in unit
+    assert f"ExecStart={prefix}/current/bin/edgepilot agent" in unit and "--tls-ca" not in unit
+    # torch-free payload: the agent's packages only
+    lib = sorted(p.name for p in (cur / "lib").iterdir())
+    assert lib == ["edge_agent", "edgepilot", "hardware"]
+    assert not (cur / "lib" / "hardware" / "jetson").exists() and (cur / "lib" / "edgepilot" / "v1" / "fleet_pb2.py").is_file()
+    # SHA256SUMS on the board matches the files as they were uploaded
+    sums = dict(line.split("  ")[::-1] for line in (cur / "SHA256SUMS").read_text().splitlines())
+    assert sums["policy.bundle"] == hashlib.sha256(signing["bundle"].read_bytes()).hexdigest()
+    assert not board["staging"].exists() or not any(board["staging"].iterdir())  # staging removed
+    # in the board's own environment (over SSH): the installed agent imports, from the release
+    client = connect(FlashTarget(host="127.0.0.1", port=sshd.port, user=sshd.user, key=sshd.client_key,
+                                 known_hosts=board["known_hosts"]))
+    try:
+        _, out, _ = run_remote(client, f"{cur}/bin/python -c 'import edge_agent, edgepilot.cli; print(edge_agent.__file__)'")
+        assert out.strip().startswith(str(prefix / "releases")), out
+        _, out, _ = run_remote(client, f"{cur}/bin/edgepilot --version")
+        assert out.strip() == "edgepilot 0.1.0"
+        # the venv itself has no copy of the agent: only current/lib provides it
+        status, _, err = run_remote(client, f"{prefix}/venv/bin/python -c 'import edge_agent'", check=False)
+        assert status != 0 and "No module named 'edge_agent'" in err
+    finally:
+        client.close()
+
+
+def test_second_flash_switches_current_and_rollback_restores_previous(sshd, signing, board):
+    prefix = board["prefix"]
+    assert invoke(board["args"]()).exit_code == 0
+    first = _current(prefix)
+    r = invoke(board["args"](bundle=signing["bundle2"]))
+    assert r.exit_code == 0, r.output
+    second = _current(prefix)
+    assert second != first and os.readlink(prefix / "previous") == first
+    assert verify_bundle(prefix / "current" / "policy.bundle", [signing["pub"]]).version == "2.0"
+    r = invoke(board["args"]("--rollback"))
+    assert r.exit_code == 0, r.output
+    assert "rolled back" in r.text
+    assert _current(prefix) == first and os.readlink(prefix / "previous") == second
+    assert verify_bundle(prefix / "current" / "policy.bundle", [signing["pub"]]).version == "1.0"
+
+
+def test_remote_failure_shows_stderr_and_leaves_previous_install(sshd, signing, board):
+    prefix = board["prefix"]
+    assert invoke(board["args"]()).exit_code == 0
+    first = _current(prefix)
+    r = invoke(board["args"]("--profile", "no-such-board", bundle=signing["bundle2"]))
+    assert r.exit_code == 1
+    assert "remote command failed" in r.text and "unknown hardware profile 'no-such-board'" in r.text  # the board's stderr
+    assert "left as it was" in r.text
+    assert _current(prefix) == first and not (prefix / "previous").exists()
+    assert sorted(p.name for p in (prefix / "releases").iterdir()) == [first.split("/")[1]]  # no half-built release
+    assert not any(board["staging"].iterdir())  # the staged payload (with agent.env) is removed on failure too
+
+
+def _tamper(src: Path, dst: Path) -> Path:
+    with tarfile.open(src) as tin, tarfile.open(dst, "w:") as tout:
+        for info in tin:
+            data = tin.extractfile(info).read()
+            if info.name == "artifacts/actor.onnx":
+                data = b"evil" + data[4:]
+            info.size = len(data)
+            tout.addfile(info, io.BytesIO(data))
+    return dst
+
+
+def test_tampered_bundle_is_refused_before_any_connection(sshd, signing, board, tmp_path):
+    before = sshd.connections()
+    r = invoke(board["args"](bundle=_tamper(signing["bundle"], tmp_path / "tampered.bundle")))
+    assert r.exit_code == 1
+    assert "bundle refused before upload" in r.text and "actor.onnx has changed" in r.text
+    assert sshd.connections() == before
+    assert not board["prefix"].exists() and not board["staging"].exists()
+
+
+def test_wrong_key_is_an_auth_error_and_installs_nothing(sshd, board):
+    r = invoke(board["args"](key=sshd.wrong_key))
+    assert r.exit_code == 1
+    assert "authentication failed" in r.text and "FAILED" in r.text
+    assert not board["prefix"].exists() and not board["staging"].exists()
+
+
+def test_unknown_host_key_needs_accept_new_and_a_changed_one_is_refused(sshd, board):
+    kh = board["known_hosts"]
+    kh.write_text("")
+    r = invoke(board["args"]())
+    assert r.exit_code == 1
+    assert "is not in" in r.text and "--accept-new-host-key" in r.text and "SHA256:" in r.text
+    assert not board["prefix"].exists() and kh.read_text() == ""
+    r = invoke(board["args"]("--accept-new-host-key"))
+    assert r.exit_code == 0, r.output
+    assert kh.read_text().split()[:3] == sshd.known_hosts_line.split()[:3]
+    # a different key recorded for the host: refused even with --accept-new-host-key
+    other = _keygen(board["prefix"].parent / "other_host_key")
+    kind, blob = Path(f"{other}.pub").read_text().split()[:2]
+    kh.write_text(f"[127.0.0.1]:{sshd.port} {kind} {blob}\n")
+    current = _current(board["prefix"])
+    r = invoke(board["args"]("--accept-new-host-key"))
+    assert r.exit_code == 1 and "has CHANGED" in r.text
+    assert _current(board["prefix"]) == current
+
+
+def test_unreachable_host_is_a_clear_error(board):
+    args = board["args"]()
+    args[args.index("--port") + 1] = str(_free_port())  # nothing listens there
+    r = invoke(args)
+    assert r.exit_code == 1 and "cannot reach 127.0.0.1" in r.text
+
+
+def test_dry_run_lists_files_and_hashes_and_connects_to_nothing(sshd, signing, board):
+    before = sshd.connections()
+    r = invoke(board["args"]("--dry-run"))
+    assert r.exit_code == 0, r.output
+    for name in ("edgepilot-agent-src.tar.gz", "requirements.txt", "policy.bundle", "trusted_key.pub", "agent.env",
+                 "install.sh", "edgepilot-agent.service", "flash.json", "SHA256SUMS"):
+        assert f" {name} " in r.output
+    assert f"sha256:{hashlib.sha256(signing['bundle'].read_bytes()).hexdigest()}" in r.output
+    assert "install.sh --payload" in r.output and "sha256sum" in r.output and "nothing was connected" in r.output
+    time.sleep(0.2)
+    assert sshd.connections() == before
+    assert not board["prefix"].exists() and not board["staging"].exists()
+
+
+def test_inventory_yaml_is_validated_and_plans_each_host(sshd, signing, board, tmp_path):
+    inv = tmp_path / "fleet.yaml"
+    common = (f"defaults:\n  user: {sshd.user}\n  key: {sshd.client_key}\n  bundle: {signing['bundle']}\n"
+              f"  trusted_key: {signing['pub']}\n  broker: broker.lan:8883\n  profile: jetson-orin-nano\n")
+    inv.write_text(common + "hosts:\n  - {host: 127.0.0.1, ue_id: ue-001}\n  - {host: 127.0.0.2, ue_id: 'bad/id'}\n")
+    r = invoke(["flash", "--inventory", str(inv), "--dry-run"])
+    assert r.exit_code == 2 and "hosts[1] (127.0.0.2): ue_id" in r.text
+    inv.write_text(common + "hosts:\n  - {host: 127.0.0.1, ue_id: ue-001}\n  - {host: 127.0.0.2, ue_id: ue-002, port: 2222}\n")
+    r = invoke(["flash", "--inventory", str(inv), "--dry-run"])
+    assert r.exit_code == 0, r.output
+    assert f"{sshd.user}@127.0.0.1:22 (UE ue-001" in r.output and f"{sshd.user}@127.0.0.2:2222 (UE ue-002" in r.output
+    assert "bundle was exported for profile 'jetson-nano', board profile is 'jetson-orin-nano'" in r.output
