@@ -290,3 +290,31 @@ def test_inventory_yaml_is_validated_and_plans_each_host(sshd, signing, board, t
     assert r.exit_code == 0, r.output
     assert f"{sshd.user}@127.0.0.1:22 (UE ue-001" in r.output and f"{sshd.user}@127.0.0.2:2222 (UE ue-002" in r.output
     assert "bundle was exported for profile 'jetson-nano', board profile is 'jetson-orin-nano'" in r.output
+
+
+def test_payload_install_renders_the_unit_for_systemd(signing, tmp_path):
+    """The systemd branch of the payload install (no sshd needed): the unit lands in
+    SYSTEMD_DIR pointing at PREFIX/current; --no-start starts nothing (no systemctl here)."""
+    from hardware.jetson.flash import build_payload, write_payload
+
+    prefix, units = tmp_path / "opt", tmp_path / "units"
+    ca = tmp_path / "ca.pem"
+    ca.write_text("ca\n")
+    (tmp_path / "unused_key").write_text("not used: no connection\n")
+    target = FlashTarget(host="board", user="u", key=tmp_path / "unused_key", ue_id=UE_ID, broker="broker.lan:8883",
+                         bundle=signing["bundle"], trusted_key=signing["pub"], ca=ca, prefix=str(prefix))
+    staging = write_payload(build_payload(target), tmp_path / "staging")
+    r = subprocess.run(["bash", str(staging / "install.sh"), "--payload", str(staging), "--release", "r1",
+                        "--prefix", str(prefix), "--python", sys.executable, "--offline-deps", "--no-start"],
+                       env={**os.environ, "SYSTEMD_DIR": str(units)}, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    unit = (units / "edgepilot-agent.service").read_text()
+    assert f"--tls-ca {prefix}/current/ca.pem" in unit and f"--trusted-key {prefix}/current/trusted_keys" in unit
+    assert "User=edgepilot" in unit and "Restart=always" in unit
+    assert (prefix / "current" / "ca.pem").read_text() == "ca\n"
+    # a payload file changed after hashing: refused before the release is built
+    (staging / "agent.env").write_text("EDGEPILOT_UE_ID=intruder\n")
+    r = subprocess.run(["bash", str(staging / "install.sh"), "--payload", str(staging), "--release", "r2",
+                        "--prefix", str(prefix), "--no-systemd"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 3 and "SHA-256 check failed" in r.stderr and "agent.env" in r.stderr
+    assert os.readlink(prefix / "current") == "releases/r1" and not (prefix / "releases" / "r2").exists()

@@ -57,7 +57,10 @@ def flash_cmd(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
     from rich.table import Table
 
-    from hardware.jetson.flash import FlashError, FlashTarget, _Reporter, build_payload, flash, format_plan, load_inventory
+    from pydantic import ValidationError
+
+    from hardware.jetson.flash import FlashError, FlashTarget, _Reporter, _validation_message, build_payload, flash
+    from hardware.jetson.flash import format_plan, load_inventory
     from hardware.jetson.flash import rollback as do_rollback
 
     console = Console(stderr=True, highlight=False)
@@ -95,14 +98,8 @@ def flash_cmd(
                 targets.append(FlashTarget.model_validate({**fields, "host": host, "ue_id": ue_ids[i] if i < len(ue_ids) else None}))
     except FlashError as err:
         _fail(str(err))
-    except Exception as err:  # pydantic ValidationError from the command-line values
-        from pydantic import ValidationError
-
-        if not isinstance(err, ValidationError):
-            raise
-        from hardware.jetson.flash import _validation_message
-
-        _fail(_validation_message(err))
+    except ValidationError as err:  # a command-line value out of bounds: name the option
+        _fail(_validation_message(err, as_options=True))
 
     if dry_run:
         if rollback:

@@ -190,10 +190,13 @@ def load_inventory(path: str | os.PathLike, overrides: dict | None = None) -> li
     return targets
 
 
-def _validation_message(err: ValidationError) -> str:
+def _validation_message(err: ValidationError, as_options: bool = False) -> str:
+    """One line per bad field; ``as_options``: named as command-line options (--ue-id)."""
     parts = []
     for e in err.errors():
         loc = ".".join(str(x) for x in e["loc"]) or "(top level)"
+        if as_options:
+            loc = "--" + loc.replace("_", "-")
         parts.append(f"{loc}: {e['msg']}")
     return "; ".join(parts)
 
@@ -350,6 +353,19 @@ def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
     sums = "".join(f"{f.sha256}  {f.name}\n" for f in files)
     files.append(PayloadFile("SHA256SUMS", sums.encode()))
     return Payload(target, release, files, manifest.version, manifest.key_id or "", bundle_target, warnings)
+
+
+def write_payload(payload: Payload, directory: str | os.PathLike) -> Path:
+    """The payload as files in a local directory (what the staging directory on the
+    board holds after the upload): for a board reached another way, and for tests."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for f in payload.files:
+        p = directory / f.name
+        p.touch(mode=0o600)
+        p.write_bytes(f.data)
+        p.chmod(f.mode)
+    return directory
 
 
 # --------------------------------------------------------------------------- plan

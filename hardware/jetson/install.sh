@@ -117,14 +117,20 @@ flash_install() {
   # 3. the shared venv: dependencies only; the agent's code is the release's lib/
   local venv="$PREFIX/venv"
   if [ ! -x "$venv/bin/python" ]; then
-    if [ "$OFFLINE_DEPS" = 1 ]; then "$PY" -m venv --without-pip "$venv"; else "$PY" -m venv "$venv"; fi
+    command -v "$PY" >/dev/null || EXIT=5 die "no Python '$PY' on this board (--python / --remote-python)"
+    "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+      || EXIT=5 die "$PY is Python $("$PY" -c 'import platform; print(platform.python_version())'); the agent needs 3.10+ (--remote-python)"
+    local venv_args=()
+    [ "$OFFLINE_DEPS" = 0 ] || venv_args=(--without-pip)
+    "$PY" -m venv ${venv_args[@]+"${venv_args[@]}"} "$venv" || { rm -rf "$venv"; EXIT=5 die "$PY -m venv failed (Debian / Ubuntu: apt-get install python3-venv)"; }
   fi
   if [ "$OFFLINE_DEPS" = 1 ]; then
     local purelib
     purelib=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
     "$PY" -c 'import site; print("\n".join(site.getsitepackages()))' > "$purelib/edgepilot-offline-deps.pth"
   else
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$TMP_REL/requirements.txt"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$TMP_REL/requirements.txt" \
+      || EXIT=5 die "pip could not install the agent's requirements (no index reachable? then provision the venv and use --offline-deps)"
   fi
   local libpath="$rel/lib"
   printf '#!/bin/sh\nPYTHONPATH="%s${PYTHONPATH:+:$PYTHONPATH}" exec "%s" "$@"\n' "$libpath" "$venv/bin/python" > "$TMP_REL/bin/python"
@@ -163,8 +169,8 @@ flash_install() {
   done
   if [ "$NO_SYSTEMD" = 0 ]; then
     mkdir -p "$SYSTEMD_DIR"
-    install -m 0644 "$unit" "$SYSTEMD_DIR/edgepilot-agent.service"
-    id edgepilot >/dev/null 2>&1 || useradd --system --home /var/lib/edgepilot --shell /usr/sbin/nologin edgepilot 2>/dev/null || true
+    install -m 0644 "$rel/edgepilot-agent.service" "$SYSTEMD_DIR/edgepilot-agent.service"
+    [ "$NO_START" = 1 ] || id edgepilot >/dev/null 2>&1 || useradd --system --home /var/lib/edgepilot --shell /usr/sbin/nologin edgepilot 2>/dev/null || true
   fi
   restart_service
   "$PREFIX/current/bin/edgepilot" --version
