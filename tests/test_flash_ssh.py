@@ -165,7 +165,7 @@ def test_flash_installs_verified_bundle_config_and_an_importable_agent(sshd, sig
     # SHA256SUMS on the board matches the files as they were uploaded
     sums = dict(line.split("  ")[::-1] for line in (cur / "SHA256SUMS").read_text().splitlines())
     assert sums["policy.bundle"] == hashlib.sha256(signing["bundle"].read_bytes()).hexdigest()
-    assert not board["staging"].exists() or not any(board["staging"].iterdir())  # staging removed
+    assert not board["staging"].exists()  # staged payload removed
     # in the board's own environment (over SSH): the installed agent imports, from the release
     client = connect(FlashTarget(host="127.0.0.1", port=sshd.port, user=sshd.user, key=sshd.client_key,
                                  known_hosts=board["known_hosts"]))
@@ -207,7 +207,7 @@ def test_remote_failure_shows_stderr_and_leaves_previous_install(sshd, signing, 
     assert "left as it was" in r.text
     assert _current(prefix) == first and not (prefix / "previous").exists()
     assert sorted(p.name for p in (prefix / "releases").iterdir()) == [first.split("/")[1]]  # no half-built release
-    assert not any(board["staging"].iterdir())  # the staged payload (with agent.env) is removed on failure too
+    assert not board["staging"].exists()  # the staged payload (with agent.env) is removed on failure too
 
 
 def _tamper(src: Path, dst: Path) -> Path:

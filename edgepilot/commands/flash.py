@@ -144,7 +144,7 @@ def flash_cmd(
 
     summary = Table(title="edgepilot rollback" if rollback else "edgepilot flash")
     for col in ("host", "ue", "result", "current", "previous"):
-        summary.add_column(col)
+        summary.add_column(col, overflow="fold")
     failed = 0
     for t in targets:
         rep = RichReporter(t.host)
@@ -156,7 +156,7 @@ def flash_cmd(
             console.print(f"[bold red]error:[/] {err}", markup=True)
             summary.add_row(t.host, t.ue_id or "", "[red]FAILED[/]", "", "")
             continue
-        summary.add_row(t.host, t.ue_id or "", "rolled back" if rollback else f"installed {result.release}",
+        summary.add_row(t.host, t.ue_id or "", "rolled back" if rollback else "installed",
                         result.current, result.previous or "")
     console.print(summary)
     if failed:

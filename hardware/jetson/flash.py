@@ -407,7 +407,7 @@ def plan_commands(payload: Payload) -> list[str]:
         f"sftp put {len(payload.files)} files into {st}/",
         f"cd {_q(st)} && sha256sum -- {names}   # compared with the local hashes",
         install_command(t, f"<home>/{st}" if not st.startswith("/") else st, payload.release),
-        f"rm -rf -- {_q(st)}",
+        f"rm -rf -- {_q(st)}; rmdir -- {_q(posixpath.dirname(st))}   # also when a step fails",
     ]
 
 
@@ -664,7 +664,9 @@ def flash(target: FlashTarget, reporter: _Reporter | None = None, payload: Paylo
             _, install_out, _ = run_remote(client, install_command(target, staging_abs, payload.release),
                                            timeout_s=target.command_timeout_s, on_line=rep.remote_line)
         finally:
-            run_remote(client, f"rm -rf -- {_q(staging_abs)}", check=False)
+            # the payload holds agent.env (MQTT password): never left behind; the parent goes if empty
+            run_remote(client, f"rm -rf -- {_q(staging_abs)}; rmdir -- {_q(posixpath.dirname(staging_abs))} 2>/dev/null",
+                       check=False)
         current, previous = _read_links(client, target.prefix)
         return FlashResult(target.host, target.ue_id, payload.release, current, previous, len(payload.files),
                            sum(f.size for f in payload.files), install_out)

@@ -147,9 +147,14 @@ flash_install() {
   chmod 0644 "$unit"
   # 4. check the release with its own code before anything points at it
   local check=(env "PYTHONPATH=$TMP_REL/lib" "$venv/bin/python")
-  "${check[@]}" -c 'import edge_agent, edgepilot.cli' || EXIT=5 die "the unpacked agent does not import"
-  "${check[@]}" -c 'import sys; from hardware.profiles import load_profile; load_profile(sys.argv[1])' "$profile" \
-    || EXIT=5 die "hardware profile '$profile' is not usable on this board"
+  "${check[@]}" -c 'import edge_agent, edgepilot.cli' || EXIT=5 die "the unpacked agent does not import (see above)"
+  "${check[@]}" -c '
+import sys
+from hardware.profiles import ProfileError, load_profile
+try:
+    load_profile(sys.argv[1])
+except ProfileError as err:
+    sys.exit(f"install.sh: {err}")' "$profile" || EXIT=5 die "hardware profile '$profile' is not usable on this board"
   "${check[@]}" -m edgepilot bundle verify "$TMP_REL/policy.bundle" --trusted-keys "$TMP_REL/trusted_keys" >/dev/null \
     || EXIT=5 die "the policy bundle does not verify on the board"
   # 5. switch: release dir into place, then current -> it, previous -> what current was
