@@ -35,7 +35,6 @@ import io
 import json
 import os
 import posixpath
-import re
 import secrets
 import shlex
 import socket
@@ -429,16 +428,6 @@ def format_plan(payload: Payload) -> str:
     return "\n".join(lines)
 
 
-def plan_dict(payload: Payload) -> dict:
-    t = payload.target
-    return {
-        "host": t.host, "port": t.port, "user": t.user, "ue_id": t.ue_id, "release": payload.release,
-        "prefix": t.prefix, "bundle_version": payload.bundle_version, "bundle_key_id": payload.bundle_key_id,
-        "files": [{"name": f.name, "size": f.size, "sha256": f.sha256, "mode": f"{f.mode:o}"} for f in payload.files],
-        "commands": plan_commands(payload), "warnings": payload.warnings,
-    }
-
-
 # --------------------------------------------------------------------------- ssh
 
 
@@ -617,6 +606,13 @@ class _Reporter:
     def remote_line(self, line: str) -> None: ...
 
 
+def _session_errors() -> tuple[type[BaseException], ...]:
+    """What a broken SSH / SFTP session raises mid-flash (after a successful connect)."""
+    import paramiko
+
+    return (paramiko.SSHException, EOFError, OSError)
+
+
 def _read_links(client, prefix: str) -> tuple[str, str | None]:
     _, out, _ = run_remote(client, f"readlink {_q(prefix + '/current')}; readlink {_q(prefix + '/previous')} || true",
                            check=False)
@@ -665,14 +661,20 @@ def flash(target: FlashTarget, reporter: _Reporter | None = None, payload: Paylo
                                            timeout_s=target.command_timeout_s, on_line=rep.remote_line)
         finally:
             # the payload holds agent.env (MQTT password): never left behind; the parent goes if empty
-            run_remote(client, f"rm -rf -- {_q(staging_abs)}; rmdir -- {_q(posixpath.dirname(staging_abs))} 2>/dev/null",
-                       check=False)
+            try:
+                run_remote(client, f"rm -rf -- {_q(staging_abs)}; rmdir -- {_q(posixpath.dirname(staging_abs))} 2>/dev/null",
+                           check=False)
+            except _session_errors():  # connection gone: report the first error, not this one
+                pass
         current, previous = _read_links(client, target.prefix)
         return FlashResult(target.host, target.ue_id, payload.release, current, previous, len(payload.files),
                            sum(f.size for f in payload.files), install_out)
     except RemoteCommandError as err:
         raise RemoteCommandError(f"{target.address}: {err}\nthe previous install (if any) is left as it was",
                                  err.command, err.exit_status, err.stdout, err.stderr) from None
+    except _session_errors() as err:
+        raise FlashError(f"{target.address}: the SSH session failed ({type(err).__name__}: {err}); "
+                         "the previous install (if any) is left as it was") from None
     finally:
         client.close()
 
@@ -690,6 +692,8 @@ def rollback(target: FlashTarget, reporter: _Reporter | None = None) -> FlashRes
         except RemoteCommandError as err:
             raise RemoteCommandError(f"{target.address}: rollback failed: {err}", err.command, err.exit_status,
                                      err.stdout, err.stderr) from None
+        except _session_errors() as err:
+            raise FlashError(f"{target.address}: rollback: the SSH session failed ({type(err).__name__}: {err})") from None
         current, previous = _read_links(client, target.prefix)
         return FlashResult(target.host, target.ue_id, posixpath.basename(current), current, previous, 0, 0, out)
     finally:
