@@ -14,6 +14,14 @@ adapter leaves behind. Then, exactly and portably:
   actor's identity attention is ``out(v(h))``, two Gemms; the state normalisation's
   ``(log - mean) / std`` and the constant position bias fold into the embedding).
 
+For the FP32 artifact of an onnxruntime-only profile (laptop), where one UE's
+decision at batch 1 costs ~0.45 us per onnxruntime kernel whatever the kernel does,
+:func:`write_onnxruntime_cpu_variant` also drops the input clamp (the runtime refuses
+negative states), folds the state standardisation into the embedding Gemm, folds the
+first identity attention's residual into the same Gemm (``h + h W = h (I + W)``) and
+computes the two ratio heads as one transposed Gemm + Sigmoid (fused by onnxruntime)
++ Reshape + Split. The INT8 / FP16 variants are built from the graph before these.
+
 Every folded graph is checked against torch by the parity step of the export.
 """
 
@@ -379,3 +387,298 @@ def fold_affine_chains(model: onnx.ModelProto) -> int:
     del graph.initializer[:]
     graph.initializer.extend(keep)
     return removed
+
+
+# --------------------------------------------------------------------------- onnxruntime CPU rewrites
+#
+# The FP32 artifact of an onnxruntime-only profile (``ort_contrib_ops``) runs one UE's
+# decision at batch 1, where onnxruntime spends ~0.45 us per node whatever the node
+# does: the node count is the cost. These rewrites are exact up to float rounding (the
+# export's parity step checks them against torch); they are not applied to the model
+# the INT8 / FP16 variants are built from, which keeps the state normalisation as its
+# own nodes so quantization sees normalised activations.
+
+
+def _graph_maps(graph):
+    producer = {o: n for n in graph.node for o in n.output}
+    consumers = Counter(i for n in graph.node for i in n.input)
+    outputs = {o.name for o in graph.output}
+    return producer, consumers, outputs
+
+
+def _plain_gemm(node, inits) -> tuple[np.ndarray, np.ndarray] | None:
+    """(in, out) matrix and bias (float64) of ``Gemm(x, W, b)`` with constant W, b and
+    no transA / alpha / beta, else None."""
+    if node.op_type != "Gemm" or node.domain not in ("", "ai.onnx") or len(node.input) < 2:
+        return None
+    a = _attrs(node)
+    if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or node.input[1] not in inits:
+        return None
+    w = numpy_helper.to_array(inits[node.input[1]]).astype(np.float64)
+    if w.ndim != 2:
+        return None
+    m = w.T if a.get("transB", 0) else w
+    if len(node.input) > 2 and node.input[2]:
+        if node.input[2] not in inits:
+            return None
+        b = numpy_helper.to_array(inits[node.input[2]]).astype(np.float64).reshape(-1)
+        if b.size not in (1, m.shape[1]):
+            return None
+        b = np.broadcast_to(b, (m.shape[1],)).copy()
+    else:
+        b = np.zeros(m.shape[1])
+    return m, b
+
+
+def _set_plain_gemm(graph, inits, node, x: str, m: np.ndarray, b: np.ndarray, tag: str) -> None:
+    """Make ``node`` the Gemm ``x @ m + b`` (new float32 initializers)."""
+    base = node.name or node.output[0]
+    wname, bname = f"{base}_{tag}_w", f"{base}_{tag}_b"
+    for name, arr in ((wname, m.T), (bname, b)):
+        t = numpy_helper.from_array(np.ascontiguousarray(arr, dtype=np.float32), name)
+        graph.initializer.append(t)
+        inits[name] = graph.initializer[-1]
+    del node.input[:]
+    node.input.extend([x, wname, bname])
+    del node.attribute[:]
+    node.attribute.extend([helper.make_attribute("transB", 1)])
+
+
+def _drop_unused_initializers(graph) -> None:
+    used = {i for n in graph.node for i in n.input}
+    keep = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
+def _const_vector(inits, name: str, size: int) -> np.ndarray | None:
+    """A constant that broadcasts along the last axis only (scalar, (k,) or (1, k))."""
+    if name not in inits:
+        return None
+    c = numpy_helper.to_array(inits[name]).astype(np.float64)
+    if c.ndim > 2 or (c.ndim == 2 and c.shape[0] != 1) or c.size not in (1, size):
+        return None
+    return np.broadcast_to(c.reshape(-1), (size,)).copy()
+
+
+def drop_nonnegative_input_clip(model: onnx.ModelProto) -> int:
+    """``Clip(x, min=0)`` on a graph input -> ``x``. Exact for the inputs the runtime
+    accepts: :class:`edge_agent.runtime.PolicyRuntime` refuses a negative local state
+    before it reaches the model (the clamp only matters for negative values). In
+    place; returns the number of nodes removed."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    inputs = {i.name for i in graph.input}
+    _, _, outputs = _graph_maps(graph)
+    removed = 0
+    for node in [n for n in graph.node if n.op_type == "Clip" and n.domain in ("", "ai.onnx")]:
+        if node.input[0] not in inputs or node.output[0] in outputs or node.attribute:
+            continue
+        lo = node.input[1] if len(node.input) > 1 else ""
+        hi = node.input[2] if len(node.input) > 2 else ""
+        if hi or lo not in inits or numpy_helper.to_array(inits[lo]).size != 1 or float(numpy_helper.to_array(inits[lo]).reshape(-1)[0]) != 0.0:
+            continue
+        for other in graph.node:
+            for k, name in enumerate(other.input):
+                if name == node.output[0]:
+                    other.input[k] = node.input[0]
+        graph.node.remove(node)
+        removed += 1
+    _drop_unused_initializers(graph)
+    return removed
+
+
+def fold_gemm_input_affine(model: onnx.ModelProto) -> int:
+    """Fold a per-feature affine map on a Gemm's input into the Gemm, in place:
+    ``Gemm((x - c) / s)`` -> ``Gemm(x)`` with ``W / s`` and ``b - (c / s) W`` (and the
+    same for Add / Mul). The DTAC state standardisation ``(log - mean) / std`` goes
+    into the embedding. Returns the number of nodes removed."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    removed = 0
+    changed = True
+    while changed:
+        changed = False
+        producer, consumers, outputs = _graph_maps(graph)
+        for node in list(graph.node):
+            gm = _plain_gemm(node, inits)
+            src = producer.get(node.input[0]) if gm is not None else None
+            if src is None or src.op_type not in ("Add", "Sub", "Mul", "Div") or src.domain not in ("", "ai.onnx"):
+                continue
+            if consumers[node.input[0]] != 1 or node.input[0] in outputs:
+                continue
+            m, b = gm
+            k = m.shape[0]
+            var, cname = src.input[0], src.input[1]
+            if src.input[1] not in inits and src.op_type in ("Add", "Mul") and src.input[0] in inits:
+                var, cname = src.input[1], src.input[0]
+            if var in inits:
+                continue
+            c = _const_vector(inits, cname, k)
+            if c is None or (src.op_type == "Div" and not np.all(c != 0)):
+                continue
+            if src.op_type == "Add":
+                b = b + c @ m
+            elif src.op_type == "Sub":
+                b = b - c @ m
+            elif src.op_type == "Mul":
+                m = c[:, None] * m
+            else:
+                m = m / c[:, None]
+            _set_plain_gemm(graph, inits, node, var, m, b, f"in{removed}")
+            graph.node.remove(src)
+            removed += 1
+            changed = True
+            break
+    _drop_unused_initializers(graph)
+    return removed
+
+
+def fold_residual_gemm(model: onnx.ModelProto) -> int:
+    """``h + Gemm(h)`` -> ``Gemm(h)`` with ``W + I`` where ``h`` is itself a Gemm's
+    output used nowhere else, so that the two Gemms then fold into one (the DTAC
+    embedding and the first identity attention with its residual). The sum is an
+    ``Add`` or the skip input of a ``SkipLayerNormalization`` (which becomes a plain
+    ``LayerNormalization``). In place; returns the number of rewritten residuals."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    done = 0
+    changed = True
+    while changed:
+        changed = False
+        producer, consumers, outputs = _graph_maps(graph)
+        for node in list(graph.node):
+            is_add = node.op_type == "Add" and node.domain in ("", "ai.onnx") and len(node.input) == 2
+            is_skip = node.op_type == "SkipLayerNormalization" and node.domain == "com.microsoft" and len(node.input) == 4 and len(node.output) == 1
+            if not (is_add or is_skip):
+                continue
+            for h, g_out in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+                g, p = producer.get(g_out), producer.get(h)
+                if g is None or p is None or g.input[0] != h or consumers[g_out] != 1 or g_out in outputs or h in outputs:
+                    continue
+                gm, pm = _plain_gemm(g, inits), _plain_gemm(p, inits)
+                if gm is None or pm is None or gm[0].shape[0] != gm[0].shape[1] or consumers[h] != 2:
+                    continue
+                m, b = gm
+                _set_plain_gemm(graph, inits, g, h, m + np.eye(m.shape[0]), b, f"res{done}")
+                if is_add:
+                    g.output[0] = node.output[0]
+                    graph.node.remove(node)
+                else:
+                    attrs = _attrs(node)
+                    ln = helper.make_node("LayerNormalization", [g_out, node.input[2], node.input[3]], [node.output[0]],
+                                          name=f"{node.name}_ln", axis=-1, epsilon=float(attrs.get("epsilon", 1e-5)))
+                    idx = list(graph.node).index(node)
+                    graph.node.remove(node)
+                    graph.node.insert(idx, ln)
+                done += 1
+                changed = True
+                break
+            if changed:
+                break
+    _drop_unused_initializers(graph)
+    return done
+
+
+def transpose_ratio_head(model: onnx.ModelProto) -> int:
+    """The two ratio outputs ``Gather(Sigmoid(Gemm(h)), 0 / 1, axis=1)`` -> one
+    transposed ``Gemm(W, h)`` (2, batch), ``Sigmoid``, ``Reshape`` to (2 batch,) and a
+    ``Split`` into the two (batch,) outputs. onnxruntime fuses the Gemm and the Sigmoid
+    and would turn the two Gathers into a Split and two Squeezes: 4 kernels -> 3.
+    In place; returns the number of heads rewritten."""
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    opset = _onnx_opset(model)
+    done = 0
+    producer, consumers, outputs = _graph_maps(graph)
+    by_input: dict[str, list] = {}
+    for n in graph.node:
+        if n.op_type == "Gather" and n.domain in ("", "ai.onnx"):
+            by_input.setdefault(n.input[0], []).append(n)
+    for s_name, gathers in by_input.items():
+        sig = producer.get(s_name)
+        if len(gathers) != 2 or sig is None or sig.op_type != "Sigmoid" or consumers[s_name] != 2 or s_name in outputs:
+            continue
+        gemm = producer.get(sig.input[0])
+        gm = _plain_gemm(gemm, inits) if gemm is not None else None
+        if gm is None or gm[0].shape[1] != 2 or consumers[sig.input[0]] != 1 or sig.input[0] in outputs:
+            continue
+        idx = {}
+        for g in gathers:
+            if _attrs(g).get("axis", 0) not in (1, -1) or g.input[1] not in inits:
+                break
+            i = numpy_helper.to_array(inits[g.input[1]])
+            if i.ndim != 0 or int(i) not in (0, 1, -1, -2):
+                break
+            idx[int(i) % 2] = g
+        if sorted(idx) != [0, 1]:
+            continue
+        m, b = gm
+        base = gemm.name or gemm.output[0]
+        names = {k: f"{base}_t_{k}" for k in ("w", "b", "shape", "logits", "ratios", "flat")}
+        graph.initializer.extend([
+            numpy_helper.from_array(np.ascontiguousarray(m.T, dtype=np.float32), names["w"]),  # (2, d)
+            numpy_helper.from_array(b.reshape(2, 1).astype(np.float32), names["b"]),
+            numpy_helper.from_array(np.array([-1], np.int64), names["shape"]),
+        ])
+        split_attrs = {"axis": 0, "num_outputs": 2} if opset >= 18 else {"axis": 0}
+        new = [
+            helper.make_node("Gemm", [names["w"], gemm.input[0], names["b"]], [names["logits"]], name=f"{base}_t", transB=1),
+            helper.make_node("Sigmoid", [names["logits"]], [names["ratios"]], name=f"{base}_t_sigmoid"),
+            helper.make_node("Reshape", [names["ratios"], names["shape"]], [names["flat"]], name=f"{base}_t_flat"),
+            helper.make_node("Split", [names["flat"]], [idx[0].output[0], idx[1].output[0]], name=f"{base}_t_split", **split_attrs),
+        ]
+        pos = list(graph.node).index(gemm)
+        for n in (gemm, sig, *gathers):
+            graph.node.remove(n)
+        for k, n in enumerate(new):
+            graph.node.insert(pos + k, n)
+        done += 1
+    if done:
+        from export.quantize import topological_sort
+
+        topological_sort(model)
+        _drop_unused_initializers(graph)
+    return done
+
+
+def optimize_for_onnxruntime_cpu(model: onnx.ModelProto) -> dict[str, int]:
+    """All the exact onnxruntime-CPU rewrites above, then the affine-chain fold; in
+    place. Returns what each rule did."""
+    done = {
+        "input_clip": drop_nonnegative_input_clip(model),
+        "input_affine": fold_gemm_input_affine(model),
+        "residual_gemm": fold_residual_gemm(model),
+    }
+    done["affine_chains"] = fold_affine_chains(model)
+    done["ratio_head"] = transpose_ratio_head(model)
+    return done
+
+
+def write_onnxruntime_cpu_variant(src: str | os.PathLike, dst: str | os.PathLike, opset: int) -> tuple[Path, dict]:
+    """The FP32 artifact of an onnxruntime-only profile: ``src`` (from
+    :func:`export_actor` with ``ort_contrib_ops``) with :func:`optimize_for_onnxruntime_cpu`."""
+    model = onnx.load(str(src))
+    done = optimize_for_onnxruntime_cpu(model)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+    check_model(dst, opset, allow_contrib=True)
+    return Path(dst), done
+
+
+def onnxruntime_kernels(path: str | os.PathLike) -> dict:
+    """What onnxruntime's CPU provider runs for ``path`` after its own graph
+    optimizations (ORT_ENABLE_ALL, as :class:`edge_agent.runtime.PolicyRuntime` opens
+    it): the kernel count and the kernels by op type. At batch 1 the count is the cost."""
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # the saved model is hardware-specific: only counted, never shipped
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
+        ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        ops = Counter(n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node)
+    return {"kernels": sum(ops.values()), "ops": dict(sorted(ops.items()))}

@@ -134,3 +134,142 @@ def test_cpu_profile_uses_skip_layernorm_only_when_allowed(dtac, work, states):
     for batch in (1, 500):
         for o, r in zip(_run(path, {"local_state": states[:batch]}), ref):
             np.testing.assert_allclose(o, r[:batch], atol=2e-5)
+
+
+# --------------------------------------------------------------------------- onnxruntime CPU rewrites
+
+
+def _model(nodes, inits, inputs=(("x", 6),), outputs=(("y", 4),), opset=20, contrib=False):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", d]) for n, d in inputs],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b"] + ([d] if d else [])) for n, d in outputs],
+        [numpy_helper.from_array(np.asarray(a, np.float32), n) for n, a in inits.items()])
+    imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid("com.microsoft", 1)] if contrib else [])
+    return helper.make_model(graph, opset_imports=imports)
+
+
+def _outputs(model, feeds):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+def _assert_same(before, after, atol=1e-5):
+    for b, a in zip(before, after):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a, b, atol=atol, rtol=1e-5)
+
+
+def test_drop_nonnegative_input_clip_only_on_an_input_clamped_at_zero():
+    from export.onnx_export import drop_nonnegative_input_clip
+
+    rng = np.random.default_rng(2)
+    nodes = [helper.make_node("Clip", ["x", "zero"], ["xc"]), helper.make_node("Log", ["xc"], ["lx"]),
+             helper.make_node("Clip", ["lx", "zero"], ["y"])]  # not on an input: stays
+    model = _model(nodes, {"zero": np.array(0.0)}, outputs=(("y", 6),))
+    x = rng.uniform(0.1, 5.0, size=(5, 6)).astype(np.float32)  # the runtime refuses negative states
+    before = _outputs(model, {"x": x})
+    assert drop_nonnegative_input_clip(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Log", "Clip"] and model.graph.node[0].input[0] == "x"
+    onnx.checker.check_model(model, full_check=True)
+    _assert_same(before, _outputs(model, {"x": x}))
+    other = _model([helper.make_node("Clip", ["x", "half"], ["y"])], {"half": np.array(0.5)}, outputs=(("y", 6),))
+    assert drop_nonnegative_input_clip(other) == 0  # a clamp at 0.5 changes non-negative values
+
+
+def test_fold_gemm_input_affine_folds_the_standardisation_into_the_gemm():
+    from export.onnx_export import fold_gemm_input_affine
+
+    rng = np.random.default_rng(3)
+    inits = {"c": rng.normal(size=6), "s": rng.uniform(0.5, 2.0, size=6), "m": rng.normal(size=(1, 6)),
+             "w": rng.normal(size=(4, 6)), "b": rng.normal(size=4)}
+    nodes = [helper.make_node("Sub", ["x", "c"], ["xc"]), helper.make_node("Div", ["xc", "s"], ["xs"]),
+             helper.make_node("Mul", ["m", "xs"], ["xm"]),  # constant first: also folded
+             helper.make_node("Gemm", ["xm", "w", "b"], ["y"], transB=1)]
+    model = _model(nodes, inits)
+    x = rng.normal(size=(7, 6)).astype(np.float32)
+    before = _outputs(model, {"x": x})
+    assert fold_gemm_input_affine(model) == 3
+    assert [n.op_type for n in model.graph.node] == ["Gemm"] and model.graph.node[0].input[0] == "x"
+    onnx.checker.check_model(model, full_check=True)
+    _assert_same(before, _outputs(model, {"x": x}))
+    # an affine output read by another node too is left alone (folding would duplicate work)
+    shared = _model([helper.make_node("Sub", ["x", "c"], ["xc"]), helper.make_node("Gemm", ["xc", "w", "b"], ["y"], transB=1),
+                     helper.make_node("Relu", ["xc"], ["z"])], inits, outputs=(("y", 4), ("z", 6)))
+    assert fold_gemm_input_affine(shared) == 0
+
+
+def test_fold_residual_gemm_then_chain_fold_leaves_one_gemm():
+    from export.onnx_export import fold_residual_gemm
+
+    rng = np.random.default_rng(4)
+    inits = {"w1": rng.normal(size=(8, 6)), "b1": rng.normal(size=8), "w2": rng.normal(size=(8, 8)), "b2": rng.normal(size=8)}
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),  # embedding
+             helper.make_node("Gemm", ["h", "w2", "b2"], ["a"], transB=1),  # identity attention out(v(h))
+             helper.make_node("Add", ["h", "a"], ["y"])]  # residual
+    model = _model(nodes, inits, outputs=(("y", 8),))
+    x = rng.normal(size=(5, 6)).astype(np.float32)
+    before = _outputs(model, {"x": x})
+    assert fold_residual_gemm(model) == 1 and fold_affine_chains(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Gemm"]
+    onnx.checker.check_model(model, full_check=True)
+    _assert_same(before, _outputs(model, {"x": x}), atol=1e-4)
+
+
+def test_fold_residual_gemm_turns_skip_layernorm_into_layernorm():
+    from export.onnx_export import fold_residual_gemm
+
+    rng = np.random.default_rng(5)
+    inits = {"w1": rng.normal(size=(8, 6)), "b1": rng.normal(size=8), "w2": rng.normal(size=(8, 8)), "b2": rng.normal(size=8),
+             "g": rng.uniform(0.5, 1.5, size=8), "be": rng.normal(size=8)}
+    nodes = [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], transB=1),
+             helper.make_node("Gemm", ["h", "w2", "b2"], ["a"], transB=1),
+             helper.make_node("SkipLayerNormalization", ["a", "h", "g", "be"], ["y"], domain="com.microsoft", epsilon=1e-5)]
+    model = _model(nodes, inits, outputs=(("y", 8),), contrib=True)
+    x = rng.normal(size=(5, 6)).astype(np.float32)
+    before = _outputs(model, {"x": x})
+    assert fold_residual_gemm(model) == 1 and fold_affine_chains(model) == 1
+    assert [n.op_type for n in model.graph.node] == ["Gemm", "LayerNormalization"]
+    _assert_same(before, _outputs(model, {"x": x}), atol=1e-4)
+    # h read by a third node: the residual is not rewritten
+    shared = _model(nodes + [helper.make_node("Relu", ["h"], ["z"])], inits, outputs=(("y", 8), ("z", 8)), contrib=True)
+    assert fold_residual_gemm(shared) == 0
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_transpose_ratio_head_gives_the_same_two_ratios(opset):
+    from export.onnx_export import transpose_ratio_head
+
+    rng = np.random.default_rng(6)
+    inits = {"w": rng.normal(size=(2, 6)), "b": rng.normal(size=2)}
+    idx = [numpy_helper.from_array(np.array(i, np.int64), f"i{i}") for i in (0, 1)]
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["logits"], transB=1), helper.make_node("Sigmoid", ["logits"], ["r"]),
+             helper.make_node("Gather", ["r", "i1"], ["cpu"], axis=1), helper.make_node("Gather", ["r", "i0"], ["power"], axis=1)]
+    model = _model(nodes, inits, outputs=(("power", None), ("cpu", None)), opset=opset)
+    model.graph.initializer.extend(idx)
+    for batch in (1, 5):
+        x = rng.normal(size=(batch, 6)).astype(np.float32)
+        before = _outputs(model, {"x": x})
+        m = onnx.ModelProto()
+        m.CopyFrom(model)
+        assert transpose_ratio_head(m) == 1
+        assert [n.op_type for n in m.graph.node] == ["Gemm", "Sigmoid", "Reshape", "Split"]
+        onnx.checker.check_model(m, full_check=True)
+        _assert_same(before, _outputs(m, {"x": x}), atol=1e-6)
+
+
+def test_onnxruntime_cpu_variant_of_the_dtac_actor(dtac, work, states):
+    from export.onnx_export import onnxruntime_kernels, write_onnxruntime_cpu_variant
+
+    base = export_actor(dtac, "dtac", work / "laptop_base.onnx", opset=20, ort_contrib_ops=True)
+    path, done = write_onnxruntime_cpu_variant(base, work / "laptop_fast.onnx", 20)
+    assert done == {"input_clip": 1, "input_affine": 2, "residual_gemm": 1, "affine_chains": 1, "ratio_head": 1}
+    before, after = check_model(base, 20, allow_contrib=True), check_model(path, 20, allow_contrib=True)
+    assert after["nodes"] == before["nodes"] - 4  # 34 -> 30: clip, sub, div, and one residual's Gemm
+    assert "Clip" not in after["ops"] and "Gather" not in after["ops"] and after["ops"]["LayerNormalization"] == 1
+    assert onnxruntime_kernels(path)["kernels"] < onnxruntime_kernels(base)["kernels"]
+    with torch.no_grad():
+        ref = [t.numpy() for t in dtac(torch.as_tensor(states))]
+    for batch in (1, 7, 500):
+        out = _run(path, {"local_state": states[:batch]})
+        for o, r in zip(out, ref):
+            assert o.shape == r[:batch].shape
+            np.testing.assert_allclose(o, r[:batch], atol=2e-5)
