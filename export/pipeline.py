@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from export.bundle import build_bundle, load_private_key
-from export.onnx_export import ExportError, check_model, export_actor, input_specs, output_specs
+from export.onnx_export import (ExportError, check_model, export_actor, input_specs, onnxruntime_kernels, output_specs,
+                                write_onnxruntime_cpu_variant)
 from export.parity import compare, ort_outputs, parity_states, passes, torch_outputs
 from export.quantize import StateCalibrationReader, build_variant, int8_mixed, quantized_layers
 from export.tensorrt import ENGINE_PRECISIONS, TensorRTUnavailable, build_engine, plan_engine, tensorrt_available, trtexec_command
@@ -113,34 +114,58 @@ def _export(checkpoint, target, out, precisions, scenario, parity_count, calibra
         progress(f"sampling {calibration_count} calibration and {parity_count} parity states from the simulator ({sc.name})")
         cal_states, cal_edges = parity_states(sc, kind, calibration_count, seed=seed + 1, ues=ues)
         ev_states, ev_edges = parity_states(sc, kind, parity_count, seed=seed + 2, ues=ues)
+        # mixed precision picks its FP32 layers on states seen neither in calibration nor in parity
+        sel_states, sel_edges = parity_states(sc, kind, max(parity_count, calibration_count), seed=seed + 3, ues=ues)
         reference = torch_outputs(actor, kind, ev_states, ev_edges)
 
         progress(f"exporting the {kind} actor to ONNX opset {profile.opset}")
-        fp32 = export_actor(actor, kind, work / f"{kind}_fp32.onnx", profile.opset, profile.onnx_ir_version,
+        # ``base``: the exported graph every other precision is built from (the state
+        # normalisation kept as its own nodes, so INT8 / FP16 see normalised activations)
+        base_name = f"{kind}_base.onnx" if profile.ort_contrib_ops else f"{kind}_fp32.onnx"
+        base = export_actor(actor, kind, work / base_name, profile.opset, profile.onnx_ir_version,
                             ort_contrib_ops=profile.ort_contrib_ops)
-        report["onnx"] = check_model(fp32, profile.opset, allow_contrib=profile.ort_contrib_ops)
+        base_info = check_model(base, profile.opset, allow_contrib=profile.ort_contrib_ops)
+        if profile.ort_contrib_ops:
+            # onnxruntime is the only runtime: the FP32 artifact also gets the exact
+            # batch-1 rewrites (fewer kernels per decision; parity below checks them)
+            fp32_artifact, rewrites = write_onnxruntime_cpu_variant(base, work / f"{kind}_fp32.onnx", profile.opset)
+            progress(f"onnxruntime rewrites of the FP32 artifact: {base_info['nodes']} -> "
+                     f"{check_model(fp32_artifact, profile.opset, allow_contrib=True)['nodes']} nodes ({rewrites})")
+        else:
+            fp32_artifact, rewrites = base, {}
+        report["onnx"] = check_model(fp32_artifact, profile.opset, allow_contrib=profile.ort_contrib_ops) | {
+            "base_nodes": base_info["nodes"], "rewrites": rewrites,
+            "onnxruntime_cpu_kernels": onnxruntime_kernels(fp32_artifact)}
+        fp32 = base
         files: dict[str, bytes] = {}
         artifacts: list[dict] = []
         failures = []
         reader = StateCalibrationReader(kind, cal_states, cal_edges, chunk=250 if kind == "dtac" else 8 * ues)
+        # TensorRT takes symmetric INT8 only; onnxruntime-only profiles get the more
+        # accurate asymmetric activations (see export.quantize)
+        symmetric = profile.has_tensorrt
+        report["int8_static_activations"] = "symmetric" if symmetric else "asymmetric"
         for precision in requested:
             progress(f"building {precision} and checking parity on {parity_count} states")
             keep_fp32, calib_agreement = [], None
             if precision in ("int8_static", "int8_dynamic") and mixed_precision and min_agreement > 0:
                 target_cal = min(1.0, min_agreement + 0.002)  # a little headroom: parity runs on other states
-                path, keep_fp32, calib_agreement = int8_mixed(precision, fp32, work / f"{kind}_{precision}.onnx", reader, target_cal)
+                path, keep_fp32, calib_agreement = int8_mixed(precision, fp32, work / f"{kind}_{precision}.onnx", reader, target_cal,
+                                                              symmetric_activations=symmetric, judge_states=(sel_states, sel_edges))
                 if keep_fp32:
                     progress(f"{precision}: kept {len(keep_fp32)} of {len(quantized_layers(fp32))} Gemm layers in FP32 "
-                             f"({', '.join(keep_fp32)}) for decision agreement {calib_agreement:.4f} on the calibration states")
+                             f"({', '.join(keep_fp32)}) for decision agreement {calib_agreement:.4f} on the selection states")
+            elif precision == "fp32":
+                path = fp32_artifact
             else:
-                path = build_variant(precision, fp32, work / f"{kind}_{precision}.onnx", reader)
+                path = build_variant(precision, fp32, work / f"{kind}_{precision}.onnx", reader, symmetric_activations=symmetric)
             if precision != "fp32":
                 check_model(path, profile.opset, allow_contrib=profile.ort_contrib_ops)
             figures = compare(reference, ort_outputs(str(path), kind, ev_states, ev_edges, chunk=chunk))
             figures["size_bytes"] = path.stat().st_size
             if precision.startswith("int8"):
                 figures["fp32_layers"] = keep_fp32
-                figures["calibration_agreement"] = calib_agreement
+                figures["selection_agreement"] = calib_agreement  # vs FP32 on held-out selection states
             ok = passes(figures, min_agreement)
             figures["passed"] = ok
             report["variants"][precision] = figures
@@ -151,7 +176,8 @@ def _export(checkpoint, target, out, precisions, scenario, parity_count, calibra
             name = f"artifacts/{path.name}"
             files[name] = path.read_bytes()
             artifacts.append({"path": name, "format": "onnx", "precision": precision, "opset": profile.opset,
-                              "size_bytes": len(files[name]), "fp32_layers": keep_fp32, "parity": {k: figures[k] for k in (
+                              "size_bytes": len(files[name]), "fp32_layers": keep_fp32,
+                              "graph_rewrites": rewrites if precision == "fp32" else {}, "parity": {k: figures[k] for k in (
                                   "max_abs_error", "offload_agreement", "channel_agreement", "decision_agreement")}})
         if failures and on_parity_failure == "warn":
             progress(f"WARNING: decision agreement below {min_agreement:.4f} for {', '.join(failures)}; kept (--on-parity-failure warn)")

@@ -98,3 +98,38 @@ def test_mixed_precision_keeps_the_costliest_layers_fp32(setup):
     mixed = compare(ref, ort_outputs(str(path), "dtac", ev, chunk=512))
     assert score > min(full["offload_agreement"], full["channel_agreement"])
     assert min(mixed["offload_agreement"], mixed["channel_agreement"]) > min(full["offload_agreement"], full["channel_agreement"])
+
+
+def _activation_zero_points(path):
+    model = onnx.load(str(path))
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    weights = {t.name for t in model.graph.initializer if t.data_type == TensorProto.FLOAT and t.dims and len(t.dims) == 2}
+    zps = []
+    for n in model.graph.node:
+        if n.op_type == "QuantizeLinear" and n.input[0] not in weights and len(n.input) > 2:
+            zps.append(int(np.abs(inits[n.input[2]]).max()))
+    return zps
+
+
+def test_int8_static_activations_symmetric_for_tensorrt_asymmetric_for_onnxruntime(setup):
+    work, fp32, cal, ev, ref = setup
+    reader = StateCalibrationReader("dtac", cal, chunk=250)
+    sym = build_variant("int8_static", fp32, work / "q_sym.onnx", reader)
+    asym = build_variant("int8_static", fp32, work / "q_asym.onnx", reader, symmetric_activations=False)
+    assert _activation_zero_points(sym) and not any(_activation_zero_points(sym))  # TensorRT: zero point 0 only
+    assert any(_activation_zero_points(asym))  # e.g. the GELU outputs, which lie in [-0.17, max]
+    for path in (sym, asym):
+        fig = compare(ref, ort_outputs(str(path), "dtac", ev, chunk=1))
+        assert fig["all_finite"] and fig["offload_agreement"] > 0.9 and fig["channel_agreement"] > 0.8
+
+
+def test_mixed_precision_judges_on_held_out_states(setup):
+    from export.quantize import int8_mixed
+
+    work, fp32, cal, ev, ref = setup
+    reader = StateCalibrationReader("dtac", cal[:500], chunk=250)
+    judge = ev[:1000]
+    path, keep, score = int8_mixed("int8_static", fp32, work / "q_judged.onnx", reader, 0.999,
+                                   symmetric_activations=False, judge_states=(judge, None))
+    fig = compare(ort_outputs(str(fp32), "dtac", judge, chunk=512), ort_outputs(str(path), "dtac", judge, chunk=512))
+    assert score == min(fig["offload_agreement"], fig["channel_agreement"])  # the score is on the judge states
