@@ -16,6 +16,13 @@ the field and the value), copied into a preallocated buffer, and run through an
 onnxruntime IO binding with preallocated outputs (no per-call allocation for a batch
 size seen before). :meth:`infer` returns the raw heads, :meth:`decide` the decision
 of :func:`edge_agent.actions.decode_actions`.
+
+One UE's decision (DTAC, a float32 (1, 6) or (6,) state, CPU provider) has its own
+path, bound once (:class:`_BoundOne`): the check is a Python ``sum`` / ``min`` over
+the six values (a NaN, inf or negative value drops to the general path, which names
+it), the four outputs land in one packed buffer that is read with one ``tolist`` and
+decoded by :func:`edge_agent.actions.decode_action_values` (the same decision as
+``decode_actions``, which still decodes a NaN output).
 """
 
 from __future__ import annotations
@@ -26,13 +33,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.actions import ACTOR_OUTPUTS, DTAC_INPUT, TAC_INPUTS, decode_actions
+from edge_agent.actions import ACTOR_OUTPUTS, DTAC_INPUT, TAC_INPUTS, decode_action_values, decode_actions
 from edge_agent.bundle import BundleError, Manifest, open_bundle, verify_installed
 from edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
 
 #: onnxruntime-only quantization: TensorRT cannot take these models
 _ORT_ONLY = {"int8_dynamic"}
 _CACHE_LIMIT = 8  # batch shapes whose IO bindings are kept
+_F32 = np.dtype(np.float32)
+_ONE_ROW, _ONE_VEC = (1, LOCAL_STATE_DIM), (LOCAL_STATE_DIM,)
 
 
 class StateError(ValueError):
@@ -97,6 +106,8 @@ class PolicyRuntime:
         else:
             self._backend = _OrtBackend(model_bytes, self.input_names, profile, providers, intra_op_threads)
             self.backend, self.providers = "onnxruntime", self._backend.providers
+        # one UE's decision (DTAC, batch 1, CPU provider): bound once, see _BoundOne
+        self._one = self._backend.bind_one() if self.kind == "dtac" and self.backend == "onnxruntime" else None
 
     # ------------------------------------------------------------------ constructors
 
@@ -178,8 +189,37 @@ class PolicyRuntime:
             raise StateError("a DTAC actor takes local states only (no edge_id)")
         return feeds, np.ndim(states) == (1 if self.kind == "dtac" else 2)
 
+    def _run_one(self, local_states, edge_id):
+        """The batch-1 fast path: run one float32 (6,) / (1, 6) state that is finite and
+        non-negative through the bound call and return the bound call, else None (the
+        caller then takes the general path, which also names what is wrong)."""
+        one = self._one
+        if one is None or edge_id is not None or type(local_states) is not np.ndarray or local_states.dtype is not _F32:
+            return None
+        shape = local_states.shape
+        if shape == _ONE_ROW:
+            values = local_states.tolist()[0]
+        elif shape == _ONE_VEC:
+            values = local_states.tolist()
+        else:
+            return None
+        total = sum(values)  # Python floats: NaN / inf make the sum NaN / inf (no float32 overflow)
+        if total - total != 0.0 or min(values) < 0.0:
+            return None
+        one.input[...] = local_states
+        one.run(one.binding, one.options)
+        return one
+
     def infer(self, local_states, edge_id=None) -> tuple[np.ndarray, ...]:
         """Raw heads (offload_probs, channel_probs, transmit_power_ratio, cpu_freq_ratio)."""
+        one = self._run_one(local_states, edge_id)
+        if one is not None:
+            k = 3 + one.num_channels
+            if local_states.ndim == 1:
+                out = one.packed.copy()
+                return out[:3], out[3:k], out[k], out[k + 1]
+            out = one.packed_row.copy()
+            return out[:, :3], out[:, 3:k], out[:, k], out[:, k + 1]
         feeds, squeeze = self._check(local_states, edge_id)
         outs = self._backend.run(feeds)
         return tuple(o[0].copy() for o in outs) if squeeze else tuple(o.copy() for o in outs)
@@ -187,6 +227,18 @@ class PolicyRuntime:
     def decide(self, local_states, edge_id=None) -> dict[str, np.ndarray]:
         """The decision (offload, channel, transmit_power_ratio, cpu_freq_ratio) per UE;
         a single (6,) state gives scalars' 0-d arrays."""
+        one = self._run_one(local_states, edge_id)
+        if one is not None:
+            d = decode_action_values(one.packed.tolist(), one.num_channels)
+            if d is not None:
+                if local_states.ndim == 1:
+                    return {"offload": np.int64(d[0]), "channel": np.int64(d[1]),
+                            "transmit_power_ratio": np.float64(d[2]), "cpu_freq_ratio": np.float64(d[3])}
+                return {"offload": np.array([d[0]]), "channel": np.array([d[1]]),
+                        "transmit_power_ratio": np.array([d[2]]), "cpu_freq_ratio": np.array([d[3]])}
+            # a NaN / inf in the actor's output: decode_actions defines what that gives
+            outs = one.outputs
+            return decode_actions(*(o[0] for o in outs)) if local_states.ndim == 1 else decode_actions(*outs)
         feeds, squeeze = self._check(local_states, edge_id)
         outs = self._backend.run(feeds)  # decode_actions makes new arrays: no copy needed
         return decode_actions(*(o[0] for o in outs)) if squeeze else decode_actions(*outs)
@@ -222,6 +274,9 @@ class _OrtBackend:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if so.intra_op_num_threads == 1:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # an ~8k-parameter actor: its intermediates are a few hundred bytes a row, and
+        # planning their reuse costs more per call (~1 us of ~16 at batch 1) than it saves
+        so.enable_mem_reuse = False
         providers = list(providers) or ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(model_bytes, so, providers=providers)
         self.providers = self.session.get_providers()
@@ -260,6 +315,15 @@ class _OrtBackend:
         self._bindings[shapes] = entry
         return entry
 
+    def bind_one(self) -> "_BoundOne | None":
+        """The batch-1 DTAC call bound once (CPU provider only, else None)."""
+        if not self._cpu_only or self.input_names != [DTAC_INPUT]:
+            return None
+        probe = self.session.run(None, {DTAC_INPUT: np.zeros(_ONE_ROW, np.float32)})
+        if [tuple(o.shape) for o in probe] != [(1, 3), (1, probe[1].shape[-1]), (1,), (1,)]:
+            return None
+        return _BoundOne(self, int(probe[1].shape[-1]))
+
     def run(self, feeds: list[np.ndarray]) -> tuple[np.ndarray, ...]:
         """Outputs may be the preallocated buffers: callers copy what they keep."""
         if not self._cpu_only:
@@ -272,6 +336,34 @@ class _OrtBackend:
         else:  # pragma: no cover - onnxruntime without the private handle
             self.session.run_with_iobinding(io, self._run_options)
         return outs
+
+
+class _BoundOne:
+    """One UE's decision at batch 1 on the CPU provider, bound once: a (1, 6) input
+    buffer and the four outputs bound to consecutive slices of one float32 buffer laid
+    out ``p_x (3), p_l (L), a, b``, so a call is a copy in, the C session's
+    ``run_with_iobinding`` and one ``tolist`` out (no per-call OrtValue, dict or array
+    from onnxruntime's Python layer)."""
+
+    __slots__ = ("input", "packed", "packed_row", "outputs", "num_channels", "binding", "run", "options", "_io")
+
+    def __init__(self, backend: "_OrtBackend", num_channels: int) -> None:
+        self.num_channels = k = num_channels
+        self.input = np.zeros(_ONE_ROW, np.float32)
+        self.packed_row = np.zeros((1, 5 + k), np.float32)
+        self.packed = self.packed_row[0]
+        self.outputs = (self.packed_row[:, :3], self.packed_row[:, 3 : 3 + k],
+                        self.packed_row[:, 3 + k], self.packed_row[:, 4 + k])  # views: (1, 3), (1, L), (1,), (1,)
+        io = backend.session.io_binding()
+        io.bind_input(DTAC_INPUT, "cpu", 0, np.float32, list(_ONE_ROW), self.input.ctypes.data)
+        for name, view in zip(ACTOR_OUTPUTS, self.outputs):
+            io.bind_output(name, "cpu", 0, np.float32, list(view.shape), view.ctypes.data)
+        self._io = io  # keeps the binding (and through it the session) alive
+        self.options = backend._run_options
+        if backend._c_session is not None:
+            self.run, self.binding = backend._c_session.run_with_iobinding, io._iobinding
+        else:  # pragma: no cover - onnxruntime without the private handle
+            self.run, self.binding = backend.session.run_with_iobinding, io
 
 
 class _TensorRTBackend:

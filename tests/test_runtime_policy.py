@@ -123,3 +123,118 @@ def test_tac_runtime(work):
         rt.decide(states[0])
     with pytest.raises(StateError, match=r"edge_id must have shape \(1, 20\)"):
         rt.decide(states[0], edges[0][:5])
+
+
+# --------------------------------------------------------------------------- batch-1 fast path
+
+
+def _decode_reference(values, num_channels):
+    v = np.asarray(values, np.float32)
+    k = 3 + num_channels
+    return decode_actions(v[None, :3], v[None, 3:k], v[None, k], v[None, k + 1])
+
+
+@pytest.mark.parametrize("values", [
+    [0.2, 0.5, 0.3, 0.1, 0.2, 0.6, 0.1, 0.5, 0.25],
+    [0.4, 0.4, 0.2, 0.3, 0.3, 0.3, 0.1, 0.5, 0.5],          # ties: the first maximum, as argmax
+    [1 / 3, 1 / 3, 1 / 3, 0.25, 0.25, 0.25, 0.25, 1.0, 0.0],  # all tied; ratios at the bounds
+    [0.1, 0.1, 0.8, 0.0, 0.0, 0.0, 1.0, 1.5, -0.2],          # ratios out of range: clipped
+    [0.1, 0.1, 0.8, 0.0, 0.0, 0.0, 1.0, 1e-4, 2e-3],         # below MIN_RATIO
+])
+def test_fast_decode_equals_decode_actions(values):
+    from edge_agent.actions import decode_action_values
+
+    values = np.asarray(values, np.float32).tolist()  # what the runtime reads: float32 -> float
+    got = decode_action_values(values, 4)
+    ref = _decode_reference(values, 4)
+    assert got == (int(ref["offload"][0]), int(ref["channel"][0]), float(ref["transmit_power_ratio"][0]), float(ref["cpu_freq_ratio"][0]))
+    assert type(got[0]) is int and type(got[2]) is float
+
+
+def test_fast_decode_random_outputs_equal_decode_actions():
+    from edge_agent.actions import decode_action_values
+
+    rng = np.random.default_rng(7)
+    for _ in range(500):
+        v = rng.choice([0.0, 0.25, 0.5, 1.0, -0.1, 1.2], size=9).astype(np.float32)  # many ties
+        ref = _decode_reference(v, 4)
+        assert decode_action_values(v.tolist(), 4) == (int(ref["offload"][0]), int(ref["channel"][0]),
+                                                      float(ref["transmit_power_ratio"][0]), float(ref["cpu_freq_ratio"][0]))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_fast_decode_gives_up_on_nan_and_inf(bad):
+    from edge_agent.actions import decode_action_values
+
+    for i in (0, 4, 7, 8):
+        values = [0.2, 0.5, 0.3, 0.1, 0.2, 0.6, 0.1, 0.5, 0.25]
+        values[i] = bad
+        assert decode_action_values(values, 4) is None
+
+
+def test_batch_one_fast_path_equals_the_general_path(work, laptop_bundle, states):
+    rt = PolicyRuntime.from_bundle(laptop_bundle[0], [keypair(work)[1]], profile="laptop")
+    assert rt._one is not None and rt._one.num_channels == 4
+    general = PolicyRuntime.from_bundle(laptop_bundle[0], [keypair(work)[1]], profile="laptop")
+    general._one = None  # the general path: checks, per-shape binding, decode_actions
+    for row in states[:50]:
+        for x in (row[None, :], row):  # (1, 6) and (6,)
+            fast, ref = rt.infer(x), general.infer(x)
+            for f, r in zip(fast, ref):
+                assert np.shape(f) == np.shape(r)
+                np.testing.assert_array_equal(f, r)
+            fd, rd = rt.decide(x), general.decide(x)
+            assert fd.keys() == rd.keys()
+            for key in fd:
+                assert np.shape(fd[key]) == np.shape(rd[key]) and np.asarray(fd[key]).dtype == np.asarray(rd[key]).dtype
+                np.testing.assert_array_equal(fd[key], rd[key])
+    # results are copies: a later call does not change them
+    a = rt.infer(states[:1])
+    kept = [o.copy() for o in a]
+    d = rt.decide(states[:1])
+    kept_d = {k: v.copy() for k, v in d.items()}
+    rt.infer(states[7:8]), rt.decide(states[7:8])
+    for o, k in zip(a, kept):
+        np.testing.assert_array_equal(o, k)
+    for key in d:
+        np.testing.assert_array_equal(d[key], kept_d[key])
+
+
+def test_batch_one_fast_path_still_refuses_bad_states(work, laptop_bundle):
+    rt = PolicyRuntime.from_bundle(laptop_bundle[0], [keypair(work)[1]], profile="laptop")
+    good = np.full((1, 6), 1e-3, np.float32)
+    for col, value, message in [(2, np.nan, r"local_states\[0, 2\] \(edge_compute_time_s\) is NaN"),
+                                (5, np.inf, r"local_states\[0, 5\] \(edge_cloud_comm_time_s\) is inf"),
+                                (0, -1.0, r"local_states\[0, 0\] \(received_power_w\) is negative")]:
+        bad = good.copy()
+        bad[0, col] = value
+        for x in (bad, bad[0]):
+            with pytest.raises(StateError, match=message):  # a (6,) state is row 0 too
+                rt.decide(x)
+            with pytest.raises(StateError):
+                rt.infer(x)
+    # float64 and lists take the general path and agree with the fast one
+    assert rt.decide(good.astype(np.float64))["offload"].tolist() == rt.decide(good)["offload"].tolist()
+    assert rt.decide(good[0].tolist())["channel"] == rt.decide(good[0])["channel"]
+
+
+def test_batch_one_nan_output_falls_back_to_decode_actions(work, laptop_bundle, states, monkeypatch):
+    import edge_agent.runtime as runtime_module
+
+    rt = PolicyRuntime.from_bundle(laptop_bundle[0], [keypair(work)[1]], profile="laptop")
+    expected = rt.decide(states[:1])
+    monkeypatch.setattr(runtime_module, "decode_action_values", lambda values, num_channels: None)
+    got = rt.decide(states[:1])
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key])
+        assert got[key].shape == (1,)
+    assert rt.decide(states[0])["offload"].shape == ()
+
+
+def test_laptop_fp32_artifact_is_the_rewritten_graph(laptop_bundle):
+    path, report = laptop_bundle
+    onnx_info = report["onnx"]
+    assert onnx_info["nodes"] < onnx_info["base_nodes"] and onnx_info["rewrites"]["ratio_head"] == 1
+    assert onnx_info["onnxruntime_cpu_kernels"]["kernels"] <= onnx_info["nodes"]
+    assert report["variants"]["fp32"]["decision_agreement"] == 1.0 and report["variants"]["fp32"]["max_abs_error_all_heads"] < 1e-4
+    assert report["int8_static_activations"] == "asymmetric"  # no TensorRT on the laptop profile
