@@ -84,9 +84,6 @@ class Sshd:
         kind, blob = (root / "ssh_host_ed25519_key.pub").read_text().split()[:2]
         self.known_hosts_line = f"[127.0.0.1]:{self.port} {kind} {blob}\n"
 
-    def connections(self) -> int:
-        return self.log.read_text().count("Connection from") if self.log.exists() else 0
-
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -131,6 +128,39 @@ def board(tmp_path, sshd, signing):
                 "--staging-dir", str(staging), *extra]
 
     return {"args": args, "prefix": prefix, "staging": staging, "known_hosts": known_hosts}
+
+
+class Sentinel:
+    """A listening TCP port that nobody should connect to: after the command, a pending
+    connection in its backlog means the command did open one."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+
+    def connected(self) -> bool:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return False
+        conn.close()
+        return True
+
+
+@pytest.fixture()
+def sentinel():
+    s = Sentinel()
+    yield s
+    s.sock.close()
+
+
+def _with_port(args: list[str], port: int) -> list[str]:
+    args = list(args)
+    args[args.index("--port") + 1] = str(port)
+    return args
 
 
 def invoke(args: list[str]):
@@ -221,12 +251,11 @@ def _tamper(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_tampered_bundle_is_refused_before_any_connection(sshd, signing, board, tmp_path):
-    before = sshd.connections()
-    r = invoke(board["args"](bundle=_tamper(signing["bundle"], tmp_path / "tampered.bundle")))
+def test_tampered_bundle_is_refused_before_any_connection(sshd, signing, board, sentinel, tmp_path):
+    r = invoke(_with_port(board["args"](bundle=_tamper(signing["bundle"], tmp_path / "tampered.bundle")), sentinel.port))
     assert r.exit_code == 1
     assert "bundle refused before upload" in r.text and "actor.onnx has changed" in r.text
-    assert sshd.connections() == before
+    assert not sentinel.connected()
     assert not board["prefix"].exists() and not board["staging"].exists()
 
 
@@ -257,24 +286,23 @@ def test_unknown_host_key_needs_accept_new_and_a_changed_one_is_refused(sshd, bo
     assert _current(board["prefix"]) == current
 
 
-def test_unreachable_host_is_a_clear_error(board):
-    args = board["args"]()
-    args[args.index("--port") + 1] = str(_free_port())  # nothing listens there
-    r = invoke(args)
+def test_unreachable_host_is_a_clear_error(board, sentinel):
+    r = invoke(_with_port(board["args"](), _free_port()))  # nothing listens there
     assert r.exit_code == 1 and "cannot reach 127.0.0.1" in r.text
+    # the sentinel does see a flash that is not a dry run (so its "no connection" means something)
+    r = invoke(_with_port(board["args"]("--connect-timeout", "0.5"), sentinel.port))
+    assert r.exit_code == 1 and sentinel.connected(), r.output
 
 
-def test_dry_run_lists_files_and_hashes_and_connects_to_nothing(sshd, signing, board):
-    before = sshd.connections()
-    r = invoke(board["args"]("--dry-run"))
+def test_dry_run_lists_files_and_hashes_and_connects_to_nothing(sshd, signing, board, sentinel):
+    r = invoke(_with_port(board["args"]("--dry-run"), sentinel.port))
     assert r.exit_code == 0, r.output
     for name in ("edgepilot-agent-src.tar.gz", "requirements.txt", "policy.bundle", "trusted_key.pub", "agent.env",
                  "install.sh", "edgepilot-agent.service", "flash.json", "SHA256SUMS"):
         assert f" {name} " in r.output
     assert f"sha256:{hashlib.sha256(signing['bundle'].read_bytes()).hexdigest()}" in r.output
     assert "install.sh --payload" in r.output and "sha256sum" in r.output and "nothing was connected" in r.output
-    time.sleep(0.2)
-    assert sshd.connections() == before
+    assert not sentinel.connected()
     assert not board["prefix"].exists() and not board["staging"].exists()
 
 

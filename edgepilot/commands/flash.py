@@ -47,6 +47,7 @@ def flash_cmd(
     no_systemd: bool = typer.Option(False, "--no-systemd", help="Install without systemd (no unit, no service user, nothing started): unprivileged, any --prefix."),
     offline_deps: bool = typer.Option(False, "--offline-deps", help="No pip on the board: the venv reuses the packages --remote-python already has."),
     sudo: bool = typer.Option(False, "--sudo", help="Run the install with `sudo -n` (the SSH user is not root)."),
+    connect_timeout: float = typer.Option(10.0, "--connect-timeout", min=0.1, help="Seconds to wait for the TCP connection, the SSH banner and authentication."),
     staging_dir: str = typer.Option(".edgepilot-staging", "--staging-dir", help="Upload directory on the board (relative: under the SSH user's home); removed after each flash."),
 ) -> None:
     """Flash the UE agent onto Jetson boards over SSH: verify the bundle here, upload
@@ -68,6 +69,7 @@ def flash_cmd(
               "broker": broker, "edge_id": edge_id, "ca": ca, "password_file": password_file, "prefix": prefix,
               "known_hosts": known_hosts, "accept_new_host_key": accept_new_host_key, "remote_python": remote_python,
               "systemd": not no_systemd, "offline_deps": offline_deps, "sudo": sudo, "staging_dir": staging_dir,
+              "connect_timeout_s": connect_timeout,
               "user": user}
     try:
         if inventory is not None:
@@ -78,7 +80,7 @@ def flash_cmd(
             cli_defaults = {"port": 22, "profile": "jetson-nano", "edge_id": 0, "prefix": "/opt/edgepilot",
                             "known_hosts": Path("~/.ssh/known_hosts"), "accept_new_host_key": False,
                             "remote_python": "python3", "systemd": True, "offline_deps": False, "sudo": False,
-                            "staging_dir": ".edgepilot-staging"}
+                            "staging_dir": ".edgepilot-staging", "connect_timeout_s": 10.0}
             overrides = {k: v for k, v in common.items() if v is not None and v != cli_defaults.get(k)}
             targets = load_inventory(inventory, overrides=overrides)
         else:

@@ -511,6 +511,9 @@ def connect(target: FlashTarget):
         raise UnreachableError(f"cannot reach {where}: {err}") from None
     except paramiko.SSHException as err:
         client.close()
+        if "banner" in str(err):
+            raise UnreachableError(f"cannot reach {where}: no SSH server answered within {target.connect_timeout_s:g} s "
+                                   f"({err})") from None
         raise UnreachableError(f"SSH session with {where} failed: {err}") from None
     return client
 
