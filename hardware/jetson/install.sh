@@ -79,6 +79,10 @@ flash_rollback() {
   [ -d "$PREFIX/$prev" ] || EXIT=4 die "previous release $PREFIX/$prev is missing"
   switch_link "$PREFIX/current" "$prev"
   [ -z "$cur" ] || switch_link "$PREFIX/previous" "$cur"
+  if [ "$NO_SYSTEMD" = 0 ] && [ -f "$PREFIX/current/edgepilot-agent.service" ]; then  # the unit of that release too
+    mkdir -p "$SYSTEMD_DIR"
+    install -m 0644 "$PREFIX/current/edgepilot-agent.service" "$SYSTEMD_DIR/edgepilot-agent.service"
+  fi
   restart_service
   echo "edgepilot: rolled back: current -> $prev (previous -> ${cur:-none})"
 }
