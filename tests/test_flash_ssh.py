@@ -346,3 +346,17 @@ def test_payload_install_renders_the_unit_for_systemd(signing, tmp_path):
                         "--prefix", str(prefix), "--no-systemd"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 3 and "SHA-256 check failed" in r.stderr and "agent.env" in r.stderr
     assert os.readlink(prefix / "current") == "releases/r1" and not (prefix / "releases" / "r2").exists()
+    # a good second release, then a rollback that also puts the unit back
+    target2 = target.model_copy(update={"bundle": signing["bundle2"]})
+    staging2 = write_payload(build_payload(target2), tmp_path / "staging2")
+    env = {**os.environ, "SYSTEMD_DIR": str(units)}
+    r = subprocess.run(["bash", str(staging2 / "install.sh"), "--payload", str(staging2), "--release", "r2",
+                        "--prefix", str(prefix), "--python", sys.executable, "--offline-deps", "--no-start"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert os.readlink(prefix / "current") == "releases/r2" and os.readlink(prefix / "previous") == "releases/r1"
+    (units / "edgepilot-agent.service").unlink()
+    r = subprocess.run(["bash", str(prefix / "current" / "install.sh"), "--rollback", "--prefix", str(prefix), "--no-start"],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert os.readlink(prefix / "current") == "releases/r1" and (units / "edgepilot-agent.service").is_file()
