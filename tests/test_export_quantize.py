@@ -133,3 +133,25 @@ def test_mixed_precision_judges_on_held_out_states(setup):
                                    symmetric_activations=False, judge_states=(judge, None))
     fig = compare(ort_outputs(str(fp32), "dtac", judge, chunk=512), ort_outputs(str(path), "dtac", judge, chunk=512))
     assert score == min(fig["offload_agreement"], fig["channel_agreement"])  # the score is on the judge states
+
+
+def test_center_gemm_inputs_is_exact_and_centres_the_gelu_outputs(setup):
+    from export.quantize import center_gemm_inputs
+
+    work, fp32, cal, ev, ref = setup
+    model = onnx.load(str(fp32))
+    gelu_fed = {n.name for n in model.graph.node if n.op_type == "Gemm"
+                and any(p.output[0] == n.input[0] and p.op_type in ("Gelu", "Mul") for p in model.graph.node)}
+    reader = StateCalibrationReader("dtac", cal, chunk=250)
+    changed = center_gemm_inputs(model, reader)
+    assert gelu_fed and gelu_fed <= set(changed)  # GELU outputs lie in [-0.17, max]
+    onnx.checker.check_model(model)
+    path = work / "q_centred.onnx"
+    onnx.save(model, str(path))
+    before, after = ort_outputs(str(fp32), "dtac", ev, chunk=512), ort_outputs(str(path), "dtac", ev, chunk=512)
+    for b, a in zip(before, after):
+        np.testing.assert_allclose(a, b, atol=2e-5)  # an FP32 shift and its bias correction: exact
+    # the centred inputs now span a range around zero
+    for node in model.graph.node:
+        if node.name in changed:
+            assert any(n.op_type == "Sub" and n.output[0] == node.input[0] for n in model.graph.node)
