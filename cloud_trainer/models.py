@@ -55,6 +55,10 @@ class ModelConfig:
     num_decoders: int = 1
     ffn_dim: int = 32
     max_edges: int = 16  # size of the edge-id position embedding table
+    # > 0: a second position embedding, the UE's slot among the UEs of its edge server
+    # (0, 1, ... in joint-state order), table of this size. Off (0) by default and in
+    # every shipped model; see Backbone. The DTAC actor never uses it.
+    ue_slot_embedding: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,18 +157,36 @@ class DecoderLayer(nn.Module):
         return self.norms[2](h + self.ffn(h))
 
 
+def cell_slot(edge_id: torch.Tensor) -> torch.Tensor:
+    """Slot of each UE among the UEs of its edge server, in joint-state order:
+    the number of earlier tokens with the same edge id. (B, N) int64."""
+    same = edge_id[..., :, None] == edge_id[..., None, :]  # (B, N, N)
+    earlier = torch.ones(same.shape[-2:], dtype=torch.bool, device=edge_id.device).tril(-1)
+    return (same & earlier).sum(-1)
+
+
 class Backbone(nn.Module):
-    """Encoders then decoders (Fig. 3) over per-UE tokens, position = edge-server id."""
+    """Encoders then decoders (Fig. 3) over per-UE tokens, position = edge-server id.
+
+    With ``cfg.ue_slot_embedding`` > 0 the position also carries the UE's slot within
+    its cell (:func:`cell_slot`). Without it the network is equivariant to permuting
+    the UEs of a cell, so two UEs of one cell are told apart only by their states;
+    that is what the paper specifies and what every shipped model uses, but it makes
+    giving the UEs of a cell distinct channels (5) a symmetry-breaking problem the
+    actor rarely solves (see docs/results-dtac.md, N = 4)."""
 
     def __init__(self, cfg: ModelConfig, in_dim: int) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, cfg.d_model)
         self.position = nn.Embedding(cfg.max_edges, cfg.d_model)
+        self.slot = nn.Embedding(cfg.ue_slot_embedding, cfg.d_model) if cfg.ue_slot_embedding > 0 else None
         self.encoders = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_encoders))
         self.decoders = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_decoders))
 
     def forward(self, tokens: torch.Tensor, edge_id: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.embed(tokens) + self.position(edge_id.clamp(0, self.position.num_embeddings - 1))
+        if self.slot is not None:
+            h = h + self.slot(cell_slot(edge_id).clamp(max=self.slot.num_embeddings - 1))
         for layer in self.encoders:
             h = layer(h, mask)
         memory = h
@@ -235,6 +257,7 @@ class DTACActor(nn.Module):
         self.position_bias = nn.Parameter(torch.zeros(cfg.d_model))
         self.heads = ActionHeads(cfg)
         self.backbone.position = None  # replaced by position_bias (no cells to tell apart)
+        self.backbone.slot = None  # a UE alone has no slot among others
         for module in self.backbone.modules():
             if isinstance(module, Attention):
                 module.identity = True

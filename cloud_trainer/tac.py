@@ -72,6 +72,11 @@ class TACConfig:
     noise_decay: float = 0.6  # epsilon: v <- v * epsilon every episode
     noise_min_std: float = 0.02
     ratio_noise_scale: float = 0.5  # noise on a, b relative to the probability noise
+    # epsilon over the discrete choices (ours, off by default): each UE's played offload
+    # decision / channel is replaced by a uniform one with this probability, decaying
+    # with the noise std (eps * std / noise_std); see add_discrete_exploration
+    offload_epsilon: float = 0.0
+    channel_epsilon: float = 0.0
     reward_transform: str = "clip"  # "clip" | "symlog"
     reward_clip: float = 100.0  # floor of the per-UE reward, in reward units (w1 s / w2 J)
     reward_scale: float = 10.0  # common divisor of both reward components
@@ -160,6 +165,37 @@ def add_exploration_noise(actions, std: float, ratio_scale: float, generator: to
         n(a, std * ratio_scale).clamp(MIN_RATIO, 1.0),
         n(b, std * ratio_scale).clamp(MIN_RATIO, 1.0),
     )
+
+
+def swap_to_argmax(p: torch.Tensor, pick: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:
+    """Where ``pick`` (...,) is set, swap the entry at ``choice`` (...,) with the largest
+    entry of ``p`` (..., K), so that the argmax is ``choice`` and the vector keeps its
+    values (only their order changes). Elsewhere ``p`` is returned unchanged."""
+    top = p.argmax(-1, keepdim=True)
+    c = choice[..., None]
+    v_top, v_c = p.gather(-1, top), p.gather(-1, c)
+    out = p.scatter(-1, c, v_top).scatter(-1, top, torch.where(top == c, v_top, v_c))
+    return torch.where(pick[..., None], out, p)
+
+
+def add_discrete_exploration(actions, offload_eps: float, channel_eps: float, generator: torch.Generator):
+    """Epsilon over the discrete choices (our addition to Algorithm 1 line 4, off by
+    default): with probability ``offload_eps`` (``channel_eps``) a UE plays a uniformly
+    drawn offload decision (channel) instead of the argmax of its noisy p_x (p_l). The
+    stored action stays a consistent critic input: the drawn entry is swapped with the
+    vector's largest one, so its argmax is what was played.
+
+    Why: with a peaked p_l the Gaussian noise on the probabilities no longer flips a
+    channel, the critic stops seeing other channel patterns and cannot tell the actor
+    that separating the UEs of a cell pays (5); see docs/results-dtac.md, N = 4."""
+    p_x, p_l, a, b = actions
+    if offload_eps > 0:
+        pick = torch.rand(p_x.shape[:-1], generator=generator) < offload_eps
+        p_x = swap_to_argmax(p_x, pick, torch.randint(0, p_x.shape[-1], p_x.shape[:-1], generator=generator))
+    if channel_eps > 0:
+        pick = torch.rand(p_l.shape[:-1], generator=generator) < channel_eps
+        p_l = swap_to_argmax(p_l, pick, torch.randint(0, p_l.shape[-1], p_l.shape[:-1], generator=generator))
+    return p_x, p_l, a, b
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -332,6 +368,9 @@ def train_tac(
         with torch.no_grad():
             actions = actor(state, edge_id, mask)
             noisy = add_exploration_noise(actions, noise_std, cfg.ratio_noise_scale, gen)
+            if cfg.offload_epsilon > 0 or cfg.channel_epsilon > 0:
+                decay = noise_std / cfg.noise_std  # the epsilons follow the noise schedule
+                noisy = add_discrete_exploration(noisy, cfg.offload_epsilon * decay, cfg.channel_epsilon * decay, gen)
         step = sim.step(decision_from_actions(*noisy))
         reward = torch.as_tensor(step.reward, dtype=torch.float32)
         if transform is None:

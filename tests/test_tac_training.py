@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 
 from cloud_trainer.checkpoint import load_actor, load_checkpoint
+from cloud_trainer.models import DTACActor, ModelConfig, TACActor, TACCritic, cell_slot
 from cloud_trainer.scenario import scenario_from_dict
-from cloud_trainer.tac import QUICK_OVERRIDES, RewardTransform, TACConfig, actor_objective, train_tac
+from cloud_trainer.tac import QUICK_OVERRIDES, RewardTransform, TACConfig, actor_objective, add_discrete_exploration, train_tac
 
 TINY = {"name": "tiny", "topology": {"num_edge_servers": 2, "edge_radius_m": 100, "cloud_radius_m": 300, "ues_per_edge_min": 1, "ues_per_edge_max": 2},
         "tasks": {"num_task_types": 10}, "episode": {"rounds": 10}}
@@ -52,3 +53,50 @@ def test_training_is_seeded(tmp_path):
     b = train_tac(scen, tiny_cfg(episodes=1), tmp_path / "b")
     sa, sb = load_checkpoint(a.checkpoint)["actor"], load_checkpoint(b.checkpoint)["actor"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_discrete_epsilon_plays_uniform_choices_and_keeps_the_stored_vector_consistent():
+    gen = torch.Generator().manual_seed(0)
+    p_x = torch.softmax(torch.randn(4000, 4, 3, generator=gen), -1)
+    p_l = torch.softmax(torch.randn(4000, 4, 4, generator=gen) * 5, -1)
+    a = b = torch.full((4000, 4), 0.5)
+    same = add_discrete_exploration((p_x, p_l, a, b), 0.0, 0.0, gen)
+    assert all(torch.equal(u, v) for u, v in zip(same, (p_x, p_l, a, b)))  # off: untouched
+    out_x, out_l, out_a, _ = add_discrete_exploration((p_x, p_l, a, b), 0.0, 1.0, gen)
+    assert torch.equal(out_x, p_x) and torch.equal(out_a, a)  # channel epsilon only touches p_l
+    # the vector keeps its values (argmax = what is played), and the played channel is uniform
+    assert torch.equal(out_l.sort(-1).values, p_l.sort(-1).values)
+    freq = torch.bincount(out_l.argmax(-1).flatten(), minlength=4) / out_l[..., 0].numel()
+    assert torch.allclose(freq, torch.full((4,), 0.25), atol=0.02)
+    # with epsilon 0.3 about 30% * 3/4 of the UEs change channel
+    _, half, _, _ = add_discrete_exploration((p_x, p_l, a, b), 0.0, 0.3, gen)
+    changed = (half.argmax(-1) != p_l.argmax(-1)).float().mean().item()
+    assert 0.19 < changed < 0.26
+
+
+def test_slot_embedding_tells_same_cell_ues_apart_and_is_off_by_default():
+    assert cell_slot(torch.tensor([[0, 0, 0, 1, 1], [1, 0, 1, 0, 0]])).tolist() == [[0, 1, 2, 0, 1], [0, 0, 1, 1, 2]]
+    torch.manual_seed(0)
+    same_state = torch.rand(1, 1, 6).expand(2, 4, 6)  # four identical UEs of one cell
+    edge = torch.zeros(2, 4, dtype=torch.int64)
+    p_l = TACActor(ModelConfig())(same_state, edge)[1]
+    assert torch.allclose(p_l[0], p_l[0, :1].expand(4, -1), atol=1e-6)  # paper's network: equivariant, identical UEs act alike
+    slot_cfg = ModelConfig(ue_slot_embedding=4)
+    p_l = TACActor(slot_cfg)(same_state, edge)[1]
+    assert not torch.allclose(p_l[0, 0], p_l[0, 1], atol=1e-4)  # with the slot: they can differ
+    # the default networks have no new parameters (shipped checkpoints still load strictly)
+    assert not any("slot" in k for k in TACActor(ModelConfig()).state_dict())
+    assert not any("slot" in k for k in TACCritic(ModelConfig()).state_dict())
+    # DTAC has no slot: transferred from a slot TAC it is a plain local-state actor
+    dtac = DTACActor.from_tac(TACActor(slot_cfg))
+    assert not any("slot" in k for k in dtac.state_dict()) and dtac(torch.rand(3, 6))[0].shape == (3, 3)
+
+
+def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
+    scen = scenario_from_dict(TINY)
+    cfg = tiny_cfg(episodes=1, channel_epsilon=0.3, offload_epsilon=0.1)
+    cfg.model = ModelConfig(ue_slot_embedding=2)
+    res = train_tac(scen, cfg, tmp_path)
+    actor, ckpt = load_actor(res.checkpoint)
+    assert ckpt["model_config"]["ue_slot_embedding"] == 2 and ckpt["train_config"]["channel_epsilon"] == 0.3
+    assert actor.backbone.slot is not None
