@@ -193,6 +193,7 @@ def main() -> None:
     import onnxruntime
     result = {
         "benchmark": "runtime_latency",
+        "run_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
         "versions": {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__},
         "threads": 1,
         "load_average_before_after": [load_before, list(os.getloadavg())],
