@@ -274,9 +274,11 @@ class _OrtBackend:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if so.intra_op_num_threads == 1:
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        # an ~8k-parameter actor: its intermediates are a few hundred bytes a row, and
-        # planning their reuse costs more per call (~1 us of ~16 at batch 1) than it saves
-        so.enable_mem_reuse = False
+        if input_names == [DTAC_INPUT]:
+            # DTAC's intermediates are a few hundred bytes a row (no attention matrix):
+            # planning their reuse costs more per call (~1 us of ~16 at batch 1) than it
+            # saves. TAC keeps it: its (rounds, heads, N, N) scores can be large.
+            so.enable_mem_reuse = False
         providers = list(providers) or ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(model_bytes, so, providers=providers)
         self.providers = self.session.get_providers()
