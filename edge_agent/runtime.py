@@ -42,6 +42,7 @@ _ORT_ONLY = {"int8_dynamic"}
 _CACHE_LIMIT = 8  # batch shapes whose IO bindings are kept
 _F32 = np.dtype(np.float32)
 _ONE_ROW, _ONE_VEC = (1, LOCAL_STATE_DIM), (LOCAL_STATE_DIM,)
+_I64_1, _F64_1 = np.zeros(1, np.int64), np.zeros(1, np.float64)  # templates of one UE's decision arrays
 
 
 class StateError(ValueError):
@@ -234,8 +235,10 @@ class PolicyRuntime:
                 if local_states.ndim == 1:
                     return {"offload": np.int64(d[0]), "channel": np.int64(d[1]),
                             "transmit_power_ratio": np.float64(d[2]), "cpu_freq_ratio": np.float64(d[3])}
-                return {"offload": np.array([d[0]]), "channel": np.array([d[1]]),
-                        "transmit_power_ratio": np.array([d[2]]), "cpu_freq_ratio": np.array([d[3]])}
+                # copies of preallocated (1,) arrays: cheaper than np.array([...])
+                offload, channel, power, cpu = _I64_1.copy(), _I64_1.copy(), _F64_1.copy(), _F64_1.copy()
+                offload[0], channel[0], power[0], cpu[0] = d
+                return {"offload": offload, "channel": channel, "transmit_power_ratio": power, "cpu_freq_ratio": cpu}
             # a NaN / inf in the actor's output: decode_actions defines what that gives
             outs = one.outputs
             return decode_actions(*(o[0] for o in outs)) if local_states.ndim == 1 else decode_actions(*outs)
