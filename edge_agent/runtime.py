@@ -215,12 +215,12 @@ class PolicyRuntime:
         """Raw heads (offload_probs, channel_probs, transmit_power_ratio, cpu_freq_ratio)."""
         one = self._run_one(local_states, edge_id)
         if one is not None:
-            k = 3 + one.num_channels
             if local_states.ndim == 1:
+                k = 3 + one.num_channels
                 out = one.packed.copy()
                 return out[:3], out[3:k], out[k], out[k + 1]
-            out = one.packed_row.copy()
-            return out[:, :3], out[:, 3:k], out[:, k], out[:, k + 1]
+            offload, channel, power, cpu = one.outputs
+            return offload.copy(), channel.copy(), power.copy(), cpu.copy()
         feeds, squeeze = self._check(local_states, edge_id)
         outs = self._backend.run(feeds)
         return tuple(o[0].copy() for o in outs) if squeeze else tuple(o.copy() for o in outs)
