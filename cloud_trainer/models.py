@@ -59,6 +59,11 @@ class ModelConfig:
     # (0, 1, ... in joint-state order), table of this size. Off (0) by default and in
     # every shipped model; see Backbone. The DTAC actor never uses it.
     ue_slot_embedding: int = 0
+    # > 0: the TAC actor adds a learned bias per (cell slot, channel) to its channel
+    # logits (table of this many slots), and nothing else sees the slot: the offload
+    # decision, a and b stay the paper's functions of the states. Off (0) by default
+    # and in every shipped model; the critic and the DTAC actor never use it.
+    channel_slot_bias: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -223,9 +228,17 @@ class TACActor(nn.Module):
         self.normalizer = StateNormalizer()
         self.backbone = Backbone(cfg, LOCAL_STATE_DIM)
         self.heads = ActionHeads(cfg)
+        # per-slot channel preference (cfg.channel_slot_bias): lets the UEs of one cell
+        # take distinct channels (5) without making the other decisions slot-based
+        self.channel_slot = nn.Embedding(cfg.channel_slot_bias, cfg.num_channels) if cfg.channel_slot_bias > 0 else None
 
     def forward(self, joint_state: torch.Tensor, edge_id: torch.Tensor, ue_mask: torch.Tensor | None = None):
-        return self.heads(self.backbone(self.normalizer(joint_state), edge_id, ue_mask))
+        h = self.backbone(self.normalizer(joint_state), edge_id, ue_mask)
+        if self.channel_slot is None:
+            return self.heads(h)
+        p_x, _, a, b = self.heads(h)
+        slot = cell_slot(edge_id).clamp(max=self.channel_slot.num_embeddings - 1)
+        return p_x, torch.softmax(self.heads.channel(h) + self.channel_slot(slot), dim=-1), a, b
 
 
 class TACCritic(nn.Module):

@@ -92,11 +92,27 @@ def test_slot_embedding_tells_same_cell_ues_apart_and_is_off_by_default():
     assert not any("slot" in k for k in dtac.state_dict()) and dtac(torch.rand(3, 6))[0].shape == (3, 3)
 
 
+def test_channel_slot_bias_only_separates_the_channels():
+    torch.manual_seed(0)
+    cfg = ModelConfig(channel_slot_bias=4)
+    same_state = torch.rand(1, 1, 6).expand(2, 4, 6)
+    edge = torch.zeros(2, 4, dtype=torch.int64)
+    p_x, p_l, a, b = TACActor(cfg)(same_state, edge)
+    # offload, a, b stay functions of the states (identical UEs decide alike) ...
+    for t in (p_x, a, b):
+        assert torch.allclose(t[0], t[0, :1].expand_as(t[0]), atol=1e-6)
+    # ... the channel probabilities differ by slot and still sum to one
+    assert not torch.allclose(p_l[0, 0], p_l[0, 1], atol=1e-4) and torch.allclose(p_l.sum(-1), torch.ones(2, 4))
+    assert not any("slot" in k for k in TACCritic(cfg).state_dict())  # the critic never sees the slot
+    dtac = DTACActor.from_tac(TACActor(cfg))
+    assert not any("slot" in k for k in dtac.state_dict()) and dtac(torch.rand(3, 6))[1].shape == (3, 4)
+
+
 def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
     scen = scenario_from_dict(TINY)
     cfg = tiny_cfg(episodes=1, channel_epsilon=0.3, offload_epsilon=0.1)
-    cfg.model = ModelConfig(ue_slot_embedding=2)
+    cfg.model = ModelConfig(ue_slot_embedding=2, channel_slot_bias=2)
     res = train_tac(scen, cfg, tmp_path)
     actor, ckpt = load_actor(res.checkpoint)
-    assert ckpt["model_config"]["ue_slot_embedding"] == 2 and ckpt["train_config"]["channel_epsilon"] == 0.3
-    assert actor.backbone.slot is not None
+    assert ckpt["model_config"]["channel_slot_bias"] == 2 and ckpt["train_config"]["channel_epsilon"] == 0.3
+    assert actor.backbone.slot is not None and actor.channel_slot is not None
