@@ -157,4 +157,4 @@ def wait_connected(agent: UEAgent, timeout: float = 15.0) -> None:
     while agent.stats["connects"] < 1 and time.time() < end:
         time.sleep(0.02)
     assert agent.stats["connects"] >= 1, f"{agent.config.ue_id} did not connect"
-    time.sleep(0.3)  # its SUBSCRIBE is on the wire
+    assert agent.wait_subscribed(timeout), f"{agent.config.ue_id}: the broker never acknowledged its subscriptions"

@@ -18,7 +18,7 @@ from edge_agent.fleet.payloads import parse_status, parse_telemetry
 from edge_agent.system_model import RoundTasks, local_state
 from edgepilot.v1 import fleet_pb2 as pb
 from tests.fleet_fixtures import (
-    PARAMS, FixedPolicy, Fleet, Listener, make_agent, make_task, mosquitto, publish_edge_info,  # noqa: F401
+    PARAMS, FixedPolicy, Fleet, Listener, make_agent, make_task, mosquitto, publish_edge_info, wait_connected,  # noqa: F401
 )
 
 
@@ -44,7 +44,8 @@ def test_agents_decide_on_their_own_local_state_only(tmp_path, mosquitto, fleet)
     ues = {"ue-a": 0, "ue-b": 0, "ue-c": 1}
     agents = {u: make_agent(tmp_path, port, u, edge_id=k).start() for u, k in ues.items()}
     try:
-        time.sleep(0.3)
+        for a in agents.values():
+            wait_connected(a)
         sent: dict[str, list[pb.Task]] = {u: [] for u in ues}
         for rnd in range(2):
             for u, k in ues.items():
@@ -80,7 +81,7 @@ def test_bad_payloads_are_dropped_and_the_agent_keeps_running(tmp_path, mosquitt
     publish_edge_info(lis, fleet, 0)
     agent = make_agent(tmp_path, port, "ue-bad", policy=FixedPolicy(0)).start()
     try:
-        time.sleep(0.3)
+        wait_connected(agent)
         bad_range = make_task("ue-bad", 0)
         bad_range.input_bits = -5.0
         wrong_ue = make_task("ue-other", 0)
@@ -108,7 +109,8 @@ def test_offload_runs_on_the_edge_server_and_falls_back_when_unreachable_or_late
     unreachable = make_agent(tmp_path, port, "ue-unreach", edge_id=1, policy=FixedPolicy(1)).start()
     late = make_agent(tmp_path, port, "ue-late", edge_id=0, policy=FixedPolicy(2, channel=2)).start()
     try:
-        time.sleep(0.3)
+        for a in (edge_ok, cloud_ok, unreachable, late):
+            wait_connected(a)
         for a in (edge_ok, cloud_ok, unreachable):
             k = a.config.edge_id
             lis.publish(topics.task(a.config.ue_id), make_task(a.config.ue_id, 0, edge_id=k).SerializeToString())
@@ -138,7 +140,7 @@ def test_broker_outage_agent_keeps_deciding_and_flushes_in_order(tmp_path, mosqu
     publish_edge_info(lis, fleet, 0)
     agent = make_agent(tmp_path, port, "ue-out", policy=FixedPolicy(1)).start()
     try:
-        time.sleep(0.3)
+        wait_connected(agent)
         lis.publish(topics.task("ue-out"), make_task("ue-out", 0).SerializeToString())
         assert len(lis.wait_for(topics.telemetry("ue-out"), 1)) == 1
         mosquitto.stop()  # broker gone
@@ -221,3 +223,27 @@ def test_edgepilot_agent_command_runs_one_ue(tmp_path, mosquitto, fleet) -> None
         if proc.poll() is None:
             proc.kill()
         lis.close()
+
+
+def test_edge_server_times_a_request_against_its_own_frame(fleet) -> None:
+    """Two coordinators (or a restarted one) may reuse a round number with another frame
+    start: each request is served on its own frame, never before its own frame opens."""
+    from edge_agent.fleet.execution import TaskExecutionClient
+
+    client = TaskExecutionClient(fleet.edges[0].address)
+    try:
+        replies = []
+        for delay in (0.05, 0.4):  # same round, the second frame opens 0.35 s after the first
+            t = make_task("ue-frame", 7)
+            start = time.time() + delay
+            req = pb.ExecuteRequest(ue_id="ue-frame", round=7, target=pb.OFFLOAD_TARGET_EDGE, input_bits=t.input_bits,
+                                    output_bits=t.output_bits, cycles_per_bit=t.cycles_per_bit, channel=0,
+                                    transmit_power_ratio=1.0, channel_gain=t.radio.channel_gain, edge_id=0,
+                                    edge_cloud_gain=t.radio.edge_cloud_gain, frame_start_unix_seconds=start)
+            replies.append((client.execute(req, timeout=30), time.time(), start))
+        for reply, done, start in replies:
+            assert done >= start  # served on its own frame, not on the earlier one of round 7
+            assert reply.queue_seconds == 0.0  # alone on its frame: nobody ahead in the queue
+            assert reply.execution_seconds > 0
+    finally:
+        client.close()

@@ -63,7 +63,7 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
 
     def __init__(self, role: str, radio: RadioCell, edge_cpu_hz: float, cloud_cpu_hz: float,
                  clock: EmulationClock, edge_id: int = 0, cloud_address: str | None = None,
-                 wire_scale: float = 1.0, keep_rounds: int = 8) -> None:
+                 wire_scale: float = 1.0, keep_frames: int = 256) -> None:
         if role not in ("edge", "cloud"):
             raise ValueError(f"role must be 'edge' or 'cloud', got {role!r}")
         self.role = role
@@ -74,8 +74,8 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
         self.edge_id = edge_id
         self.cloud_address = cloud_address
         self.wire_scale = wire_scale
-        self.keep_rounds = keep_rounds
-        self._frames: dict[int, _Frame] = {}
+        self.keep_frames = keep_frames  # frames remembered for late joiners; a job holds its own
+        self._frames: dict[tuple[int, float], _Frame] = {}
         self._lock = threading.Lock()
         self._cloud: TaskExecutionClient | None = None
         self.served = 0
@@ -94,13 +94,19 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
             self._cloud.close()
 
     # -- frames ------------------------------------------------------------------------
-    def _frame(self, round_: int, start: float) -> _Frame:
+    def _frame(self, round_: int, announced_start: float, received: float) -> _Frame:
+        """The uplink frame of a round. The UEs of one round share the frame start their
+        coordinator announced, so a frame is keyed by (round, announced start): a request
+        of a round number seen before but with another start (a second coordinator, a
+        restarted one, a test) gets a frame of its own instead of being timed against a
+        stale one. Without an announced start, the first request of the round starts it."""
+        key = (round_, announced_start)
         with self._lock:
-            frame = self._frames.get(round_)
+            frame = self._frames.get(key)
             if frame is None:
-                frame = self._frames[round_] = _Frame(start=start)
-                for old in sorted(self._frames)[:-self.keep_rounds]:
-                    del self._frames[old]
+                frame = self._frames[key] = _Frame(start=announced_start or received)
+                while len(self._frames) > self.keep_frames:  # oldest first (insertion order)
+                    del self._frames[next(iter(self._frames))]
             return frame
 
     def _schedule_uplinks(self, frame: _Frame, jobs: list[_Job]) -> None:
@@ -127,8 +133,7 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
         if error is not None:
             self.rejected += 1
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
-        frame_start = request_frame_start(request) or received
-        frame = self._frame(request.round, frame_start)
+        frame = self._frame(request.round, request_frame_start(request), received)
         if self.role == "cloud":
             return self._execute_cloud(request, frame, received, context)
         job = _Job(request, received)
