@@ -75,11 +75,15 @@ class Listener:
     """An MQTT client that records every message on the topics it subscribes to."""
 
     def __init__(self, port: int, subscriptions: list[str], client_id: str = "test-listener",
-                 username: str | None = None, password: str | None = None, tls_ca: str | None = None) -> None:
+                 username: str | None = None, password: str | None = None, tls_ca: str | None = None,
+                 persistent: bool = False) -> None:
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
         self.subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311)
+        # persistent: the broker keeps the subscription and queues QoS 1 messages while the
+        # listener is away (e.g. reconnecting after a broker restart later than the agents)
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                                  clean_session=not persistent)
         if username:
             self.client.username_pw_set(username, password)
         if tls_ca:

@@ -136,7 +136,8 @@ def test_offload_runs_on_the_edge_server_and_falls_back_when_unreachable_or_late
 
 def test_broker_outage_agent_keeps_deciding_and_flushes_in_order(tmp_path, mosquitto, fleet) -> None:
     port = mosquitto.port
-    lis = Listener(port, [topics.telemetry("ue-out"), topics.decision("ue-out")], client_id="outage-listener")
+    lis = Listener(port, [topics.telemetry("ue-out"), topics.decision("ue-out")], client_id="outage-listener",
+                   persistent=True)  # the agent may reconnect and flush before the listener is back
     publish_edge_info(lis, fleet, 0)
     agent = make_agent(tmp_path, port, "ue-out", policy=FixedPolicy(1)).start()
     try:

@@ -92,7 +92,7 @@ def test_embedded_broker_keeps_retained_messages_per_session(tmp_path) -> None:
         watcher.publish(topics.edge_info(0), fleet.info(0).SerializeToString(), retain=True)
         agent = make_agent(tmp_path, port, "ue-y", policy=FixedPolicy(0)).start()
         try:
-            time.sleep(0.5)
+            wait_connected(agent)
             watcher.publish(topics.task("ue-y"), make_task("ue-y", 0).SerializeToString())
             assert agent.wait_rounds(1, 30)
             assert [t for t in agent.seen_topics if topics.ue_of(t) not in (None, "ue-y")] == []
