@@ -219,6 +219,9 @@ class ActionHeads(nn.Module):
         )
 
 
+CHANNEL_SLOT_INIT = 3.0  # logits; see TACActor.channel_slot
+
+
 class TACActor(nn.Module):
     """Centralized actor: (batch, N, 6) joint state + (batch, N) edge ids -> A_t (16)."""
 
@@ -230,7 +233,15 @@ class TACActor(nn.Module):
         self.heads = ActionHeads(cfg)
         # per-slot channel preference (cfg.channel_slot_bias): lets the UEs of one cell
         # take distinct channels (5) without making the other decisions slot-based
-        self.channel_slot = nn.Embedding(cfg.channel_slot_bias, cfg.num_channels) if cfg.channel_slot_bias > 0 else None
+        self.channel_slot = None
+        if cfg.channel_slot_bias > 0:
+            # initialised to "slot j prefers channel j mod L" (a margin of
+            # CHANNEL_SLOT_INIT logits): a cell starts separated instead of having to
+            # find a separation through the critic; training can still move it
+            self.channel_slot = nn.Embedding(cfg.channel_slot_bias, cfg.num_channels)
+            with torch.no_grad():
+                slots = torch.arange(cfg.channel_slot_bias)
+                self.channel_slot.weight.copy_(CHANNEL_SLOT_INIT * nn.functional.one_hot(slots % cfg.num_channels, cfg.num_channels).float())
 
     def forward(self, joint_state: torch.Tensor, edge_id: torch.Tensor, ue_mask: torch.Tensor | None = None):
         h = self.backbone(self.normalizer(joint_state), edge_id, ue_mask)
