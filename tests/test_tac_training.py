@@ -103,6 +103,7 @@ def test_channel_slot_bias_only_separates_the_channels():
         assert torch.allclose(t[0], t[0, :1].expand_as(t[0]), atol=1e-6)
     # ... the channel probabilities differ by slot and still sum to one
     assert not torch.allclose(p_l[0, 0], p_l[0, 1], atol=1e-4) and torch.allclose(p_l.sum(-1), torch.ones(2, 4))
+    assert p_l[0].argmax(-1).tolist() == [0, 1, 2, 3]  # starts separated: slot j prefers channel j
     assert not any("slot" in k for k in TACCritic(cfg).state_dict())  # the critic never sees the slot
     dtac = DTACActor.from_tac(TACActor(cfg))
     assert not any("slot" in k for k in dtac.state_dict()) and dtac(torch.rand(3, 6))[1].shape == (3, 4)
