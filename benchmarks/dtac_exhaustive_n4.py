@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from cloud_trainer.baselines.exhaustive import ExhaustivePolicy
+from cloud_trainer.checkpoint import load_checkpoint
 from cloud_trainer.evaluate import evaluate_policy, load_policy, make_policy
 from cloud_trainer.scenario import load_scenario, scenario_from_dict
 from cloud_trainer.tac import TACConfig, train_tac
@@ -64,6 +65,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-rounds", type=int, default=8)
     ap.add_argument("--eval-envs", type=int, default=4)
+    ap.add_argument("--eval-seed", type=int, default=4242)
+    ap.add_argument("--checkpoint", default=None, help="evaluate this TAC checkpoint instead of training one (e.g. a held-out --eval-seed check)")
     ap.add_argument("--fine-grid", action="store_true", help="also the exhaustive optimum on a finer a / b grid (minutes)")
     args = ap.parse_args()
     base, scen = n4_scenario()
@@ -76,20 +79,24 @@ def main() -> None:
     if args.rounds_per_episode is not None:
         over["rounds_per_episode"] = args.rounds_per_episode
     cfg = tac_config(over)
-    t0 = time.perf_counter()
-    res = train_tac(scen, cfg, args.runs)
-    train_s = time.perf_counter() - t0
-    print(f"TAC trained {train_s:.0f} s ({cfg.episodes} x {cfg.rounds_per_episode} rounds x {cfg.envs} envs)")
-    out = {"scenario": base, "tac_config": cfg.to_dict(), "tac_train_wall_s": train_s,
-           "eval": {"rounds": args.eval_rounds, "envs": args.eval_envs, "seed": 4242, "grid": list(GRID)}, "methods": {}}
-    methods = [("tac", load_policy("tac", res.checkpoint)),
+    if args.checkpoint:
+        checkpoint, train_s = Path(args.checkpoint), None
+        cfg = TACConfig.from_dict(load_checkpoint(checkpoint)["train_config"])
+    else:
+        t0 = time.perf_counter()
+        checkpoint = train_tac(scen, cfg, args.runs).checkpoint
+        train_s = time.perf_counter() - t0
+        print(f"TAC trained {train_s:.0f} s ({cfg.episodes} x {cfg.rounds_per_episode} rounds x {cfg.envs} envs)")
+    out = {"scenario": base, "tac_config": cfg.to_dict(), "tac_checkpoint": str(checkpoint), "tac_train_wall_s": train_s,
+           "eval": {"rounds": args.eval_rounds, "envs": args.eval_envs, "seed": args.eval_seed, "grid": list(GRID)}, "methods": {}}
+    methods = [("tac", load_policy("tac", checkpoint)),
                ("exhaustive", ExhaustivePolicy(scen.network_params, scen.radio.num_channels, GRID, GRID)),
                ("local", make_policy("local", scen)), ("greedy", make_policy("greedy", scen))]
     if args.fine_grid:
         methods.append(("exhaustive_fine", ExhaustivePolicy(scen.network_params, scen.radio.num_channels, FINE_POWER_GRID, FINE_CPU_GRID)))
         out["eval"]["fine_grid"] = {"power": list(FINE_POWER_GRID), "cpu": list(FINE_CPU_GRID)}
     for name, pol in methods:
-        r = evaluate_policy(pol, scen, rounds=args.eval_rounds, envs=args.eval_envs, seed=4242)
+        r = evaluate_policy(pol, scen, rounds=args.eval_rounds, envs=args.eval_envs, seed=args.eval_seed)
         out["methods"][name] = {k: r[k] for k in ("weighted_reward", "weighted_reward_median", "avg_round_time_s", "avg_energy_per_task_j", "offload_preference")}
         print(f"{name:15s} weighted reward {r['weighted_reward']:10.3f}  T {r['avg_round_time_s']:8.3f} s  E/task {r['avg_energy_per_task_j']:7.3f} J")
     tac, opt = out["methods"]["tac"]["weighted_reward"], out["methods"]["exhaustive"]["weighted_reward"]
