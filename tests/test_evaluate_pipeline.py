@@ -71,3 +71,18 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     assert results["complexity"]["fig5"]["tac"]["actor_parameters"] > 1000
     text = page.read_text()
     assert "DTAC" in text and "Local-only" in text and "Deviations from the paper" in text and "rounds x" in text and (out / "fig5_vs_num_ues.png").exists()
+    # a benchmark run later (the N = 4 script writes its JSON beside results.json): --page-only
+    # takes it in without evaluating again
+    n4 = {"tac_train_wall_s": 12.0, "tac_gap_to_optimum": 0.25, "eval": {"rounds": 2, "envs": 1, "seed": 7},
+          "methods": {m: {"weighted_reward": w, "avg_round_time_s": 1.0, "avg_energy_per_task_j": 0.1,
+                          "offload_preference": {"local": 0.0, "edge": 1.0, "cloud": 0.0}}
+                      for m, w in (("tac", -1.25), ("exhaustive", -1.0))}}
+    (out / "n4_exhaustive.json").write_text(json.dumps(n4))
+    r = runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"])
+    assert r.exit_code == 0, r.output
+    text = page.read_text()
+    assert "## N = 4 against the exhaustive optimum" in text and "25.0% below the optimum" in text and "**missed**" in text
+    assert text.count("Local-only") >= 1 and "## fig5" in text  # the evaluation itself is kept
+    assert json.loads((out / "results.json").read_text())["benchmarks"]["n4_exhaustive"]["tac_gap_to_optimum"] == 0.25
+    r = runner.invoke(app, ["evaluate", "--out", str(tmp_path / "nothing"), "--page", str(page), "--page-only"])
+    assert r.exit_code == 2 and "--page-only needs" in r.output

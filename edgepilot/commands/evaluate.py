@@ -20,20 +20,34 @@ def evaluate_cmd(
     seed: int = typer.Option(1000, help="Simulator seed (the same for every method)."),
     quick: bool = typer.Option(False, "--quick", help="3 rounds x 4 episodes (tests)."),
     threads: int = typer.Option(1, min=1),
+    page_only: bool = typer.Option(False, "--page-only", help="Evaluate nothing: take in the benchmark JSON beside "
+                                   "OUT/results.json (e.g. after benchmarks/dtac_exhaustive_n4.py) and rewrite the page."),
 ) -> None:
     """Evaluate every method; write JSON, PNG figures and the results page."""
     import torch
 
-    from cloud_trainer.evaluate import EvalSpec, run_evaluation, write_results_page
+    from cloud_trainer.evaluate import EvalSpec, refresh_benchmarks, run_evaluation, write_results_page
     from cloud_trainer.plots import plot_evaluation
 
+    if page_only:
+        src = out / "results.json"
+        if not src.exists():
+            typer.echo(f"error: --page-only needs {src} from an earlier `edgepilot evaluate`", err=True)
+            raise typer.Exit(2)
+        results = refresh_benchmarks(json.loads(src.read_text()), out)
+        figures = plot_evaluation(results, out)
+        write_results_page(results, figures, page, results.get("page_command") or "edgepilot evaluate")
+        typer.echo(json.dumps({"results": str(src), "figures": [str(f) for f in figures], "page": str(page)}))
+        return
     torch.set_num_threads(threads)
     names = tuple(s for s in scenarios.split(",") if s)
     spec = EvalSpec(scenarios=names, rounds=3 if quick else rounds, envs=4 if quick else envs, seed=seed)
     gen = ("fig6", "fig7") if {"fig6", "fig7"} <= set(names) else None
     results = run_evaluation(runs, out, spec, log=typer.echo, generalization=gen, similarity=tuple(n for n in ("fig6", "fig7", "fig5") if n in names))
     figures = plot_evaluation(results, out)
-    cmd = "edgepilot evaluate " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "edgepilot evaluate"
+    cmd = ("edgepilot evaluate " + " ".join(sys.argv[2:])).strip() if len(sys.argv) > 1 else "edgepilot evaluate"
+    results["page_command"] = cmd
+    (out / "results.json").write_text(json.dumps(results, indent=1))
     write_results_page(results, figures, page, cmd)
     typer.echo(json.dumps({"results": str(out / "results.json"), "figures": [str(f) for f in figures], "page": str(page)}))
 
