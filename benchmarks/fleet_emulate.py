@@ -34,12 +34,14 @@ KEYS = ("lost_decisions", "decision_messages_missing", "decision_duplicates", "l
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ues", type=int, default=100)
-    ap.add_argument("--edges", type=int, default=5)
+    ap.add_argument("--edges", type=int, default=20)  # 5 UEs per edge server, as in Fig. 5 (4-6)
     ap.add_argument("--rounds", type=int, default=50)
     ap.add_argument("--time-scale", type=float, default=0.1)
     ap.add_argument("--wire-scale", type=float, default=1.0)
     ap.add_argument("--agent-procs", type=int, default=2)
     ap.add_argument("--no-restart", action="store_true")
+    ap.add_argument("--deadline-factor", type=float, default=EmulateConfig.deadline_factor,
+                    help="task deadline = factor x the UE's local time T1*(0); 0: none")
     ap.add_argument("--only", choices=("dtac", "centralized"), default=None)
     ap.add_argument("--out", type=Path, default=Path("results/fleet_emulate.json"))
     a = ap.parse_args()
@@ -52,7 +54,7 @@ def main() -> int:
         cfg = EmulateConfig(num_ues=a.ues, num_edges=a.edges, rounds=a.rounds, policy=policy,
                             bundle=str(bundle) if policy == "dtac" else None, trusted_keys=[str(pub)],
                             time_scale=a.time_scale, wire_scale=a.wire_scale, broker="mosquitto",
-                            agent_procs=a.agent_procs, out_dir=f"runs/bench-fleet/{policy}",
+                            agent_procs=a.agent_procs, out_dir=f"runs/bench-fleet/{policy}", deadline_factor=a.deadline_factor,
                             restart_broker_at=None if (a.no_restart or policy != "dtac") else a.rounds // 2)
         start = time.time()
         s = run_emulation(cfg, progress=lambda m: print(f"[{policy}] {m}", flush=True))
@@ -63,7 +65,7 @@ def main() -> int:
         d, c = results["dtac"], results["centralized"]
         print(f"\nsignalling per round: DTAC {d['messages_per_round']:.0f} msgs / {d['bytes_per_round'] / 1e3:.1f} kB, "
               f"centralized {c['messages_per_round']:.0f} msgs / {c['bytes_per_round'] / 1e3:.1f} kB")
-    write_json(a.out, {"ues": a.ues, "edges": a.edges, "rounds": a.rounds, "time_scale": a.time_scale,
+    write_json(a.out, {"ues": a.ues, "edges": a.edges, "rounds": a.rounds, "time_scale": a.time_scale, "deadline_factor": a.deadline_factor,
                        "wire_scale": a.wire_scale, "broker": "mosquitto", "results": results})
     print(f"wrote {a.out}")
     return 0

@@ -78,3 +78,15 @@ def test_emulate_cli_rejects_bad_options(tmp_path, args, fragment) -> None:
 
     res = CliRunner().invoke(app, ["emulate", *args, "--out", str(tmp_path)])
     assert res.exit_code != 0 and fragment in res.output
+
+
+def test_a_task_deadline_sends_late_offloads_local_and_none_is_the_default(tmp_path) -> None:
+    assert EmulateConfig().deadline_factor == 0.0  # like the system model: no deadline
+    with pytest.raises(ValueError, match="deadline_factor"):
+        EmulateConfig(deadline_factor=-1.0).validate()
+    # a deadline far below any offload's time: every offload gives up and runs locally
+    s = run_emulation(_cfg(tmp_path, policy="centralized", rounds=2, agent_procs=0, deadline_factor=1e-3),
+                      progress=lambda m: None)
+    offloaded = s["offload_mix"]["edge"] + s["offload_mix"]["cloud"]
+    assert offloaded > 0, s["offload_mix"]
+    assert s["fallbacks"] == offloaded and s["lost_decisions"] == 0

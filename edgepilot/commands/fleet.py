@@ -72,6 +72,9 @@ def emulate_cmd(
     decision_window_ms: float = typer.Option(None, "--decision-window-ms", min=1.0,
                                              help="Task issue -> uplink frame, wall ms (default 200 + 8 per UE; centralized 500 + 25 per UE)."),
     restart_broker_at: int = typer.Option(None, "--restart-broker-at", help="Restart Mosquitto before this round (fault drill)."),
+    deadline_factor: float = typer.Option(0.0, "--deadline-factor", min=0.0,
+                                          help="Task deadline = factor x the UE's local time T1*(0); an offload past it runs "
+                                               "locally. 0 (default): none, like the system model the rounds are compared with."),
     out: Path = typer.Option(Path("runs/emulate"), "--out", "-o", help="Run directory (summary.json, summary.png)."),
 ) -> None:
     """Emulated fleet: broker, K edge servers, N UE agents, R rounds; measured vs simulator."""
@@ -82,7 +85,7 @@ def emulate_cmd(
                         bundle=str(bundle) if bundle else None, trusted_keys=[str(k) for k in trusted_key],
                         time_scale=time_scale, wire_scale=wire_scale, broker=broker, broker_port=broker_port,
                         agent_procs=agent_procs, hardware_profile=profile, seed=seed, out_dir=str(out),
-                        restart_broker_at=restart_broker_at,
+                        restart_broker_at=restart_broker_at, deadline_factor=deadline_factor,
                         decision_window_s=None if decision_window_ms is None else decision_window_ms / 1e3)
     try:
         cfg.validate()
