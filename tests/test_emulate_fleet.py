@@ -90,3 +90,14 @@ def test_a_task_deadline_sends_late_offloads_local_and_none_is_the_default(tmp_p
     offloaded = s["offload_mix"]["edge"] + s["offload_mix"]["cloud"]
     assert offloaded > 0, s["offload_mix"]
     assert s["fallbacks"] == offloaded and s["lost_decisions"] == 0
+
+
+def test_demo_command_runs_the_shipped_dtac_fleet(tmp_path) -> None:
+    """`make demo` at a tiny size: exports and signs the shipped DTAC, runs its agents."""
+    from edgepilot.cli import app
+
+    res = CliRunner().invoke(app, ["demo", "--ues", "3", "--edges", "3", "--rounds", "1", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((tmp_path / "emulate" / "summary.json").read_text())
+    assert summary["config"]["policy"] == "dtac" and summary["lost_decisions"] == 0
+    assert summary["rounds"] == 1 and "round time (s)" in res.output

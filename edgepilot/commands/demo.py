@@ -50,7 +50,8 @@ def demo_cmd(
     bundle, pub = demo_bundle(out)
     emulate_cmd(policy="dtac", bundle=bundle, trusted_key=[pub], ues=ues, edges=edges, rounds=rounds, scenario="fig5",
                 time_scale=0.1, wire_scale=1.0, broker="embedded", broker_port=0, agent_procs=2,
-                profile="jetson-nano", seed=0, decision_window_ms=None, restart_broker_at=None, out=out / "emulate")
+                profile="jetson-nano", seed=0, decision_window_ms=None, restart_broker_at=None, deadline_factor=0.0,
+                out=out / "emulate")
 
 
 def register(app: typer.Typer) -> None:
