@@ -162,12 +162,14 @@ class DecoderLayer(nn.Module):
         return self.norms[2](h + self.ffn(h))
 
 
-def cell_slot(edge_id: torch.Tensor) -> torch.Tensor:
+def cell_slot(edge_id: torch.Tensor, num_slots: int | None = None) -> torch.Tensor:
     """Slot of each UE among the UEs of its edge server, in joint-state order:
-    the number of earlier tokens with the same edge id. (B, N) int64."""
+    the number of earlier tokens with the same edge id, capped at ``num_slots - 1``
+    when given (the size of the table it indexes). (B, N) int64."""
     same = edge_id[..., :, None] == edge_id[..., None, :]  # (B, N, N)
     earlier = torch.ones(same.shape[-2:], dtype=torch.bool, device=edge_id.device).tril(-1)
-    return (same & earlier).sum(-1)
+    slot = (same & earlier).sum(-1)
+    return slot if num_slots is None else slot.clamp(max=num_slots - 1)
 
 
 class Backbone(nn.Module):
@@ -191,7 +193,7 @@ class Backbone(nn.Module):
     def forward(self, tokens: torch.Tensor, edge_id: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.embed(tokens) + self.position(edge_id.clamp(0, self.position.num_embeddings - 1))
         if self.slot is not None:
-            h = h + self.slot(cell_slot(edge_id).clamp(max=self.slot.num_embeddings - 1))
+            h = h + self.slot(cell_slot(edge_id, self.slot.num_embeddings))
         for layer in self.encoders:
             h = layer(h, mask)
         memory = h
@@ -209,11 +211,14 @@ class ActionHeads(nn.Module):
         self.channel = nn.Linear(cfg.d_model, cfg.num_channels)
         self.ratios = nn.Linear(cfg.d_model, 2)
 
-    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, channel_bias: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``channel_bias`` (..., L), if given, is added to the channel logits."""
         ratios = torch.sigmoid(self.ratios(h))
+        channel_logits = self.channel(h) if channel_bias is None else self.channel(h) + channel_bias
         return (
             torch.softmax(self.offload(h), dim=-1),
-            torch.softmax(self.channel(h), dim=-1),
+            torch.softmax(channel_logits, dim=-1),
             ratios[..., 0],
             ratios[..., 1],
         )
@@ -247,9 +252,7 @@ class TACActor(nn.Module):
         h = self.backbone(self.normalizer(joint_state), edge_id, ue_mask)
         if self.channel_slot is None:
             return self.heads(h)
-        p_x, _, a, b = self.heads(h)
-        slot = cell_slot(edge_id).clamp(max=self.channel_slot.num_embeddings - 1)
-        return p_x, torch.softmax(self.heads.channel(h) + self.channel_slot(slot), dim=-1), a, b
+        return self.heads(h, channel_bias=self.channel_slot(cell_slot(edge_id, self.channel_slot.num_embeddings)))
 
 
 class TACCritic(nn.Module):

@@ -188,14 +188,14 @@ def add_discrete_exploration(actions, offload_eps: float, channel_eps: float, ge
     Why: with a peaked p_l the Gaussian noise on the probabilities no longer flips a
     channel, the critic stops seeing other channel patterns and cannot tell the actor
     that separating the UEs of a cell pays (5); see docs/results-dtac.md, N = 4."""
+    def explore(p: torch.Tensor, eps: float) -> torch.Tensor:
+        if eps <= 0:
+            return p
+        pick = torch.rand(p.shape[:-1], generator=generator) < eps
+        return swap_to_argmax(p, pick, torch.randint(0, p.shape[-1], p.shape[:-1], generator=generator))
+
     p_x, p_l, a, b = actions
-    if offload_eps > 0:
-        pick = torch.rand(p_x.shape[:-1], generator=generator) < offload_eps
-        p_x = swap_to_argmax(p_x, pick, torch.randint(0, p_x.shape[-1], p_x.shape[:-1], generator=generator))
-    if channel_eps > 0:
-        pick = torch.rand(p_l.shape[:-1], generator=generator) < channel_eps
-        p_l = swap_to_argmax(p_l, pick, torch.randint(0, p_l.shape[-1], p_l.shape[:-1], generator=generator))
-    return p_x, p_l, a, b
+    return explore(p_x, offload_eps), explore(p_l, channel_eps), a, b
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:

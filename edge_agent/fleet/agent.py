@@ -94,6 +94,7 @@ class UEAgent:
         self._commands: dict[int, pb.Decision] = {}
         self._command_cond = threading.Condition()
         self._pending_announcement: pb.PolicyAnnouncement | None = None
+        self._subscribed = threading.Event()
         self._recent: OrderedDict[int, list] = OrderedDict()  # round -> [(topic, payload)]
         self._clients: dict[str, TaskExecutionClient] = {}
         self._stop = threading.Event()
@@ -101,7 +102,7 @@ class UEAgent:
         self.rejected_policy = ("", "")
         self.stats = {"rounds": 0, "dropped_payloads": 0, "fallbacks": 0, "duplicates": 0,
                       "published": 0, "published_bytes": 0, "received": 0, "received_bytes": 0,
-                      "connects": 0, "subscribed": 0, "decision_wall_seconds": []}
+                      "connects": 0, "decision_wall_seconds": []}
         self.seen_topics: list[str] = []  # every topic a message arrived on (tests)
         self.policy_inputs: list[np.ndarray] = []  # every local-state batch given to the policy (tests)
         self.record_inputs = False
@@ -170,17 +171,11 @@ class UEAgent:
         log.info("%s: connected to %s:%d", c.ue_id, c.broker_host, c.broker_port)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:
-        # SUBACK: from here on the broker routes this UE's tasks to it
-        self.stats["subscribed"] += 1
+        self._subscribed.set()  # SUBACK: from here on the broker routes this UE's tasks to it
 
     def wait_subscribed(self, timeout: float = 15.0) -> bool:
         """True once the broker has acknowledged this agent's subscriptions."""
-        end = time.monotonic() + timeout
-        while self.stats["subscribed"] < 1:
-            if time.monotonic() >= end:
-                return False
-            time.sleep(0.01)
-        return True
+        return self._subscribed.wait(timeout)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         self.outbox.connection_lost()

@@ -35,20 +35,16 @@ def evaluate_cmd(
             typer.echo(f"error: --page-only needs {src} from an earlier `edgepilot evaluate`", err=True)
             raise typer.Exit(2)
         results = refresh_benchmarks(json.loads(src.read_text()), out)
-        figures = plot_evaluation(results, out)
-        write_results_page(results, figures, page, results.get("page_command") or "edgepilot evaluate")
-        typer.echo(json.dumps({"results": str(src), "figures": [str(f) for f in figures], "page": str(page)}))
-        return
-    torch.set_num_threads(threads)
-    names = tuple(s for s in scenarios.split(",") if s)
-    spec = EvalSpec(scenarios=names, rounds=3 if quick else rounds, envs=4 if quick else envs, seed=seed)
-    gen = ("fig6", "fig7") if {"fig6", "fig7"} <= set(names) else None
-    results = run_evaluation(runs, out, spec, log=typer.echo, generalization=gen, similarity=tuple(n for n in ("fig6", "fig7", "fig5") if n in names))
+    else:
+        torch.set_num_threads(threads)
+        names = tuple(s for s in scenarios.split(",") if s)
+        cmd = ("edgepilot evaluate " + " ".join(sys.argv[2:])).strip() if len(sys.argv) > 1 else "edgepilot evaluate"
+        spec = EvalSpec(scenarios=names, rounds=3 if quick else rounds, envs=4 if quick else envs, seed=seed, command=cmd)
+        gen = ("fig6", "fig7") if {"fig6", "fig7"} <= set(names) else None
+        results = run_evaluation(runs, out, spec, log=typer.echo, generalization=gen,
+                                 similarity=tuple(n for n in ("fig6", "fig7", "fig5") if n in names))
     figures = plot_evaluation(results, out)
-    cmd = ("edgepilot evaluate " + " ".join(sys.argv[2:])).strip() if len(sys.argv) > 1 else "edgepilot evaluate"
-    results["page_command"] = cmd
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    write_results_page(results, figures, page, cmd)
+    write_results_page(results, figures, page, results.get("spec", {}).get("command") or "edgepilot evaluate")
     typer.echo(json.dumps({"results": str(out / "results.json"), "figures": [str(f) for f in figures], "page": str(page)}))
 
 
