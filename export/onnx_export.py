@@ -151,9 +151,7 @@ def fuse_skip_layernorm(model: onnx.ModelProto) -> int:
     """``LayerNormalization(a + b)`` -> ``com.microsoft.SkipLayerNormalization(a, b)``
     where the sum feeds nothing else (onnxruntime only). In place; returns the count."""
     graph = model.graph
-    producer = {o: n for n in graph.node for o in n.output}
-    consumers = Counter(i for n in graph.node for i in n.input)
-    outputs = {o.name for o in graph.output}
+    producer, consumers, outputs = _graph_maps(graph)
     fused = 0
     for ln in [n for n in graph.node if n.op_type == "LayerNormalization" and n.domain in ("", "ai.onnx")]:
         add = producer.get(ln.input[0])
@@ -256,8 +254,7 @@ def fuse_erf_gelu(model: onnx.ModelProto) -> int:
         return node.input[1] if node.input[0] == name else node.input[0]
 
     def fuse_one() -> bool:
-        producer = {o: n for n in graph.node for o in n.output}
-        consumers = Counter(i for n in graph.node for i in n.input)
+        producer, consumers, _ = _graph_maps(graph)
         for mul_out in [n for n in graph.node if n.op_type == "Mul"]:
             for x in mul_out.input:
                 half = producer.get(other(mul_out, x))
@@ -292,10 +289,7 @@ def fuse_erf_gelu(model: onnx.ModelProto) -> int:
         from export.quantize import topological_sort
 
         topological_sort(model)
-        used = {i for n in graph.node for i in n.input}
-        keep = [t for t in graph.initializer if t.name in used]
-        del graph.initializer[:]
-        graph.initializer.extend(keep)
+        _drop_unused_initializers(graph)
     return fused
 
 
@@ -303,107 +297,27 @@ def _attrs(node) -> dict:
     return {a.name: helper.get_attribute_value(a) for a in node.attribute}
 
 
-def fold_affine_chains(model: onnx.ModelProto) -> int:
-    """Fold constant affine maps into neighbouring Gemms, in place; returns the number
-    of nodes removed. Rules (each intermediate must have exactly one consumer and must
-    not be a graph output):
-
-    * ``Gemm(Gemm(x, W1, b1), W2, b2)``        -> ``Gemm(x, W1 W2, b1 W2 + b2)``
-    * ``Add(Gemm(x, W, b), c)`` with constant ``c`` -> ``Gemm(x, W, b + c)``
-    """
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    removed = 0
-
-    def const(name):
-        return numpy_helper.to_array(inits[name]).astype(np.float64) if name in inits else None
-
-    def matrix(node):  # (in, out) matrix and bias of a plain Gemm, or None
-        a = _attrs(node)
-        if a.get("transA", 0) or a.get("alpha", 1.0) != 1.0 or a.get("beta", 1.0) != 1.0 or len(node.input) < 2:
-            return None
-        w = const(node.input[1])
-        b = const(node.input[2]) if len(node.input) > 2 and node.input[2] else np.zeros(1)
-        if w is None or b is None or w.ndim != 2:
-            return None
-        m = w.T if a.get("transB", 0) else w
-        b = np.broadcast_to(b, (m.shape[1],)).copy() if b.size in (1, m.shape[1]) else None
-        return None if b is None else (m, b)
-
-    def set_gemm(node, m, b):
-        dtype = numpy_helper.to_array(inits[node.input[1]]).dtype
-        wname, bname = f"{node.name or node.output[0]}_folded_w{removed}", f"{node.name or node.output[0]}_folded_b{removed}"
-        graph.initializer.extend([numpy_helper.from_array(m.T.astype(dtype), wname), numpy_helper.from_array(b.astype(dtype), bname)])
-        inits[wname], inits[bname] = graph.initializer[-2], graph.initializer[-1]
-        del node.input[:]
-        node.input.extend([node_input0[node.name], wname, bname])
-        del node.attribute[:]
-        node.attribute.extend([helper.make_attribute("transB", 1)])
-
-    node_input0: dict[str, str] = {}
-    changed = True
-    while changed:
-        changed = False
-        consumers = Counter(i for n in graph.node for i in n.input)
-        outputs = {o.name for o in graph.output}
-        producer = {o: n for n in graph.node for o in n.output}
-        for node in list(graph.node):
-            if node.op_type != "Gemm":
-                continue
-            gm = matrix(node)
-            if gm is None:
-                continue
-            m, b = gm
-            src = producer.get(node.input[0])
-            single = src is not None and consumers[node.input[0]] == 1 and node.input[0] not in outputs
-            new = None
-            if single and src.op_type == "Gemm" and matrix(src) is not None:
-                m1, b1 = matrix(src)
-                new = (src.input[0], m1 @ m, b1 @ m + b)
-            if new is not None:
-                node_input0[node.name] = new[0]
-                set_gemm(node, new[1], new[2])
-                graph.node.remove(src)
-                removed += 1
-                changed = True
-                break
-            # Gemm followed by Add(const)
-            out = node.output[0]
-            users = [n for n in graph.node if out in n.input]
-            if len(users) == 1 and out not in outputs and users[0].op_type == "Add":
-                add = users[0]
-                other = add.input[1] if add.input[0] == out else add.input[0]
-                c = const(other)
-                if c is not None and c.size in (1, m.shape[1]):
-                    node_input0[node.name] = node.input[0]
-                    set_gemm(node, m, b + np.broadcast_to(c.reshape(-1), (m.shape[1],)))
-                    node.output[0] = add.output[0]
-                    graph.node.remove(add)
-                    removed += 1
-                    changed = True
-                    break
-    used = {i for n in graph.node for i in n.input}
-    keep = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
-    return removed
-
-
-# --------------------------------------------------------------------------- onnxruntime CPU rewrites
-#
-# The FP32 artifact of an onnxruntime-only profile (``ort_contrib_ops``) runs one UE's
-# decision at batch 1, where onnxruntime spends ~0.45 us per node whatever the node
-# does: the node count is the cost. These rewrites are exact up to float rounding (the
-# export's parity step checks them against torch); they are not applied to the model
-# the INT8 / FP16 variants are built from, which keeps the state normalisation as its
-# own nodes so quantization sees normalised activations.
-
-
 def _graph_maps(graph):
+    """Producer of each tensor, number of reads of each tensor, graph output names."""
     producer = {o: n for n in graph.node for o in n.output}
     consumers = Counter(i for n in graph.node for i in n.input)
     outputs = {o.name for o in graph.output}
     return producer, consumers, outputs
+
+
+def _rewrite_to_fixpoint(graph, rewrite) -> int:
+    """Offer each node to ``rewrite(node, producer, consumers, outputs, count)``, which
+    returns True when it changed the graph; the maps are then rebuilt and the scan
+    starts again, until a whole scan changes nothing. ``count`` is the number of
+    changes so far (for unique initializer names). Unused initializers are dropped at
+    the end; returns the number of changes."""
+    count = 0
+    while True:
+        producer, consumers, outputs = _graph_maps(graph)
+        if not any(rewrite(node, producer, consumers, outputs, count) for node in list(graph.node)):
+            _drop_unused_initializers(graph)
+            return count
+        count += 1
 
 
 def _plain_gemm(node, inits) -> tuple[np.ndarray, np.ndarray] | None:
@@ -431,11 +345,12 @@ def _plain_gemm(node, inits) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _set_plain_gemm(graph, inits, node, x: str, m: np.ndarray, b: np.ndarray, tag: str) -> None:
-    """Make ``node`` the Gemm ``x @ m + b`` (new float32 initializers)."""
+    """Make ``node`` the Gemm ``x @ m + b`` (new initializers of its weight's dtype)."""
+    dtype = helper.tensor_dtype_to_np_dtype(inits[node.input[1]].data_type)
     base = node.name or node.output[0]
     wname, bname = f"{base}_{tag}_w", f"{base}_{tag}_b"
     for name, arr in ((wname, m.T), (bname, b)):
-        t = numpy_helper.from_array(np.ascontiguousarray(arr, dtype=np.float32), name)
+        t = numpy_helper.from_array(np.ascontiguousarray(arr, dtype=dtype), name)
         graph.initializer.append(t)
         inits[name] = graph.initializer[-1]
     del node.input[:]
@@ -449,6 +364,57 @@ def _drop_unused_initializers(graph) -> None:
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+
+
+def fold_affine_chains(model: onnx.ModelProto) -> int:
+    """Fold constant affine maps into neighbouring Gemms, in place; returns the number
+    of nodes removed. Rules (each intermediate must have exactly one consumer and must
+    not be a graph output):
+
+    * ``Gemm(Gemm(x, W1, b1), W2, b2)``        -> ``Gemm(x, W1 W2, b1 W2 + b2)``
+    * ``Add(Gemm(x, W, b), c)`` with constant ``c`` -> ``Gemm(x, W, b + c)``
+    """
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+
+    def fold(node, producer, consumers, outputs, count) -> bool:
+        gm = _plain_gemm(node, inits)
+        if gm is None:
+            return False
+        m, b = gm
+        src = producer.get(node.input[0])
+        if src is not None and consumers[node.input[0]] == 1 and node.input[0] not in outputs \
+                and (sm := _plain_gemm(src, inits)) is not None:
+            m1, b1 = sm
+            _set_plain_gemm(graph, inits, node, src.input[0], m1 @ m, b1 @ m + b, f"folded{count}")
+            graph.node.remove(src)
+            return True
+        # Gemm followed by Add(const)
+        out = node.output[0]
+        users = [n for n in graph.node if out in n.input]
+        if len(users) != 1 or out in outputs or users[0].op_type != "Add":
+            return False
+        add = users[0]
+        other = add.input[1] if add.input[0] == out else add.input[0]
+        c = numpy_helper.to_array(inits[other]).astype(np.float64) if other in inits else None
+        if c is None or c.size not in (1, m.shape[1]):
+            return False
+        _set_plain_gemm(graph, inits, node, node.input[0], m, b + np.broadcast_to(c.reshape(-1), (m.shape[1],)), f"folded{count}")
+        node.output[0] = add.output[0]
+        graph.node.remove(add)
+        return True
+
+    return _rewrite_to_fixpoint(graph, fold)
+
+
+# --------------------------------------------------------------------------- onnxruntime CPU rewrites
+#
+# The FP32 artifact of an onnxruntime-only profile (``ort_contrib_ops``) runs one UE's
+# decision at batch 1, where onnxruntime spends ~0.45 us per node whatever the node
+# does: the node count is the cost. These rewrites are exact up to float rounding (the
+# export's parity step checks them against torch); they are not applied to the model
+# the INT8 / FP16 variants are built from, which keeps the state normalisation as its
+# own nodes so quantization sees normalised activations.
 
 
 def _const_vector(inits, name: str, size: int) -> np.ndarray | None:
@@ -469,7 +435,7 @@ def drop_nonnegative_input_clip(model: onnx.ModelProto) -> int:
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     inputs = {i.name for i in graph.input}
-    _, _, outputs = _graph_maps(graph)
+    outputs = {o.name for o in graph.output}
     removed = 0
     for node in [n for n in graph.node if n.op_type == "Clip" and n.domain in ("", "ai.onnx")]:
         if node.input[0] not in inputs or node.output[0] in outputs or node.attribute:
@@ -495,43 +461,36 @@ def fold_gemm_input_affine(model: onnx.ModelProto) -> int:
     into the embedding. Returns the number of nodes removed."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    removed = 0
-    changed = True
-    while changed:
-        changed = False
-        producer, consumers, outputs = _graph_maps(graph)
-        for node in list(graph.node):
-            gm = _plain_gemm(node, inits)
-            src = producer.get(node.input[0]) if gm is not None else None
-            if src is None or src.op_type not in ("Add", "Sub", "Mul", "Div") or src.domain not in ("", "ai.onnx"):
-                continue
-            if consumers[node.input[0]] != 1 or node.input[0] in outputs:
-                continue
-            m, b = gm
-            k = m.shape[0]
-            var, cname = src.input[0], src.input[1]
-            if src.input[1] not in inits and src.op_type in ("Add", "Mul") and src.input[0] in inits:
-                var, cname = src.input[1], src.input[0]
-            if var in inits:
-                continue
-            c = _const_vector(inits, cname, k)
-            if c is None or (src.op_type == "Div" and not np.all(c != 0)):
-                continue
-            if src.op_type == "Add":
-                b = b + c @ m
-            elif src.op_type == "Sub":
-                b = b - c @ m
-            elif src.op_type == "Mul":
-                m = c[:, None] * m
-            else:
-                m = m / c[:, None]
-            _set_plain_gemm(graph, inits, node, var, m, b, f"in{removed}")
-            graph.node.remove(src)
-            removed += 1
-            changed = True
-            break
-    _drop_unused_initializers(graph)
-    return removed
+
+    def fold(node, producer, consumers, outputs, count) -> bool:
+        gm = _plain_gemm(node, inits)
+        src = producer.get(node.input[0]) if gm is not None else None
+        if src is None or src.op_type not in ("Add", "Sub", "Mul", "Div") or src.domain not in ("", "ai.onnx"):
+            return False
+        if consumers[node.input[0]] != 1 or node.input[0] in outputs:
+            return False
+        m, b = gm
+        var, cname = src.input[0], src.input[1]
+        if src.input[1] not in inits and src.op_type in ("Add", "Mul") and src.input[0] in inits:
+            var, cname = src.input[1], src.input[0]
+        if var in inits:
+            return False
+        c = _const_vector(inits, cname, m.shape[0])
+        if c is None or (src.op_type == "Div" and not np.all(c != 0)):
+            return False
+        if src.op_type == "Add":
+            b = b + c @ m
+        elif src.op_type == "Sub":
+            b = b - c @ m
+        elif src.op_type == "Mul":
+            m = c[:, None] * m
+        else:
+            m = m / c[:, None]
+        _set_plain_gemm(graph, inits, node, var, m, b, f"in{count}")
+        graph.node.remove(src)
+        return True
+
+    return _rewrite_to_fixpoint(graph, fold)
 
 
 def fold_residual_gemm(model: onnx.ModelProto) -> int:
@@ -542,42 +501,34 @@ def fold_residual_gemm(model: onnx.ModelProto) -> int:
     ``LayerNormalization``). In place; returns the number of rewritten residuals."""
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
-    done = 0
-    changed = True
-    while changed:
-        changed = False
-        producer, consumers, outputs = _graph_maps(graph)
-        for node in list(graph.node):
-            is_add = node.op_type == "Add" and node.domain in ("", "ai.onnx") and len(node.input) == 2
-            is_skip = node.op_type == "SkipLayerNormalization" and node.domain == "com.microsoft" and len(node.input) == 4 and len(node.output) == 1
-            if not (is_add or is_skip):
+
+    def fold(node, producer, consumers, outputs, count) -> bool:
+        is_add = node.op_type == "Add" and node.domain in ("", "ai.onnx") and len(node.input) == 2
+        is_skip = node.op_type == "SkipLayerNormalization" and node.domain == "com.microsoft" and len(node.input) == 4 and len(node.output) == 1
+        if not (is_add or is_skip):
+            return False
+        for h, g_out in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
+            g, p = producer.get(g_out), producer.get(h)
+            if g is None or p is None or g.input[0] != h or consumers[g_out] != 1 or g_out in outputs or h in outputs:
                 continue
-            for h, g_out in ((node.input[0], node.input[1]), (node.input[1], node.input[0])):
-                g, p = producer.get(g_out), producer.get(h)
-                if g is None or p is None or g.input[0] != h or consumers[g_out] != 1 or g_out in outputs or h in outputs:
-                    continue
-                gm, pm = _plain_gemm(g, inits), _plain_gemm(p, inits)
-                if gm is None or pm is None or gm[0].shape[0] != gm[0].shape[1] or consumers[h] != 2:
-                    continue
-                m, b = gm
-                _set_plain_gemm(graph, inits, g, h, m + np.eye(m.shape[0]), b, f"res{done}")
-                if is_add:
-                    g.output[0] = node.output[0]
-                    graph.node.remove(node)
-                else:
-                    attrs = _attrs(node)
-                    ln = helper.make_node("LayerNormalization", [g_out, node.input[2], node.input[3]], [node.output[0]],
-                                          name=f"{node.name}_ln", axis=-1, epsilon=float(attrs.get("epsilon", 1e-5)))
-                    idx = list(graph.node).index(node)
-                    graph.node.remove(node)
-                    graph.node.insert(idx, ln)
-                done += 1
-                changed = True
-                break
-            if changed:
-                break
-    _drop_unused_initializers(graph)
-    return done
+            gm = _plain_gemm(g, inits)
+            if gm is None or _plain_gemm(p, inits) is None or gm[0].shape[0] != gm[0].shape[1] or consumers[h] != 2:
+                continue
+            m, b = gm
+            _set_plain_gemm(graph, inits, g, h, m + np.eye(m.shape[0]), b, f"res{count}")
+            if is_add:
+                g.output[0] = node.output[0]
+                graph.node.remove(node)
+            else:
+                ln = helper.make_node("LayerNormalization", [g_out, node.input[2], node.input[3]], [node.output[0]],
+                                      name=f"{node.name}_ln", axis=-1, epsilon=float(_attrs(node).get("epsilon", 1e-5)))
+                idx = list(graph.node).index(node)
+                graph.node.remove(node)
+                graph.node.insert(idx, ln)
+            return True
+        return False
+
+    return _rewrite_to_fixpoint(graph, fold)
 
 
 def transpose_ratio_head(model: onnx.ModelProto) -> int:
@@ -645,14 +596,13 @@ def transpose_ratio_head(model: onnx.ModelProto) -> int:
 def optimize_for_onnxruntime_cpu(model: onnx.ModelProto) -> dict[str, int]:
     """All the exact onnxruntime-CPU rewrites above, then the affine-chain fold; in
     place. Returns what each rule did."""
-    done = {
+    return {  # in this order (a dict literal is evaluated left to right)
         "input_clip": drop_nonnegative_input_clip(model),
         "input_affine": fold_gemm_input_affine(model),
         "residual_gemm": fold_residual_gemm(model),
+        "affine_chains": fold_affine_chains(model),
+        "ratio_head": transpose_ratio_head(model),
     }
-    done["affine_chains"] = fold_affine_chains(model)
-    done["ratio_head"] = transpose_ratio_head(model)
-    return done
 
 
 def write_onnxruntime_cpu_variant(src: str | os.PathLike, dst: str | os.PathLike, opset: int) -> tuple[Path, dict]:

@@ -125,18 +125,15 @@ def _export(checkpoint, target, out, precisions, scenario, parity_count, calibra
         base = export_actor(actor, kind, work / base_name, profile.opset, profile.onnx_ir_version,
                             ort_contrib_ops=profile.ort_contrib_ops)
         base_info = check_model(base, profile.opset, allow_contrib=profile.ort_contrib_ops)
+        fp32_artifact, rewrites, fp32_info = base, {}, base_info
         if profile.ort_contrib_ops:
             # onnxruntime is the only runtime: the FP32 artifact also gets the exact
             # batch-1 rewrites (fewer kernels per decision; parity below checks them)
             fp32_artifact, rewrites = write_onnxruntime_cpu_variant(base, work / f"{kind}_fp32.onnx", profile.opset)
-            progress(f"onnxruntime rewrites of the FP32 artifact: {base_info['nodes']} -> "
-                     f"{check_model(fp32_artifact, profile.opset, allow_contrib=True)['nodes']} nodes ({rewrites})")
-        else:
-            fp32_artifact, rewrites = base, {}
-        report["onnx"] = check_model(fp32_artifact, profile.opset, allow_contrib=profile.ort_contrib_ops) | {
-            "base_nodes": base_info["nodes"], "rewrites": rewrites,
-            "onnxruntime_cpu_kernels": onnxruntime_kernels(fp32_artifact)}
-        fp32 = base
+            fp32_info = check_model(fp32_artifact, profile.opset, allow_contrib=True)
+            progress(f"onnxruntime rewrites of the FP32 artifact: {base_info['nodes']} -> {fp32_info['nodes']} nodes ({rewrites})")
+        report["onnx"] = fp32_info | {"base_nodes": base_info["nodes"], "rewrites": rewrites,
+                                      "onnxruntime_cpu_kernels": onnxruntime_kernels(fp32_artifact)}
         files: dict[str, bytes] = {}
         artifacts: list[dict] = []
         failures = []
@@ -150,15 +147,15 @@ def _export(checkpoint, target, out, precisions, scenario, parity_count, calibra
             keep_fp32, calib_agreement = [], None
             if precision in ("int8_static", "int8_dynamic") and mixed_precision and min_agreement > 0:
                 target_cal = min(1.0, min_agreement + 0.002)  # a little headroom: parity runs on other states
-                path, keep_fp32, calib_agreement = int8_mixed(precision, fp32, work / f"{kind}_{precision}.onnx", reader, target_cal,
+                path, keep_fp32, calib_agreement = int8_mixed(precision, base, work / f"{kind}_{precision}.onnx", reader, target_cal,
                                                               symmetric_activations=symmetric, judge_states=(sel_states, sel_edges))
                 if keep_fp32:
-                    progress(f"{precision}: kept {len(keep_fp32)} of {len(quantized_layers(fp32))} Gemm layers in FP32 "
+                    progress(f"{precision}: kept {len(keep_fp32)} of {len(quantized_layers(base))} Gemm layers in FP32 "
                              f"({', '.join(keep_fp32)}) for decision agreement {calib_agreement:.4f} on the selection states")
             elif precision == "fp32":
                 path = fp32_artifact
             else:
-                path = build_variant(precision, fp32, work / f"{kind}_{precision}.onnx", reader, symmetric_activations=symmetric)
+                path = build_variant(precision, base, work / f"{kind}_{precision}.onnx", reader, symmetric_activations=symmetric)
             if precision != "fp32":
                 check_model(path, profile.opset, allow_contrib=profile.ort_contrib_ops)
             figures = compare(reference, ort_outputs(str(path), kind, ev_states, ev_edges, chunk=chunk))

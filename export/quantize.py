@@ -197,13 +197,13 @@ def center_gemm_inputs(model: onnx.ModelProto, reader: StateCalibrationReader, m
     import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    from export.onnx_export import _plain_gemm
+    from export.onnx_export import _drop_unused_initializers, _plain_gemm, _set_plain_gemm
 
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     produced = {o for n in graph.node for o in n.output}
-    gemms = [n for n in graph.node if _plain_gemm(n, inits) is not None and n.input[0] in produced]
-    tensors = sorted({n.input[0] for n in gemms})
+    gemms = [(n, gm) for n in graph.node if (gm := _plain_gemm(n, inits)) is not None and n.input[0] in produced]
+    tensors = sorted({n.input[0] for n, _ in gemms})
     if not tensors:
         return []
     probe = onnx.ModelProto()
@@ -221,27 +221,18 @@ def center_gemm_inputs(model: onnx.ModelProto, reader: StateCalibrationReader, m
             lo[t], hi[t] = min(lo[t], float(v.min())), max(hi[t], float(v.max()))
     reader.rewind()
     changed = []
-    for node in gemms:
+    for node, (m, b) in gemms:
         t = node.input[0]
         if not hi[t] > lo[t] or 2 * max(abs(lo[t]), abs(hi[t])) / (hi[t] - lo[t]) < min_gain:
             continue
         mid = (lo[t] + hi[t]) / 2
-        m, b = _plain_gemm(node, inits)
         base = node.name or node.output[0]
-        names = (f"{base}_centre", f"{base}_centred_in", f"{base}_w_centred", f"{base}_b_centred")
-        graph.initializer.extend([numpy_helper.from_array(np.array(mid, np.float32), names[0]),
-                                  numpy_helper.from_array(np.ascontiguousarray(m.T, dtype=np.float32), names[2]),
-                                  numpy_helper.from_array((b + mid * m.sum(0)).astype(np.float32), names[3])])
-        graph.node.insert(list(graph.node).index(node), helper.make_node("Sub", [t, names[0]], [names[1]], name=f"{base}_centre"))
-        del node.input[:]
-        node.input.extend([names[1], names[2], names[3]])
-        del node.attribute[:]
-        node.attribute.extend([helper.make_attribute("transB", 1)])
+        centre, centred = f"{base}_centre", f"{base}_centred_in"
+        graph.initializer.append(numpy_helper.from_array(np.array(mid, np.float32), centre))
+        graph.node.insert(list(graph.node).index(node), helper.make_node("Sub", [t, centre], [centred], name=centre))
+        _set_plain_gemm(graph, inits, node, centred, m, b + mid * m.sum(0), "centred")
         changed.append(node.name)
-    used = {i for n in graph.node for i in n.input}
-    keep = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
+    _drop_unused_initializers(graph)
     return changed
 
 
