@@ -108,7 +108,7 @@ class PolicyRuntime:
             self._backend = _OrtBackend(model_bytes, self.input_names, profile, providers, intra_op_threads)
             self.backend, self.providers = "onnxruntime", self._backend.providers
         # one UE's decision (DTAC, batch 1, CPU provider): bound once, see _BoundOne
-        self._one = self._backend.bind_one() if self.kind == "dtac" and self.backend == "onnxruntime" else None
+        self._one = self._backend.bind_one() if self.backend == "onnxruntime" else None
 
     # ------------------------------------------------------------------ constructors
 
@@ -350,15 +350,14 @@ class _BoundOne:
     ``run_with_iobinding`` and one ``tolist`` out (no per-call OrtValue, dict or array
     from onnxruntime's Python layer)."""
 
-    __slots__ = ("input", "packed", "packed_row", "outputs", "num_channels", "binding", "run", "options", "_io")
+    __slots__ = ("input", "packed", "outputs", "num_channels", "binding", "run", "options", "_io")
 
     def __init__(self, backend: "_OrtBackend", num_channels: int) -> None:
         self.num_channels = k = num_channels
         self.input = np.zeros(_ONE_ROW, np.float32)
-        self.packed_row = np.zeros((1, 5 + k), np.float32)
-        self.packed = self.packed_row[0]
-        self.outputs = (self.packed_row[:, :3], self.packed_row[:, 3 : 3 + k],
-                        self.packed_row[:, 3 + k], self.packed_row[:, 4 + k])  # views: (1, 3), (1, L), (1,), (1,)
+        row = np.zeros((1, 5 + k), np.float32)
+        self.packed = row[0]
+        self.outputs = (row[:, :3], row[:, 3 : 3 + k], row[:, 3 + k], row[:, 4 + k])  # views: (1, 3), (1, L), (1,), (1,)
         io = backend.session.io_binding()
         io.bind_input(DTAC_INPUT, "cpu", 0, np.float32, list(_ONE_ROW), self.input.ctypes.data)
         for name, view in zip(ACTOR_OUTPUTS, self.outputs):
