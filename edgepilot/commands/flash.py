@@ -76,12 +76,9 @@ def flash_cmd(
             if hosts:
                 _fail("give HOST arguments or --inventory, not both")
             # options given on the command line (not left at their defaults) apply to every host
-            # unless the host's own entry sets them
-            cli_defaults = {"port": 22, "profile": "jetson-nano", "edge_id": 0, "prefix": "/opt/edgepilot",
-                            "known_hosts": Path("~/.ssh/known_hosts"), "accept_new_host_key": False,
-                            "remote_python": "python3", "systemd": True, "offline_deps": False, "sudo": False,
-                            "staging_dir": ".edgepilot-staging", "connect_timeout_s": 10.0}
-            overrides = {k: v for k, v in common.items() if v is not None and v != cli_defaults.get(k)}
+            # unless the host's own entry sets them; the defaults are FlashTarget's, not a copy
+            overrides = {k: v for k, v in common.items()
+                         if v is not None and v != FlashTarget.model_fields[k].default}
             targets = load_inventory(inventory, overrides=overrides)
         else:
             if not hosts:

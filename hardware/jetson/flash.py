@@ -43,6 +43,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -210,7 +211,7 @@ class PayloadFile:
     mode: int = 0o644
     secret: bool = False  # never printed (agent.env may hold the MQTT password)
 
-    @property
+    @cached_property  # read for flash.json, SHA256SUMS, the plan and the upload check: hash once
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
@@ -226,11 +227,11 @@ class Payload:
     files: list[PayloadFile]
     bundle_version: str
     bundle_key_id: str
-    bundle_target: str | None
     warnings: list[str] = field(default_factory=list)
 
-    def file(self, name: str) -> PayloadFile:
-        return next(f for f in self.files if f.name == name)
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
 
 
 def _deterministic_tar_gz(entries: list[tuple[str, bytes]]) -> bytes:
@@ -288,7 +289,7 @@ def new_release_id(now: datetime | None = None) -> str:
 
 def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
     """Verify the bundle locally (refusing it before any upload) and assemble every file."""
-    from edge_agent.bundle import BundleError, open_bundle
+    from edge_agent.bundle import BundleError, verify_bundle
 
     missing = [n for n in ("ue_id", "broker", "bundle", "trusted_key") if getattr(target, n) is None]
     if missing:
@@ -298,10 +299,9 @@ def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
         if p is not None and not Path(p).expanduser().is_file():
             raise FlashError(f"--{name.replace('_', '-')} {p}: no such file")
     try:
-        verified = open_bundle(target.bundle, [target.trusted_key])
+        manifest = verify_bundle(target.bundle, [target.trusted_key])
     except BundleError as err:
         raise BundleRefused(f"bundle refused before upload: {err}") from None
-    manifest = verified.manifest
     bundle_target = manifest.target.get("name") if isinstance(manifest.target, dict) else None
     warnings = []
     if bundle_target and bundle_target != target.profile:
@@ -351,7 +351,7 @@ def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
     files.append(PayloadFile("flash.json", (json.dumps(info, indent=2) + "\n").encode()))
     sums = "".join(f"{f.sha256}  {f.name}\n" for f in files)
     files.append(PayloadFile("SHA256SUMS", sums.encode()))
-    return Payload(target, release, files, manifest.version, manifest.key_id or "", bundle_target, warnings)
+    return Payload(target, release, files, manifest.version, manifest.key_id or "", warnings)
 
 
 def write_payload(payload: Payload, directory: str | os.PathLike) -> Path:
@@ -378,6 +378,16 @@ def _q(s: str) -> str:
     return shlex.quote(s)
 
 
+def _mkdir_staging_command(staging: str) -> str:
+    """Create the staging directory (0700) and print its absolute path."""
+    return f"mkdir -p -m 700 {_q(staging)} && cd {_q(staging)} && pwd"
+
+
+def _install_sh_command(target: FlashTarget, args: list[str]) -> str:
+    cmd = " ".join(_q(a) for a in args)
+    return f"sudo -n {cmd}" if target.sudo else cmd
+
+
 def install_command(target: FlashTarget, staging_abs: str, release: str) -> str:
     args = ["bash", f"{staging_abs}/install.sh", "--payload", staging_abs, "--release", release,
             "--prefix", target.prefix, "--python", target.remote_python]
@@ -385,16 +395,14 @@ def install_command(target: FlashTarget, staging_abs: str, release: str) -> str:
         args.append("--no-systemd")
     if target.offline_deps:
         args.append("--offline-deps")
-    cmd = " ".join(_q(a) for a in args)
-    return f"sudo -n {cmd}" if target.sudo else cmd
+    return _install_sh_command(target, args)
 
 
 def rollback_command(target: FlashTarget) -> str:
     args = ["bash", f"{target.prefix}/current/install.sh", "--rollback", "--prefix", target.prefix]
     if not target.systemd:
         args.append("--no-systemd")
-    cmd = " ".join(_q(a) for a in args)
-    return f"sudo -n {cmd}" if target.sudo else cmd
+    return _install_sh_command(target, args)
 
 
 def plan_commands(payload: Payload) -> list[str]:
@@ -402,7 +410,7 @@ def plan_commands(payload: Payload) -> list[str]:
     st = staging_path(t, payload.release)
     names = " ".join(_q(f.name) for f in payload.files)
     return [
-        f"mkdir -p -m 700 {_q(st)} && cd {_q(st)} && pwd",
+        _mkdir_staging_command(st),
         f"sftp put {len(payload.files)} files into {st}/",
         f"cd {_q(st)} && sha256sum -- {names}   # compared with the local hashes",
         install_command(t, f"<home>/{st}" if not st.startswith("/") else st, payload.release),
@@ -419,7 +427,7 @@ def format_plan(payload: Payload) -> str:
         f"  bundle {t.bundle}: verified, version {payload.bundle_version}, signed by key {payload.bundle_key_id}",
     ]
     lines += [f"  warning: {w}" for w in payload.warnings]
-    lines.append(f"  files ({len(payload.files)}, {sum(f.size for f in payload.files)} bytes):")
+    lines.append(f"  files ({len(payload.files)}, {payload.total_bytes} bytes):")
     width = max(len(f.name) for f in payload.files)
     for f in payload.files:
         lines.append(f"    {f.name:<{width}}  {f.size:>9}  sha256:{f.sha256}  mode {f.mode:o}")
@@ -481,36 +489,33 @@ def connect(target: FlashTarget):
     client.set_missing_host_key_policy(_host_key_policy(target.accept_new_host_key, known_hosts))
     where = f"{target.host}:{target.port}"
     try:
-        client.connect(target.host, port=target.port, username=target.user, pkey=pkey, look_for_keys=False,
-                       allow_agent=False, timeout=target.connect_timeout_s, banner_timeout=target.connect_timeout_s,
-                       auth_timeout=target.connect_timeout_s)
+        try:
+            client.connect(target.host, port=target.port, username=target.user, pkey=pkey, look_for_keys=False,
+                           allow_agent=False, timeout=target.connect_timeout_s, banner_timeout=target.connect_timeout_s,
+                           auth_timeout=target.connect_timeout_s)
+        except BaseException:
+            client.close()  # whatever failed; the handlers below only say why
+            raise
     except _UnknownHostKey as err:
-        client.close()
         raise HostKeyError(
             f"host key of {err.hostname} is not in {known_hosts} ({err.key.get_name()} {_fingerprint(err.key)}); "
             f"check the fingerprint on the board (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub) and re-run with "
             f"--accept-new-host-key, or add it to known_hosts") from None
     except paramiko.BadHostKeyException as err:
-        client.close()
         raise HostKeyError(
             f"host key of {where} has CHANGED (got {_fingerprint(err.key)}, known_hosts {known_hosts} has "
             f"{_fingerprint(err.expected_key)}); refusing to connect: someone may be intercepting the connection, "
             f"or the board was re-imaged (then remove its line from known_hosts)") from None
     except paramiko.AuthenticationException as err:
-        client.close()
         raise AuthError(f"authentication failed for {target.address} with key {key_path} ({err}); "
                         f"is the public key in the board's ~/.ssh/authorized_keys?") from None
     except (socket.timeout, TimeoutError) as err:
-        client.close()
         raise UnreachableError(f"cannot reach {where}: timed out after {target.connect_timeout_s:g} s ({err})") from None
     except socket.gaierror as err:
-        client.close()
         raise UnreachableError(f"cannot reach {where}: host name not resolved ({err})") from None
     except (paramiko.ssh_exception.NoValidConnectionsError, OSError) as err:
-        client.close()
         raise UnreachableError(f"cannot reach {where}: {err}") from None
     except paramiko.SSHException as err:
-        client.close()
         if "banner" in str(err):
             raise UnreachableError(f"cannot reach {where}: no SSH server answered within {target.connect_timeout_s:g} s "
                                    f"({err})") from None
@@ -616,6 +621,26 @@ def _session_errors() -> tuple[type[BaseException], ...]:
     return (paramiko.SSHException, EOFError, OSError)
 
 
+def _upload(client, payload: Payload, staging_abs: str, rep: _Reporter) -> None:
+    """Every payload file into ``staging_abs`` over SFTP, each 0600 before its first byte."""
+    sftp = client.open_sftp()
+    try:
+        rep.upload_start(payload.total_bytes)
+        for f in payload.files:
+            remote = posixpath.join(staging_abs, f.name)
+            with sftp.open(remote, "wb") as fh:
+                sftp.chmod(remote, 0o600)  # before any byte: agent.env may hold a password
+                fh.set_pipelined(True)
+                for off in range(0, f.size, UPLOAD_CHUNK):
+                    chunk = f.data[off:off + UPLOAD_CHUNK]
+                    fh.write(chunk)
+                    rep.upload_advance(len(chunk))
+            sftp.chmod(remote, f.mode)
+        rep.upload_done()
+    finally:
+        sftp.close()
+
+
 def _read_links(client, prefix: str) -> tuple[str, str | None]:
     _, out, _ = run_remote(client, f"readlink {_q(prefix + '/current')}; readlink {_q(prefix + '/previous')} || true",
                            check=False)
@@ -632,27 +657,11 @@ def flash(target: FlashTarget, reporter: _Reporter | None = None, payload: Paylo
     client = connect(target)
     try:
         st = staging_path(target, payload.release)
-        _, out, _ = run_remote(client, f"mkdir -p -m 700 {_q(st)} && cd {_q(st)} && pwd")
+        _, out, _ = run_remote(client, _mkdir_staging_command(st))
         staging_abs = out.strip().splitlines()[-1]
         try:
             rep.step(f"uploading {len(payload.files)} files to {staging_abs}")
-            total = sum(f.size for f in payload.files)
-            sftp = client.open_sftp()
-            try:
-                rep.upload_start(total)
-                for f in payload.files:
-                    remote = posixpath.join(staging_abs, f.name)
-                    with sftp.open(remote, "wb") as fh:
-                        sftp.chmod(remote, 0o600)  # before any byte: agent.env may hold a password
-                        fh.set_pipelined(True)
-                        for off in range(0, f.size, UPLOAD_CHUNK):
-                            chunk = f.data[off:off + UPLOAD_CHUNK]
-                            fh.write(chunk)
-                            rep.upload_advance(len(chunk))
-                    sftp.chmod(remote, f.mode)
-                rep.upload_done()
-            finally:
-                sftp.close()
+            _upload(client, payload, staging_abs, rep)
             rep.step("checking SHA-256 of every uploaded file on the board")
             remote_hashes = remote_sha256(client, staging_abs, [f.name for f in payload.files], target.remote_python)
             bad = [f.name for f in payload.files if remote_hashes.get(f.name) != f.sha256]
@@ -671,7 +680,7 @@ def flash(target: FlashTarget, reporter: _Reporter | None = None, payload: Paylo
                 pass
         current, previous = _read_links(client, target.prefix)
         return FlashResult(target.host, target.ue_id, payload.release, current, previous, len(payload.files),
-                           sum(f.size for f in payload.files), install_out)
+                           payload.total_bytes, install_out)
     except RemoteCommandError as err:
         raise RemoteCommandError(f"{target.address}: {err}\nthe previous install (if any) is left as it was",
                                  err.command, err.exit_status, err.stdout, err.stderr) from None
