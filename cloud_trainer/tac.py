@@ -212,6 +212,19 @@ def actor_objective(q: torch.Tensor, mask: torch.Tensor, w_time: float, w_energy
     return w_time * q_time + w_energy * q_energy
 
 
+def critic_update(critic, optimizer, transform: RewardTransform, batch, grad_clip: float) -> torch.Tensor:
+    """One step of (18): the critic's vector Q regresses the transformed vector reward of
+    the stored (s, A) over the real UEs. ``batch`` is a :meth:`ReplayMemory.sample`."""
+    s, e, m, acts, r = batch
+    q = critic(s, e, *acts, m)
+    closs = (((q - transform(r)) ** 2).sum(-1) * m).sum() / m.sum().clamp_min(1)
+    optimizer.zero_grad()
+    closs.backward()
+    torch.nn.utils.clip_grad_norm_(critic.parameters(), grad_clip)
+    optimizer.step()
+    return closs
+
+
 def actor_loss(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
     """(19) / (22): minus the actor objective, minus the entropy bonus over the real UEs."""
     p_x, p_l, a, b = actions
@@ -386,13 +399,7 @@ def train_tac(
         if rnd - start_round >= cfg.warmup_rounds:
             for _ in range(cfg.updates_per_round):
                 s, e, m, acts, r = memory.sample(cfg.batch_size, gen)
-                q = critic(s, e, *acts, m)
-                target = transform(r)
-                closs = (((q - target) ** 2).sum(-1) * m).sum() / m.sum().clamp_min(1)  # (18)
-                opt_critic.zero_grad()
-                closs.backward()
-                torch.nn.utils.clip_grad_norm_(critic.parameters(), cfg.grad_clip)
-                opt_critic.step()
+                closs = critic_update(critic, opt_critic, transform, (s, e, m, acts, r), cfg.grad_clip)
                 for p in critic.parameters():
                     p.requires_grad_(False)
                 aloss = actor_loss(critic, s, e, m, actor(s, e, m), cfg)  # (19)

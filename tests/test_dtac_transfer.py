@@ -92,3 +92,24 @@ def test_tl_transformer_and_tl_train_from_the_same_tac(trained, tmp_path):
         obs = BatchSimulator(scen, batch_size=2, seed=1).reset()
         d = pol.act(obs)
         assert d.offload.shape == obs.edge_id.shape and set(np.unique(d.offload)) <= {0, 1, 2}
+
+
+def test_dtac_keeps_the_tac_critic_frozen_unless_asked_to_refit_it(trained, tmp_path):
+    from cloud_trainer.checkpoint import load_checkpoint
+
+    scen, tac, dtac = trained
+    tac_critic = load_checkpoint(tac.checkpoint)["critic"]
+    frozen = load_checkpoint(dtac.checkpoint)
+    assert all(torch.equal(frozen["critic"][k], v) for k, v in tac_critic.items())  # (22): the paper's frozen critic
+    assert "critic" not in frozen["optimizers"]
+
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 6, "log_every": 3, "checkpoint_every": 3, "critic_updates": 1})
+    refit = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
+    ckpt = load_checkpoint(refit.checkpoint)
+    assert any(not torch.equal(ckpt["critic"][k], v) for k, v in tac_critic.items())  # (18) steps on the student's rounds
+    assert "critic" in ckpt["optimizers"]
+    # --resume continues with the refitted critic and its optimizer, not the TAC's
+    resumed = train_transfer(scen, tac.checkpoint, TransferConfig(**{**cfg.to_dict(), "steps": 9}), tmp_path, method="dtac", resume=True)
+    after = load_checkpoint(resumed.checkpoint.parent / "dtac_last.pt")
+    assert after["progress"]["step"] == 9
+    assert any(not torch.equal(after["critic"][k], v) for k, v in ckpt["critic"].items())
