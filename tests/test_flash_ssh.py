@@ -306,6 +306,20 @@ def test_dry_run_lists_files_and_hashes_and_connects_to_nothing(sshd, signing, b
     assert not board["prefix"].exists() and not board["staging"].exists()
 
 
+def test_dry_run_expands_home_in_local_paths(sshd, signing, board, sentinel, monkeypatch):
+    """`--bundle ~/x.bundle` (a shell leaves `~` alone inside `--opt=~/...` and in YAML) is
+    the file under $HOME, not a relative path named `~`."""
+    home = signing["bundle"].parent
+    monkeypatch.setenv("HOME", str(home))
+    args = _with_port(board["args"]("--dry-run"), sentinel.port)
+    args[args.index("--bundle") + 1] = "~/" + signing["bundle"].name
+    args[args.index("--trusted-key") + 1] = "~/" + Path(signing["pub"]).name
+    r = invoke(args)
+    assert r.exit_code == 0, r.output
+    assert f"sha256:{hashlib.sha256(signing['bundle'].read_bytes()).hexdigest()}" in r.output
+    assert not sentinel.connected()
+
+
 def test_inventory_yaml_is_validated_and_plans_each_host(sshd, signing, board, tmp_path):
     inv = tmp_path / "fleet.yaml"
     common = (f"defaults:\n  user: {sshd.user}\n  key: {sshd.client_key}\n  bundle: {signing['bundle']}\n"

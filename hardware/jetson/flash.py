@@ -137,6 +137,11 @@ class FlashTarget(BaseModel):
     connect_timeout_s: float = Field(10.0, gt=0)
     command_timeout_s: float = Field(900.0, gt=0)
 
+    @field_validator(*PATH_FIELDS)
+    @classmethod
+    def _expand_home(cls, v: Optional[Path]) -> Optional[Path]:
+        return None if v is None else Path(v).expanduser()  # `~/bundle` as a shell would
+
     @field_validator("prefix")
     @classmethod
     def _absolute_prefix(cls, v: str) -> str:
@@ -296,7 +301,7 @@ def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
         raise FlashError(f"{target.host}: to flash, give " + ", ".join("--" + n.replace("_", "-") for n in missing))
     for name in ("key", "bundle", "trusted_key", "ca", "password_file"):
         p = getattr(target, name)
-        if p is not None and not Path(p).expanduser().is_file():
+        if p is not None and not p.is_file():
             raise FlashError(f"--{name.replace('_', '-')} {p}: no such file")
     try:
         manifest = verify_bundle(target.bundle, [target.trusted_key])
@@ -316,7 +321,7 @@ def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
         f"EDGEPILOT_MQTT_USERNAME={target.ue_id}",
     ]
     if target.password_file is not None:
-        password = Path(target.password_file).expanduser().read_text().strip()
+        password = target.password_file.read_text().strip()
         if "\n" in password:
             raise FlashError(f"--password-file {target.password_file}: the password must be one line")
         env_lines.append(f"EDGEPILOT_MQTT_PASSWORD={password}")
@@ -328,7 +333,7 @@ def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
         PayloadFile("trusted_key.pub", Path(target.trusted_key).read_bytes()),
     ]
     if target.ca is not None:
-        files.append(PayloadFile("ca.pem", Path(target.ca).expanduser().read_bytes()))
+        files.append(PayloadFile("ca.pem", target.ca.read_bytes()))
     files += [
         PayloadFile("agent.env", ("\n".join(env_lines) + "\n").encode(), mode=0o600, secret=True),
         PayloadFile("install.sh", (REPO_FILES / "install.sh").read_bytes(), mode=0o755),
@@ -470,7 +475,7 @@ def connect(target: FlashTarget):
     """An authenticated paramiko SSHClient, or a FlashError subclass saying why not."""
     import paramiko
 
-    key_path = Path(target.key).expanduser()
+    key_path = target.key
     try:
         pkey = paramiko.PKey.from_path(key_path)
     except FileNotFoundError:
@@ -479,7 +484,7 @@ def connect(target: FlashTarget):
         raise FlashError(f"--key {key_path} is passphrase-protected; use an unencrypted deploy key") from None
     except (paramiko.SSHException, ValueError, OSError) as err:
         raise FlashError(f"--key {key_path}: not a usable private key ({err})") from None
-    known_hosts = Path(target.known_hosts).expanduser()
+    known_hosts = target.known_hosts
     client = paramiko.SSHClient()
     if known_hosts.is_file():
         try:
@@ -567,14 +572,10 @@ def run_remote(client, command: str, timeout_s: float = 900.0, on_line: Callable
     return status, o, e
 
 
-def remote_sha256(client, directory: str, names: list[str], python: str = "python3") -> dict[str, str]:
-    """SHA-256 of files on the board (sha256sum, else the board's Python)."""
+def remote_sha256(client, directory: str, names: list[str]) -> dict[str, str]:
+    """SHA-256 of files on the board (coreutils sha256sum, which install.sh needs too)."""
     quoted = " ".join(_q(n) for n in names)
     status, out, err = run_remote(client, f"cd {_q(directory)} && sha256sum -- {quoted}", check=False)
-    if status == 127:  # no coreutils sha256sum
-        script = ("import hashlib,sys\nfor n in sys.argv[1:]:\n"
-                  "    print(hashlib.sha256(open(n,'rb').read()).hexdigest()+'  '+n)")
-        status, out, err = run_remote(client, f"cd {_q(directory)} && {_q(python)} -c {_q(script)} {quoted}", check=False)
     if status != 0:
         raise RemoteCommandError(f"hashing the uploaded files on the board failed (exit {status}):\n{err.strip()}",
                                  "sha256sum", status, out, err)
@@ -663,7 +664,7 @@ def flash(target: FlashTarget, reporter: _Reporter | None = None, payload: Paylo
             rep.step(f"uploading {len(payload.files)} files to {staging_abs}")
             _upload(client, payload, staging_abs, rep)
             rep.step("checking SHA-256 of every uploaded file on the board")
-            remote_hashes = remote_sha256(client, staging_abs, [f.name for f in payload.files], target.remote_python)
+            remote_hashes = remote_sha256(client, staging_abs, [f.name for f in payload.files])
             bad = [f.name for f in payload.files if remote_hashes.get(f.name) != f.sha256]
             if bad:
                 raise FlashError(f"{target.address}: uploaded file(s) differ from the local ones: {', '.join(bad)}; "
