@@ -362,8 +362,8 @@ DEVIATIONS = (
     "The TAC critic regresses max(r, -100) / 10 per UE and component (a floor on catastrophic deep-fade rounds); "
     "the evaluation's weighted reward is not floored, so a few deep-fade rounds can dominate a method's mean - the median is shown beside it.",
     "HAPPO uses MLP agents (one per UE slot) instead of the paper's RNN agents, gamma = 0, team reward floored at -1000 and divided by 100.",
-    "TAC schedule: the default 7 noise-decay episodes of 600 rounds x 16 envs on every scenario; Fig. 5 in one go (timed by "
-    "benchmarks/dtac_training_cost.py), Fig. 6 / Fig. 7 resumed at rounds 500 and 2400 (the replay memory refilled each time). "
+    "TAC schedule: the default 7 noise-decay episodes of 600 rounds x 16 envs on every scenario, each in one `edgepilot train tac` run "
+    "(two scenarios at a time on the 2 cores); the training-cost comparison with HAPPO is its own timed run (benchmarks/dtac_training_cost.py). "
     "That is still far fewer rounds than the paper's training.",
     "DTAC (eq. 22) keeps the student of its best logged training window (deterministic student rounds on the training simulator seeds, "
     "never the evaluation seed) instead of the last step: against the frozen, floored critic the training rounds got worse as the loss fell.",
