@@ -76,9 +76,9 @@ class TransferConfig:
     # dtac, ours (0 = the paper's frozen critic): critic steps of (18) per actor step on
     # the pool, which holds the student's own rounds with their rewards, so the critic
     # keeps scoring the actions the student actually takes. With the frozen critic the
-    # student follows the critic's errors away from the TAC's experience: on fig6 it
-    # spends about twice the energy per task of a plain all-local rule for the same
-    # round time (docs/results-dtac.md).
+    # student follows the critic's errors away from the TAC's experience (on fig6 its
+    # training rounds get worse after the first few hundred steps; keep_best hides it).
+    # docs/training.md has one run of each.
     critic_updates: int = 0
     critic_lr: float = 1e-3
     # Gaussian noise on the student's played actions (std on the probabilities, half of
