@@ -1,0 +1,104 @@
+"""Do the fig6 and generalization results hold for another training seed?
+
+The results page (``edgepilot evaluate``) is one training run per method (seed 0). This
+script trains, with another seed and the default schedules, everything the fig6 and
+generalization targets compare: on fig6 TAC, DTAC, TL-transformer, TL and HAPPO, on
+fig7 TAC and DTAC, into ``RUNS/<scenario>/`` (a checkpoint already there is reused, so
+an interrupted run continues where it stopped). It then evaluates them with the
+results page's settings (50 rounds x 32 envs, simulator seed 1000; the heuristics do
+not depend on the training seed and are evaluated the same way), checks the same
+targets, prints them and writes JSON. ``edgepilot evaluate`` takes the JSON in
+(``docs/figures/dtac/seed_check_<seed>.json``): a target counts as met only if it is
+met for every training seed checked.
+
+    .venv/bin/python benchmarks/dtac_seed_check.py --seed 1 --runs runs/seed1 \
+        --out docs/figures/dtac/seed_check_1.json
+
+About 25 minutes of one core for the training (TAC ~8.5 min per scenario).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import write_json  # noqa: E402
+
+from cloud_trainer.baselines.happo import HAPPOConfig, train_happo  # noqa: E402
+from cloud_trainer.dtac import TransferConfig, train_transfer  # noqa: E402
+from cloud_trainer.evaluate import discover_checkpoints, evaluate_policy, make_policy, target_checks  # noqa: E402
+from cloud_trainer.scenario import load_scenario  # noqa: E402
+from cloud_trainer.tac import TACConfig, train_tac  # noqa: E402
+
+TRAIN = {"fig6": ("tac", "dtac", "tl_transformer", "tl", "happo"), "fig7": ("tac", "dtac")}
+HEURISTICS = ("greedy", "local", "random")
+KEYS = ("weighted_reward", "weighted_reward_median", "avg_round_time_s", "avg_energy_per_task_j", "offload_preference")
+
+
+def train_missing(runs: Path, seed: int, log) -> dict:
+    walls = {}
+    for name, methods in TRAIN.items():
+        scen, out = load_scenario(name), runs / name
+        for method in methods:
+            if (out / f"{method}.pt").exists():
+                log(f"[{name}] {method}: {out / f'{method}.pt'} exists, reused")
+                continue
+            log(f"[{name}] training {method} (seed {seed})")
+            t0 = time.perf_counter()
+            if method == "tac":
+                train_tac(scen, TACConfig(seed=seed), out)
+            elif method == "happo":
+                train_happo(scen, HAPPOConfig(seed=seed), out)
+            else:
+                train_transfer(scen, out / "tac.pt", TransferConfig(seed=seed), out, method=method)
+            walls[f"{name}/{method}"] = time.perf_counter() - t0
+    return walls
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=1, help="training seed (the results page is seed 0)")
+    ap.add_argument("--runs", type=Path, default=None, help="training output root (default runs/seed<SEED>)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON (default docs/figures/dtac/seed_check_<SEED>.json)")
+    ap.add_argument("--rounds", type=int, default=50)
+    ap.add_argument("--envs", type=int, default=32)
+    ap.add_argument("--eval-seed", type=int, default=1000)
+    args = ap.parse_args()
+    runs = args.runs or Path("runs") / f"seed{args.seed}"
+    out = args.out or Path("docs/figures/dtac") / f"seed_check_{args.seed}.json"
+    torch.set_num_threads(1)
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+
+    walls = train_missing(runs, args.seed, log)
+    fig6, fig7 = load_scenario("fig6"), load_scenario("fig7")
+    ck6, ck7 = discover_checkpoints(runs, "fig6"), discover_checkpoints(runs, "fig7")
+    ev = lambda pol, scen: {k: r[k] for r in [evaluate_policy(pol, scen, args.rounds, args.envs, args.eval_seed)] for k in KEYS}  # noqa: E731
+    methods = {}
+    for m in (*TRAIN["fig6"], *HEURISTICS):
+        methods[m] = ev(make_policy(m, fig6, ck6, seed=args.eval_seed), fig6)
+        log(f"[fig6] {m:15s} weighted reward {methods[m]['weighted_reward']:10.2f}")
+    there = ev(make_policy("dtac", fig7, ck7), fig7)
+    moved = ev(make_policy("dtac", fig7, ck6), fig7)
+    gen = {"trained_on": "fig6", "tested_on": "fig7", "dtac_trained_there": there, "dtac_transferred": moved,
+           "relative_change": (moved["weighted_reward"] - there["weighted_reward"]) / abs(there["weighted_reward"])}
+    targets = target_checks({"scenarios": {"fig6": {"methods": methods}}, "generalization": gen})
+    result = {"benchmark": "dtac_seed_check", "run_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "training_seed": args.seed,
+              "runs": str(runs), "train_wall_s": walls, "eval": {"rounds": args.rounds, "envs": args.envs, "seed": args.eval_seed},
+              "fig6": methods, "fig7_tac": ev(make_policy("tac", fig7, ck7), fig7), "generalization": gen, "targets": targets}
+    print(f"\ntraining seed {args.seed}: fig6 weighted reward (27), {args.rounds} rounds x {args.envs} envs, seed {args.eval_seed}")
+    for m, r in methods.items():
+        print(f"  {m:15s} {r['weighted_reward']:10.2f}")
+    print(f"  generalization: DTAC trained on fig7 {there['weighted_reward']:.2f}, trained on fig6 {moved['weighted_reward']:.2f} "
+          f"({100 * gen['relative_change']:+.1f}%)")
+    for t in targets:
+        print(f"  {'met' if t['met'] else 'MISSED':6s} {t['target']}: {t['value']}")
+    print(f"wrote {write_json(out, result)}")
+
+
+if __name__ == "__main__":
+    main()
