@@ -21,7 +21,7 @@ from pathlib import Path
 
 from cloud_trainer.baselines.exhaustive import ExhaustivePolicy
 from cloud_trainer.checkpoint import load_checkpoint
-from cloud_trainer.evaluate import evaluate_policy, load_policy, make_policy
+from cloud_trainer.evaluate import evaluate_policy, headline, load_policy, make_policy
 from cloud_trainer.scenario import load_scenario, scenario_from_dict
 from cloud_trainer.tac import TACConfig, train_tac
 
@@ -49,12 +49,6 @@ def n4_scenario():
     return base, scenario_from_dict(base)
 
 
-def tac_config(overrides: dict) -> TACConfig:
-    over = json.loads(json.dumps(overrides))  # deep copy
-    model = {**TACConfig().model.to_dict(), **over.pop("model", {})}
-    return TACConfig.from_dict({**TACConfig().to_dict(), **over, "model": model})
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/figures/dtac/n4_exhaustive.json")
@@ -78,7 +72,7 @@ def main() -> None:
         over["episodes"] = args.episodes
     if args.rounds_per_episode is not None:
         over["rounds_per_episode"] = args.rounds_per_episode
-    cfg = tac_config(over)
+    cfg = TACConfig.from_dict(over)  # fields not in over: TACConfig / ModelConfig defaults
     if args.checkpoint:
         checkpoint, train_s = Path(args.checkpoint), None
         cfg = TACConfig.from_dict(load_checkpoint(checkpoint)["train_config"])
@@ -97,7 +91,7 @@ def main() -> None:
         out["eval"]["fine_grid"] = {"power": list(FINE_POWER_GRID), "cpu": list(FINE_CPU_GRID)}
     for name, pol in methods:
         r = evaluate_policy(pol, scen, rounds=args.eval_rounds, envs=args.eval_envs, seed=args.eval_seed)
-        out["methods"][name] = {k: r[k] for k in ("weighted_reward", "weighted_reward_median", "avg_round_time_s", "avg_energy_per_task_j", "offload_preference")}
+        out["methods"][name] = headline(r)
         print(f"{name:15s} weighted reward {r['weighted_reward']:10.3f}  T {r['avg_round_time_s']:8.3f} s  E/task {r['avg_energy_per_task_j']:7.3f} J")
     tac, opt = out["methods"]["tac"]["weighted_reward"], out["methods"]["exhaustive"]["weighted_reward"]
     out["tac_gap_to_optimum"] = (opt - tac) / abs(opt)

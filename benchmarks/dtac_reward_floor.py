@@ -22,12 +22,9 @@ from pathlib import Path
 import torch
 
 from cloud_trainer.dtac import TransferConfig, train_transfer
-from cloud_trainer.evaluate import evaluate_policy, load_policy
+from cloud_trainer.evaluate import evaluate_policy, headline, load_policy
 from cloud_trainer.scenario import load_scenario
 from cloud_trainer.tac import TACConfig, train_tac
-
-KEYS = ("weighted_reward", "weighted_reward_median", "avg_round_time_s", "avg_energy_per_task_j", "offload_preference")
-
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -54,7 +51,7 @@ def main() -> None:
             if not (d / f"{m}.pt").exists():
                 continue
             r = evaluate_policy(load_policy(m, d / f"{m}.pt"), scen, args.eval_rounds, args.eval_envs, 1000)
-            out["results"][f"{m} / {label}"] = {k: r[k] for k in KEYS}
+            out["results"][f"{m} / {label}"] = headline(r)
             print(f"{m:5s} {label:20s} weighted reward {r['weighted_reward']:10.2f}  median {r['weighted_reward_median']:9.2f}  "
                   f"T {r['avg_round_time_s']:9.2f} s  E/task {r['avg_energy_per_task_j']:6.2f} J")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -31,13 +31,12 @@ from _common import write_json  # noqa: E402
 
 from cloud_trainer.baselines.happo import HAPPOConfig, train_happo  # noqa: E402
 from cloud_trainer.dtac import TransferConfig, train_transfer  # noqa: E402
-from cloud_trainer.evaluate import discover_checkpoints, evaluate_policy, make_policy, target_checks  # noqa: E402
+from cloud_trainer.evaluate import discover_checkpoints, evaluate_policy, headline, make_policy, target_checks  # noqa: E402
 from cloud_trainer.scenario import load_scenario  # noqa: E402
 from cloud_trainer.tac import TACConfig, train_tac  # noqa: E402
 
 TRAIN = {"fig6": ("tac", "dtac", "tl_transformer", "tl", "happo"), "fig7": ("tac", "dtac")}
 HEURISTICS = ("greedy", "local", "random")
-KEYS = ("weighted_reward", "weighted_reward_median", "avg_round_time_s", "avg_energy_per_task_j", "offload_preference")
 
 
 def train_missing(runs: Path, seed: int, log) -> dict:
@@ -77,7 +76,10 @@ def main() -> None:
     walls = train_missing(runs, args.seed, log)
     fig6, fig7 = load_scenario("fig6"), load_scenario("fig7")
     ck6, ck7 = discover_checkpoints(runs, "fig6"), discover_checkpoints(runs, "fig7")
-    ev = lambda pol, scen: {k: r[k] for r in [evaluate_policy(pol, scen, args.rounds, args.envs, args.eval_seed)] for k in KEYS}  # noqa: E731
+
+    def ev(pol, scen) -> dict:
+        return headline(evaluate_policy(pol, scen, args.rounds, args.envs, args.eval_seed))
+
     methods = {}
     for m in (*TRAIN["fig6"], *HEURISTICS):
         methods[m] = ev(make_policy(m, fig6, ck6, seed=args.eval_seed), fig6)

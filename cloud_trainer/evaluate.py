@@ -94,6 +94,14 @@ def make_policy(method: str, scenario: Scenario, checkpoints: dict[str, str | Pa
 
 
 # ---------------------------------------------------------------------------
+HEADLINE_KEYS = ("weighted_reward", "weighted_reward_median", "avg_round_time_s", "avg_energy_per_task_j", "offload_preference")
+
+
+def headline(result: dict) -> dict:
+    """The figures of an :func:`evaluate_policy` result that the benchmarks report."""
+    return {k: result[k] for k in HEADLINE_KEYS}
+
+
 def evaluate_policy(policy, scenario: Scenario, rounds: int = 50, envs: int = 32, seed: int = 1000) -> dict:
     """Roll ``policy`` for ``rounds`` rounds of ``envs`` parallel episodes."""
     sim = BatchSimulator(scenario, batch_size=envs, seed=seed)

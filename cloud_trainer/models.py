@@ -250,9 +250,8 @@ class TACActor(nn.Module):
 
     def forward(self, joint_state: torch.Tensor, edge_id: torch.Tensor, ue_mask: torch.Tensor | None = None):
         h = self.backbone(self.normalizer(joint_state), edge_id, ue_mask)
-        if self.channel_slot is None:
-            return self.heads(h)
-        return self.heads(h, channel_bias=self.channel_slot(cell_slot(edge_id, self.channel_slot.num_embeddings)))
+        bias = None if self.channel_slot is None else self.channel_slot(cell_slot(edge_id, self.channel_slot.num_embeddings))
+        return self.heads(h, channel_bias=bias)
 
 
 class TACCritic(nn.Module):

@@ -400,15 +400,13 @@ def train_tac(
             for _ in range(cfg.updates_per_round):
                 s, e, m, acts, r = memory.sample(cfg.batch_size, gen)
                 closs = critic_update(critic, opt_critic, transform, (s, e, m, acts, r), cfg.grad_clip)
-                for p in critic.parameters():
-                    p.requires_grad_(False)
+                critic.requires_grad_(False)  # (19) moves the actor only
                 aloss = actor_loss(critic, s, e, m, actor(s, e, m), cfg)  # (19)
                 opt_actor.zero_grad()
                 aloss.backward()
                 torch.nn.utils.clip_grad_norm_(actor.parameters(), cfg.grad_clip)
                 opt_actor.step()
-                for p in critic.parameters():
-                    p.requires_grad_(True)
+                critic.requires_grad_(True)
                 closs_acc += float(closs.detach())
                 aloss_acc += float(aloss.detach())
                 nupd += 1
