@@ -61,7 +61,7 @@ def flash_cmd(
     from pydantic import ValidationError
 
     from hardware.jetson.flash import FlashError, FlashTarget, _Reporter, _validation_message, build_payload, flash
-    from hardware.jetson.flash import format_plan, load_inventory
+    from hardware.jetson.flash import format_plan, load_inventory, rollback_command
     from hardware.jetson.flash import rollback as do_rollback
 
     console = Console(stderr=True, highlight=False)
@@ -102,8 +102,6 @@ def flash_cmd(
 
     if dry_run:
         if rollback:
-            from hardware.jetson.flash import rollback_command
-
             for t in targets:
                 typer.echo(f"rollback plan for {t.address}:\n    {rollback_command(t)}")
             return
@@ -150,7 +148,6 @@ def flash_cmd(
         try:
             result = do_rollback(t, rep) if rollback else flash(t, rep)
         except FlashError as err:
-            rep.upload_done()
             failed += 1
             console.print(f"[bold red]error:[/] {err}", markup=True)
             summary.add_row(t.host, t.ue_id or "", "[red]FAILED[/]", "", "")

@@ -49,9 +49,10 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from edge_agent.fleet.topics import UE_ID_PATTERN  # the same rule as install.sh and the MQTT topics
+
 REPO_FILES = Path(__file__).resolve().parent  # hardware/jetson
 PACKAGE_ROOT = REPO_FILES.parent.parent  # where edge_agent/, edgepilot/, hardware/ live
-UE_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"  # the same rule as install.sh and the MQTT topics
 SRC_ARCHIVE = "edgepilot-agent-src.tar.gz"
 # What the agent needs on the board, relative to PACKAGE_ROOT: directories are taken whole
 # (without caches), files one by one. Nothing of cloud_trainer / export / torch.
@@ -120,7 +121,7 @@ class FlashTarget(BaseModel):
     known_hosts: Path = Path("~/.ssh/known_hosts")
     accept_new_host_key: bool = False
     # what to install (not needed for a rollback)
-    ue_id: Optional[str] = Field(None, pattern=UE_ID_PATTERN)
+    ue_id: Optional[str] = Field(None, pattern=UE_ID_PATTERN.pattern)
     edge_id: int = Field(0, ge=0)
     broker: Optional[str] = Field(None, pattern=r"^[^\s:]+:\d{1,5}$")  # host:port
     profile: str = Field("jetson-nano", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
@@ -140,7 +141,7 @@ class FlashTarget(BaseModel):
     @field_validator(*PATH_FIELDS)
     @classmethod
     def _expand_home(cls, v: Optional[Path]) -> Optional[Path]:
-        return None if v is None else Path(v).expanduser()  # `~/bundle` as a shell would
+        return None if v is None else v.expanduser()  # `~/bundle` as a shell would
 
     @field_validator("prefix")
     @classmethod
@@ -253,15 +254,15 @@ def _deterministic_tar_gz(entries: list[tuple[str, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def agent_source_entries(root: Path = PACKAGE_ROOT) -> list[tuple[str, bytes]]:
+def agent_source_entries() -> list[tuple[str, bytes]]:
     """(relative path, bytes) of every file of the torch-free agent package."""
     entries: list[tuple[str, bytes]] = []
     for rel in AGENT_SOURCES:
-        p = root / rel
+        p = PACKAGE_ROOT / rel
         if p.is_dir():
             for f in sorted(p.rglob("*")):
                 if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo"):
-                    entries.append((f.relative_to(root).as_posix(), f.read_bytes()))
+                    entries.append((f.relative_to(PACKAGE_ROOT).as_posix(), f.read_bytes()))
         elif p.is_file():
             entries.append((rel, p.read_bytes()))
         else:
@@ -287,12 +288,11 @@ def base_requirements() -> str:
     return "".join(f"{d}\n" for d in deps)
 
 
-def new_release_id(now: datetime | None = None) -> str:
-    now = now or datetime.now(timezone.utc)
-    return f"{now:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+def new_release_id() -> str:
+    return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
+def build_payload(target: FlashTarget) -> Payload:
     """Verify the bundle locally (refusing it before any upload) and assemble every file."""
     from edge_agent.bundle import BundleError, verify_bundle
 
@@ -311,7 +311,7 @@ def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
     warnings = []
     if bundle_target and bundle_target != target.profile:
         warnings.append(f"bundle was exported for profile {bundle_target!r}, board profile is {target.profile!r}")
-    release = release or new_release_id()
+    release = new_release_id()
 
     env_lines = [
         f"EDGEPILOT_UE_ID={target.ue_id}",
@@ -329,8 +329,8 @@ def build_payload(target: FlashTarget, release: str | None = None) -> Payload:
     files = [
         PayloadFile(SRC_ARCHIVE, _deterministic_tar_gz(agent_source_entries())),
         PayloadFile("requirements.txt", base_requirements().encode()),
-        PayloadFile("policy.bundle", Path(target.bundle).read_bytes()),
-        PayloadFile("trusted_key.pub", Path(target.trusted_key).read_bytes()),
+        PayloadFile("policy.bundle", target.bundle.read_bytes()),
+        PayloadFile("trusted_key.pub", target.trusted_key.read_bytes()),
     ]
     if target.ca is not None:
         files.append(PayloadFile("ca.pem", target.ca.read_bytes()))
@@ -388,6 +388,15 @@ def _mkdir_staging_command(staging: str) -> str:
     return f"mkdir -p -m 700 {_q(staging)} && cd {_q(staging)} && pwd"
 
 
+def _sha256sum_command(directory: str, names: list[str]) -> str:
+    return f"cd {_q(directory)} && sha256sum -- {' '.join(_q(n) for n in names)}"
+
+
+def _cleanup_command(staging: str) -> str:
+    """Remove the staging directory, and its parent if that is then empty."""
+    return f"rm -rf -- {_q(staging)}; rmdir -- {_q(posixpath.dirname(staging))}"
+
+
 def _install_sh_command(target: FlashTarget, args: list[str]) -> str:
     cmd = " ".join(_q(a) for a in args)
     return f"sudo -n {cmd}" if target.sudo else cmd
@@ -413,13 +422,12 @@ def rollback_command(target: FlashTarget) -> str:
 def plan_commands(payload: Payload) -> list[str]:
     t = payload.target
     st = staging_path(t, payload.release)
-    names = " ".join(_q(f.name) for f in payload.files)
     return [
         _mkdir_staging_command(st),
         f"sftp put {len(payload.files)} files into {st}/",
-        f"cd {_q(st)} && sha256sum -- {names}   # compared with the local hashes",
+        f"{_sha256sum_command(st, [f.name for f in payload.files])}   # compared with the local hashes",
         install_command(t, f"<home>/{st}" if not st.startswith("/") else st, payload.release),
-        f"rm -rf -- {_q(st)}; rmdir -- {_q(posixpath.dirname(st))}   # also when a step fails",
+        f"{_cleanup_command(st)}   # also when a step fails",
     ]
 
 
@@ -448,12 +456,6 @@ class _UnknownHostKey(Exception):
     def __init__(self, hostname: str, key):
         super().__init__(hostname)
         self.hostname, self.key = hostname, key
-
-
-def _fingerprint(key) -> str:
-    import base64
-
-    return "SHA256:" + base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
 
 
 def _host_key_policy(accept_new: bool, known_hosts: Path):
@@ -503,13 +505,13 @@ def connect(target: FlashTarget):
             raise
     except _UnknownHostKey as err:
         raise HostKeyError(
-            f"host key of {err.hostname} is not in {known_hosts} ({err.key.get_name()} {_fingerprint(err.key)}); "
+            f"host key of {err.hostname} is not in {known_hosts} ({err.key.get_name()} {err.key.fingerprint}); "
             f"check the fingerprint on the board (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub) and re-run with "
             f"--accept-new-host-key, or add it to known_hosts") from None
     except paramiko.BadHostKeyException as err:
         raise HostKeyError(
-            f"host key of {where} has CHANGED (got {_fingerprint(err.key)}, known_hosts {known_hosts} has "
-            f"{_fingerprint(err.expected_key)}); refusing to connect: someone may be intercepting the connection, "
+            f"host key of {where} has CHANGED (got {err.key.fingerprint}, known_hosts {known_hosts} has "
+            f"{err.expected_key.fingerprint}); refusing to connect: someone may be intercepting the connection, "
             f"or the board was re-imaged (then remove its line from known_hosts)") from None
     except paramiko.AuthenticationException as err:
         raise AuthError(f"authentication failed for {target.address} with key {key_path} ({err}); "
@@ -574,8 +576,7 @@ def run_remote(client, command: str, timeout_s: float = 900.0, on_line: Callable
 
 def remote_sha256(client, directory: str, names: list[str]) -> dict[str, str]:
     """SHA-256 of files on the board (coreutils sha256sum, which install.sh needs too)."""
-    quoted = " ".join(_q(n) for n in names)
-    status, out, err = run_remote(client, f"cd {_q(directory)} && sha256sum -- {quoted}", check=False)
+    status, out, err = run_remote(client, _sha256sum_command(directory, names), check=False)
     if status != 0:
         raise RemoteCommandError(f"hashing the uploaded files on the board failed (exit {status}):\n{err.strip()}",
                                  "sha256sum", status, out, err)
@@ -637,8 +638,8 @@ def _upload(client, payload: Payload, staging_abs: str, rep: _Reporter) -> None:
                     fh.write(chunk)
                     rep.upload_advance(len(chunk))
             sftp.chmod(remote, f.mode)
-        rep.upload_done()
     finally:
+        rep.upload_done()  # also when the upload fails: the progress display ends either way
         sftp.close()
 
 
@@ -649,11 +650,11 @@ def _read_links(client, prefix: str) -> tuple[str, str | None]:
     return (lines[0] if lines else ""), (lines[1] if len(lines) > 1 else None)
 
 
-def flash(target: FlashTarget, reporter: _Reporter | None = None, payload: Payload | None = None) -> FlashResult:
+def flash(target: FlashTarget, reporter: _Reporter | None = None) -> FlashResult:
     """Flash one board (see the module docstring). Raises FlashError subclasses."""
     rep = reporter or _Reporter()
     rep.step("verifying bundle and building payload")
-    payload = payload or build_payload(target)
+    payload = build_payload(target)
     rep.step(f"connecting to {target.address}")
     client = connect(target)
     try:
@@ -675,8 +676,7 @@ def flash(target: FlashTarget, reporter: _Reporter | None = None, payload: Paylo
         finally:
             # the payload holds agent.env (MQTT password): never left behind; the parent goes if empty
             try:
-                run_remote(client, f"rm -rf -- {_q(staging_abs)}; rmdir -- {_q(posixpath.dirname(staging_abs))} 2>/dev/null",
-                           check=False)
+                run_remote(client, f"{_cleanup_command(staging_abs)} 2>/dev/null", check=False)
             except _session_errors():  # connection gone: report the first error, not this one
                 pass
         current, previous = _read_links(client, target.prefix)

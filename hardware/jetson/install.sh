@@ -62,8 +62,7 @@ switch_link() {  # switch_link LINK TARGET: atomic (rename of a fresh symlink ov
   mv -Tf "$tmp" "$1"
 }
 
-restart_service() {
-  [ "$NO_SYSTEMD" = 1 ] && return 0
+restart_service() {  # --no-systemd sets NO_START too
   [ "$NO_START" = 1 ] && return 0
   command -v systemctl >/dev/null || { echo "edgepilot: no systemctl here; service not restarted"; return 0; }
   systemctl daemon-reload
