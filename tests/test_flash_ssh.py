@@ -320,6 +320,18 @@ def test_dry_run_expands_home_in_local_paths(sshd, signing, board, sentinel, mon
     assert not sentinel.connected()
 
 
+def test_default_known_hosts_is_the_users_file(tmp_path, monkeypatch):
+    """An inventory host without known_hosts checks ~/.ssh/known_hosts of this user, not
+    a relative directory named `~`."""
+    from hardware.jetson.flash import load_inventory
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    inv = tmp_path / "fleet.yaml"
+    inv.write_text("defaults: {user: jetson, key: id_ed25519}\nhosts:\n  - {host: 127.0.0.1, ue_id: ue-001}\n")
+    (target,) = load_inventory(inv)
+    assert target.known_hosts == tmp_path / ".ssh" / "known_hosts"
+
+
 def test_inventory_yaml_is_validated_and_plans_each_host(sshd, signing, board, tmp_path):
     inv = tmp_path / "fleet.yaml"
     common = (f"defaults:\n  user: {sshd.user}\n  key: {sshd.client_key}\n  bundle: {signing['bundle']}\n"

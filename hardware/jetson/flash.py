@@ -118,7 +118,7 @@ class FlashTarget(BaseModel):
     port: int = Field(22, ge=1, le=65535)
     user: str = Field(min_length=1)
     key: Path  # SSH private key (unencrypted, or held by nothing else: no agent is used)
-    known_hosts: Path = Path("~/.ssh/known_hosts")
+    known_hosts: Path = Field(Path("~/.ssh/known_hosts"), validate_default=True)  # validated: ~ expanded like a given path
     accept_new_host_key: bool = False
     # what to install (not needed for a rollback)
     ue_id: Optional[str] = Field(None, pattern=UE_ID_PATTERN.pattern)
