@@ -76,9 +76,9 @@ def interruptions(seconds: float = 2.0, threshold_ns: int = 2000) -> dict:
         if now - last > threshold_ns:
             gaps.append(now - last)
         last = now
-    g = np.asarray(gaps, float) / 1e3 if gaps else np.zeros(1)
+    g = np.asarray(gaps or [0], float) / 1e3
     return {"per_ms": len(gaps) / (seconds * 1e3), "p50_us": float(np.percentile(g, 50)),
-            "p90_us": float(np.percentile(g, 90)), "busy_fraction": float(g.sum() / (seconds * 1e6)) if gaps else 0.0}
+            "p90_us": float(np.percentile(g, 90)), "busy_fraction": float(g.sum() / (seconds * 1e6))}
 
 
 def one_gemm_floor():

@@ -229,7 +229,10 @@ class PolicyRuntime:
         """The decision (offload, channel, transmit_power_ratio, cpu_freq_ratio) per UE;
         a single (6,) state gives scalars' 0-d arrays."""
         one = self._run_one(local_states, edge_id)
-        if one is not None:
+        if one is None:
+            feeds, squeeze = self._check(local_states, edge_id)
+            outs = self._backend.run(feeds)  # decode_actions makes new arrays: no copy needed
+        else:
             d = decode_action_values(one.packed.tolist(), one.num_channels)
             if d is not None:
                 if local_states.ndim == 1:
@@ -239,11 +242,8 @@ class PolicyRuntime:
                 offload, channel, power, cpu = _I64_1.copy(), _I64_1.copy(), _F64_1.copy(), _F64_1.copy()
                 offload[0], channel[0], power[0], cpu[0] = d
                 return {"offload": offload, "channel": channel, "transmit_power_ratio": power, "cpu_freq_ratio": cpu}
-            # a NaN / inf in the actor's output: decode_actions defines what that gives
-            outs = one.outputs
-            return decode_actions(*(o[0] for o in outs)) if local_states.ndim == 1 else decode_actions(*outs)
-        feeds, squeeze = self._check(local_states, edge_id)
-        outs = self._backend.run(feeds)  # decode_actions makes new arrays: no copy needed
+            # a NaN / inf in the actor's output: decode_actions below defines what that gives
+            outs, squeeze = one.outputs, local_states.ndim == 1
         return decode_actions(*(o[0] for o in outs)) if squeeze else decode_actions(*outs)
 
     def describe(self) -> dict:
