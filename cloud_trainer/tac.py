@@ -286,7 +286,7 @@ class TrainResult:
 class CurveWriter:
     """Training curve to CSV (one row per logged point)."""
 
-    FIELDS = ["method", "episode", "round", "rounds_total", "wall_s", "weighted_reward", "round_time_s", "energy_j", "critic_loss", "actor_loss", "noise_std"]
+    FIELDS = ["method", "episode", "round", "rounds_total", "wall_s", "weighted_reward", "round_time_s", "energy_j", "critic_loss", "actor_loss", "noise_std", "validation_reward"]
 
     def __init__(self, path: Path, append: bool = False) -> None:
         self.path = path

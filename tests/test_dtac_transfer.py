@@ -36,18 +36,22 @@ def test_dtac_checkpoint_holds_a_dtac_actor_that_changed(trained):
     _, tac, dtac = trained
     actor, ckpt = load_actor(dtac.checkpoint)
     assert isinstance(actor, DTACActor) and ckpt["kind"] == "dtac"
+    last, _ = load_actor(dtac.checkpoint.parent / "dtac_last.pt")  # the final one may be the copy (step 0) if it validated best
     start = DTACActor.from_tac(load_actor(tac.checkpoint)[0])
-    assert any(not torch.equal(start.state_dict()[k], v) for k, v in actor.state_dict().items())  # (22) moved it
+    assert any(not torch.equal(start.state_dict()[k], v) for k, v in last.state_dict().items())  # (26) then (22) moved it
 
 
-def test_dtac_keeps_the_student_of_its_best_logged_window(trained):
-    _, _, dtac = trained
+def test_dtac_without_validation_keeps_the_student_of_its_best_training_window(trained, tmp_path):
     from cloud_trainer.checkpoint import load_checkpoint
 
+    scen, tac, _ = trained
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 12, "log_every": 4, "validation_rounds": 0})
+    dtac = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
     final, last = load_checkpoint(dtac.checkpoint), load_checkpoint(dtac.checkpoint.parent / "dtac_last.pt")
     rewards = [h["weighted_reward"] for h in dtac.history]
     best = dtac.history[int(np.argmax(rewards))]
     assert final["metrics"]["selected_step"] == best["round"] and final["metrics"]["selected_weighted_reward"] == max(rewards)
+    assert "validation_reward" not in best
     assert last["progress"]["step"] == 12 and final.get("best_actor") is None
     assert all(torch.equal(final["actor"][k], v) for k, v in last["best_actor"].items())
     if best["round"] == 12:
@@ -94,22 +98,55 @@ def test_tl_transformer_and_tl_train_from_the_same_tac(trained, tmp_path):
         assert d.offload.shape == obs.edge_id.shape and set(np.unique(d.offload)) <= {0, 1, 2}
 
 
-def test_dtac_keeps_the_tac_critic_frozen_unless_asked_to_refit_it(trained, tmp_path):
+def test_dtac_refits_the_critic_by_default_and_keeps_it_frozen_when_asked(trained, tmp_path):
     from cloud_trainer.checkpoint import load_checkpoint
 
     scen, tac, dtac = trained
     tac_critic = load_checkpoint(tac.checkpoint)["critic"]
-    frozen = load_checkpoint(dtac.checkpoint)
+    refit = load_checkpoint(dtac.checkpoint)
+    assert any(not torch.equal(refit["critic"][k], v) for k, v in tac_critic.items())  # (18) steps on the student's rounds
+    assert "critic" in refit["optimizers"]
+    assert all(np.isfinite(h["critic_loss"]) for h in dtac.history)
+
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 6, "log_every": 3, "checkpoint_every": 3, "critic_updates": 0})
+    frozen = load_checkpoint(train_transfer(scen, tac.checkpoint, cfg, tmp_path / "frozen", method="dtac").checkpoint)
     assert all(torch.equal(frozen["critic"][k], v) for k, v in tac_critic.items())  # (22): the paper's frozen critic
     assert "critic" not in frozen["optimizers"]
 
-    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 6, "log_every": 3, "checkpoint_every": 3, "critic_updates": 1})
-    refit = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
-    ckpt = load_checkpoint(refit.checkpoint)
-    assert any(not torch.equal(ckpt["critic"][k], v) for k, v in tac_critic.items())  # (18) steps on the student's rounds
-    assert "critic" in ckpt["optimizers"]
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 6, "log_every": 3, "checkpoint_every": 3})
+    first = load_checkpoint(train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac").checkpoint)
     # --resume continues with the refitted critic and its optimizer, not the TAC's
     resumed = train_transfer(scen, tac.checkpoint, TransferConfig(**{**cfg.to_dict(), "steps": 9}), tmp_path, method="dtac", resume=True)
     after = load_checkpoint(resumed.checkpoint.parent / "dtac_last.pt")
     assert after["progress"]["step"] == 9
-    assert any(not torch.equal(after["critic"][k], v) for k, v in ckpt["critic"].items())
+    assert any(not torch.equal(after["critic"][k], v) for k, v in first["critic"].items())
+
+
+def test_align_steps_are_the_imitation_of_26_before_22(trained, tmp_path):
+    scen, tac, _ = trained
+    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 6, "log_every": 3, "checkpoint_every": 3, "keep_best": False, "critic_updates": 0}
+    aligned = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 6}), tmp_path / "a", method="dtac")
+    cloned = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "t", method="tl_transformer")
+    critic = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 3}), tmp_path / "c", method="dtac")
+    from cloud_trainer.dtac import load_transfer_actor
+
+    a, t, c = (load_transfer_actor(r.checkpoint)[0].state_dict() for r in (aligned, cloned, critic))
+    assert all(torch.equal(a[k], v) for k, v in t.items())  # all steps aligned: exactly the tl_transformer student
+    assert any(not torch.equal(c[k], v) for k, v in t.items())  # from step 3 on, (22) moves it elsewhere
+
+
+def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, tmp_path):
+    from cloud_trainer.checkpoint import load_checkpoint
+    from cloud_trainer.dtac import VALIDATION_SEED_OFFSET, per_ue, validation_reward
+
+    scen, tac, _ = trained
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 2, "validation_rounds": 3, "validation_envs": 4, "seed": 3})
+    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
+    scores = {h["round"]: h["validation_reward"] for h in res.history}
+    assert sorted(scores) == [2, 4, 6, 8]
+    final = load_checkpoint(res.checkpoint)
+    actor = load_actor(res.checkpoint)[0]
+    replayed = validation_reward(scen, lambda s, e, m: per_ue(actor, s), 3, 4, 3 + VALIDATION_SEED_OFFSET)
+    assert replayed == pytest.approx(final["metrics"]["selected_weighted_reward"], rel=1e-6)
+    step0 = validation_reward(scen, lambda s, e, m: per_ue(DTACActor.from_tac(load_actor(tac.checkpoint)[0]), s), 3, 4, 3 + VALIDATION_SEED_OFFSET)
+    assert final["metrics"]["selected_weighted_reward"] == max([step0, *scores.values()])  # the copy (step 0) competes too
