@@ -38,7 +38,6 @@ from cloud_trainer.tac import (
     CurveWriter,
     ProgressFn,
     ReplayMemory,
-    VALIDATION_SEED_OFFSET,
     TrainResult,
     actor_loss,
     add_exploration_noise,
@@ -47,7 +46,6 @@ from cloud_trainer.tac import (
     load_tac,
     observation_tensors,
     set_threads,
-    validation_reward,
 )
 
 TRANSFER_METHODS = ("dtac", "tl_transformer", "tl")
@@ -104,6 +102,8 @@ class TransferConfig:
         return asdict(self)
 
 
+VALIDATION_SEED_OFFSET = 500_009  # validation rounds: cfg.seed + this (training: cfg.seed + 7 + step)
+
 TRANSFER_QUICK_OVERRIDES = dict(steps=40, batch_size=16, envs=8, warmup_rounds=6, log_every=10, checkpoint_every=20, align_steps=10, validation_rounds=4, validation_envs=8)
 
 
@@ -125,6 +125,20 @@ def imitation_loss(acts, target, mask: torch.Tensor) -> torch.Tensor:
     """The MSE of (26) between a student's and the teacher's actions, over real UEs."""
     per = sum(((x - y) ** 2).reshape(x.shape[0], x.shape[1], -1).sum(-1) for x, y in zip(acts, target))
     return (per * mask).sum() / mask.sum().clamp_min(1)
+
+
+def validation_reward(scenario: Scenario, actor_fn, rounds: int, envs: int, seed: int) -> float:
+    """Mean weighted reward (27) of ``actor_fn`` (deterministic) over ``rounds`` rounds of
+    ``envs`` episodes played from reset on simulator seed ``seed``."""
+    sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
+    obs, objective = sim.reset(), []
+    for _ in range(rounds):
+        state, edge_id, mask = observation_tensors(obs)
+        with torch.no_grad():
+            step = sim.step(decision_from_actions(*actor_fn(state, edge_id, mask)))
+        objective.append(step.result.objective)
+        obs = sim.reset() if step.episode_done else step.observation
+    return -float(np.concatenate(objective).mean())
 
 
 def train_transfer(

@@ -28,7 +28,6 @@ changes the trade-off - with it the actor learned to offload everything.
 
 from __future__ import annotations
 
-import copy
 import csv
 import json
 import math
@@ -84,12 +83,6 @@ class TACConfig:
     grad_clip: float = 1.0
     normalizer_samples: int = 20_000
     checkpoint_every: int = 500  # collection rounds
-    # ours (0 = the paper: tac.pt is the last step): at every logged point (4 per
-    # episode) the deterministic actor plays validation_rounds rounds of validation_envs
-    # episodes on one fixed simulator seed, and tac.pt holds the actor and critic of the
-    # best one. Off for the fig5/6/7 runs; the N = 4 benchmark uses it.
-    validation_rounds: int = 0
-    validation_envs: int = 32
     threads: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -102,8 +95,6 @@ class TACConfig:
         model = ModelConfig(**data.pop("model", {}))
         return cls(model=model, **data)
 
-
-VALIDATION_SEED_OFFSET = 500_009  # validation rounds: cfg.seed + this (training: cfg.seed + small offsets)
 
 QUICK_OVERRIDES = dict(episodes=2, rounds_per_episode=30, envs=8, batch_size=16, warmup_rounds=4, normalizer_samples=2000, checkpoint_every=20)
 
@@ -219,20 +210,6 @@ def actor_objective(q: torch.Tensor, mask: torch.Tensor, w_time: float, w_energy
     q_time = q[..., 0].masked_fill(~mask, float("inf")).min(dim=-1).values
     q_energy = (q[..., 1] * mask).sum(-1)
     return w_time * q_time + w_energy * q_energy
-
-
-def validation_reward(scenario: Scenario, actor_fn, rounds: int, envs: int, seed: int) -> float:
-    """Mean weighted reward (27) of ``actor_fn`` (deterministic) over ``rounds`` rounds of
-    ``envs`` episodes played from reset on simulator seed ``seed``."""
-    sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
-    obs, objective = sim.reset(), []
-    for _ in range(rounds):
-        state, edge_id, mask = observation_tensors(obs)
-        with torch.no_grad():
-            step = sim.step(decision_from_actions(*actor_fn(state, edge_id, mask)))
-        objective.append(step.result.objective)
-        obs = sim.reset() if step.episode_done else step.observation
-    return -float(np.concatenate(objective).mean())
 
 
 def critic_update(critic, optimizer, transform: RewardTransform, batch, grad_clip: float) -> torch.Tensor:
@@ -362,7 +339,6 @@ def train_tac(
     total_rounds = cfg.episodes * rpe
     start_round, noise_std, transform, wall_before = 0, cfg.noise_std, None, 0.0
     history: list[dict] = []
-    best = {"reward": -float("inf"), "round": None, "actor": None, "critic": None}  # cfg.validation_rounds > 0
 
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
@@ -376,8 +352,6 @@ def train_tac(
         start_round, noise_std, wall_before = prog["round"], prog["noise_std"], prog.get("wall_s", 0.0)
         transform = RewardTransform(**prog["reward_transform"])
         history = list(prog.get("history", []))
-        if ckpt.get("best_actor") is not None:
-            best.update(**prog["best"], actor=ckpt["best_actor"], critic=ckpt["best_critic"])
         gen.manual_seed(cfg.seed + start_round)
         sim = BatchSimulator(scenario, batch_size=cfg.envs, seed=cfg.seed + 1 + start_round)
     else:
@@ -398,10 +372,7 @@ def train_tac(
             scenario=scenario.model_dump(mode="json"), scenario_hash=scenario.scenario_hash(),
             train_config=cfg.to_dict(),
             progress={"round": rnd, "episode": rnd // rpe, "noise_std": noise_std, "wall_s": wall_before + time.perf_counter() - t0,
-                      "reward_transform": transform.state() if transform else None, "history": history,
-                      "best": {"reward": best["reward"], "round": best["round"]}},
-            best_actor=best["actor"] if path == last_path else None,
-            best_critic=best["critic"] if path == last_path else None,
+                      "reward_transform": transform.state() if transform else None, "history": history},
             metrics=metrics or {},
         )
 
@@ -451,11 +422,6 @@ def train_tac(
                 "wall_s": round(wall_before + time.perf_counter() - t0, 3), "weighted_reward": -obj, "round_time_s": rt, "energy_j": en,
                 "critic_loss": closs_acc / max(nupd, 1), "actor_loss": aloss_acc / max(nupd, 1), "noise_std": noise_std,
             }
-            if cfg.validation_rounds > 0:
-                row["validation_reward"] = score = validation_reward(
-                    scenario, actor, cfg.validation_rounds, cfg.validation_envs, cfg.seed + VALIDATION_SEED_OFFSET)
-                if score > best["reward"]:
-                    best.update(reward=score, round=done_rounds, actor=copy.deepcopy(actor.state_dict()), critic=copy.deepcopy(critic.state_dict()))
             history.append(row)
             curve.write(row)
             window, closs_acc, aloss_acc, nupd = [], 0.0, 0.0, 0
@@ -466,11 +432,7 @@ def train_tac(
 
     wall = wall_before + time.perf_counter() - t0
     metrics = {"wall_s": wall, "rounds": total_rounds, "final_weighted_reward_noisy": history[-1]["weighted_reward"] if history else None}
-    checkpoint(last_path, total_rounds, metrics)  # the last step, for --resume
-    if best["actor"] is not None:
-        actor.load_state_dict(best["actor"])
-        critic.load_state_dict(best["critic"])
-        metrics.update(selected_round=best["round"], selected_validation_reward=best["reward"])
+    checkpoint(last_path, total_rounds, metrics)
     checkpoint(final_path, total_rounds, metrics)
     curve.close()
     return TrainResult(final_path, history, wall, metrics)

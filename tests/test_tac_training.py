@@ -117,25 +117,3 @@ def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
     actor, ckpt = load_actor(res.checkpoint)
     assert ckpt["model_config"]["channel_slot_bias"] == 2 and ckpt["train_config"]["channel_epsilon"] == 0.3
     assert actor.backbone.slot is not None and actor.channel_slot is not None
-
-
-def test_validation_keeps_the_best_logged_tac_and_resume_remembers_it(tmp_path):
-    from cloud_trainer.tac import VALIDATION_SEED_OFFSET, validation_reward
-
-    scen = scenario_from_dict(TINY)
-    cfg = tiny_cfg(validation_rounds=3, validation_envs=4, seed=2)  # logged every 3 rounds: 8 candidates
-    res = train_tac(scen, cfg, tmp_path)
-    scores = {h["round"]: h["validation_reward"] for h in res.history}
-    assert sorted(scores) == [3 * k for k in range(1, 9)]
-    final, last = load_checkpoint(res.checkpoint), load_checkpoint(tmp_path / "tac_last.pt")
-    best_round = max(scores, key=scores.get)
-    assert final["metrics"]["selected_round"] == best_round and final["metrics"]["selected_validation_reward"] == max(scores.values())
-    actor, _ = load_actor(res.checkpoint)
-    assert validation_reward(scen, actor, 3, 4, 2 + VALIDATION_SEED_OFFSET) == max(scores.values())  # tac.pt is the scored actor
-    assert all(torch.equal(final["critic"][k], v) for k, v in last["best_critic"].items())  # with the critic of that point
-    if best_round != 24:
-        assert any(not torch.equal(final["actor"][k], v) for k, v in last["actor"].items())  # not the last step
-    # --resume carries the best so far: two more episodes can only replace it with a better one
-    more = train_tac(scen, TACConfig.from_dict({**cfg.to_dict(), "episodes": 4}), tmp_path, resume=True)
-    assert more.metrics["selected_validation_reward"] >= max(scores.values())
-    assert max(h["validation_reward"] for h in more.history) == more.metrics["selected_validation_reward"]
