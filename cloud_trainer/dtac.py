@@ -268,13 +268,13 @@ def train_transfer(
             row = {"method": method, "episode": done / cfg.steps, "round": done, "rounds_total": cfg.steps,
                    "wall_s": round(wall_before + time.perf_counter() - t0, 3), "weighted_reward": -obj, "round_time_s": rt,
                    "energy_j": en, "actor_loss": loss_acc / max(nloss, 1), "critic_loss": closs_acc / ncloss if ncloss else float("nan"), "noise_std": 0.0}
-            history.append(row)
-            curve.write(row)
-            window.clear()
             if validate:
                 row["validation_reward"] = score = validation_score()
             else:
                 score = row["weighted_reward"]
+            history.append(row)
+            curve.write(row)
+            window.clear()
             if keep_best and score > best["reward"]:
                 best.update(reward=score, step=done, actor=copy.deepcopy(student.state_dict()))
             loss_acc, nloss, closs_acc, ncloss = 0.0, 0, 0.0, 0

@@ -144,6 +144,10 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
     scores = {h["round"]: h["validation_reward"] for h in res.history}
     assert sorted(scores) == [2, 4, 6, 8]
+    import csv
+
+    with open(tmp_path / "curve_dtac.csv") as fh:
+        assert [float(r["validation_reward"]) for r in csv.DictReader(fh)] == [scores[k] for k in sorted(scores)]  # the curve has them too
     final = load_checkpoint(res.checkpoint)
     actor = load_actor(res.checkpoint)[0]
     replayed = validation_reward(scen, lambda s, e, m: per_ue(actor, s), 3, 4, 3 + VALIDATION_SEED_OFFSET)

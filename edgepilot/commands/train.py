@@ -93,7 +93,8 @@ def train_cmd(
 
     png = plot_curve([out_dir / f"curve_{method}.csv"], out_dir / f"curve_{method}.png", title=f"{method} on {scen.name}")
     summary = {"method": method, "scenario": scen.name, "scenario_hash": scen.scenario_hash(), "checkpoint": str(result.checkpoint),
-               "wall_s": result.wall_s, "final_logged_weighted_reward": result.history[-1]["weighted_reward"] if result.history else None}
+               "wall_s": result.wall_s, "final_logged_weighted_reward": result.history[-1]["weighted_reward"] if result.history else None,
+               **{k: v for k, v in result.metrics.items() if k in ("selected_step", "selected_weighted_reward")}}  # dtac's kept student
     (out_dir / f"train_{method}.json").write_text(json.dumps(summary, indent=1))
     typer.echo(json.dumps(summary))
     typer.echo(f"curve: {out_dir / f'curve_{method}.csv'}, {png}")
