@@ -186,6 +186,7 @@ def train_transfer(
 
     def validation_score() -> float:
         return validation_reward(scenario, student_fn, cfg.validation_rounds, cfg.validation_envs, cfg.seed + VALIDATION_SEED_OFFSET)
+
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
         student.load_state_dict(ckpt["actor"])
