@@ -13,15 +13,25 @@ import matplotlib.pyplot as plt  # noqa: E402
 from cloud_trainer.evaluate import LABELS, METHOD_ORDER  # noqa: E402
 
 
+def curve_series(rows: list[dict]) -> dict[str, tuple[list[float], list[float]]]:
+    """Label -> (wall s, weighted reward floored at -1000) of one training curve CSV: the
+    training rounds, and the validation scores where the trainer logged them (dtac)."""
+    if not rows:
+        return {}
+    x = [float(r["wall_s"]) for r in rows]
+    series = {rows[0]["method"]: (x, [max(float(r["weighted_reward"]), -1000.0) for r in rows])}
+    scored = [(xi, float(r["validation_reward"])) for xi, r in zip(x, rows) if r.get("validation_reward")]
+    if scored:
+        series[f"{rows[0]['method']} (validation set)"] = ([a for a, _ in scored], [max(b, -1000.0) for _, b in scored])
+    return series
+
+
 def plot_curve(csv_paths: list[Path], out: Path, title: str = "training") -> Path:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for p in csv_paths:
-        rows = list(csv.DictReader(open(p)))
-        if not rows:
-            continue
-        x = [float(r["wall_s"]) for r in rows]
-        y = [max(float(r["weighted_reward"]), -1000.0) for r in rows]
-        ax.plot(x, y, label=rows[0]["method"])
+        with open(p, newline="") as fh:
+            for label, (x, y) in curve_series(list(csv.DictReader(fh))).items():
+                ax.plot(x, y, label=label)
     ax.set_xlabel("wall time (s)")
     ax.set_ylabel("weighted reward (27), floored at -1000")
     ax.set_title(title)

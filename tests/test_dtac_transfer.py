@@ -146,8 +146,14 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     assert sorted(scores) == [2, 4, 6, 8]
     import csv
 
+    from cloud_trainer.plots import curve_series
+
     with open(tmp_path / "curve_dtac.csv") as fh:
-        assert [float(r["validation_reward"]) for r in csv.DictReader(fh)] == [scores[k] for k in sorted(scores)]  # the curve has them too
+        rows = list(csv.DictReader(fh))
+    assert [float(r["validation_reward"]) for r in rows] == [scores[k] for k in sorted(scores)]  # the curve has them too
+    series = curve_series(rows)
+    assert sorted(series) == ["dtac", "dtac (validation set)"] and len(series["dtac (validation set)"][1]) == 4
+    assert sorted(curve_series([{**r, "validation_reward": ""} for r in rows])) == ["dtac"]  # tac / tl curves: one line
     final = load_checkpoint(res.checkpoint)
     actor = load_actor(res.checkpoint)[0]
     replayed = validation_reward(scen, lambda s, e, m: per_ue(actor, s), 3, 4, 3 + VALIDATION_SEED_OFFSET)
