@@ -32,6 +32,7 @@ import torch
 
 from cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
 from cloud_trainer.envs.simulator import BatchSimulator
+from cloud_trainer.evaluate import ActorPolicy, evaluate_policy
 from cloud_trainer.models import DTACActor, LocalMLPActor, MLPConfig, ModelConfig
 from cloud_trainer.scenario import Scenario
 from cloud_trainer.tac import (
@@ -127,20 +128,6 @@ def imitation_loss(acts, target, mask: torch.Tensor) -> torch.Tensor:
     return (per * mask).sum() / mask.sum().clamp_min(1)
 
 
-def validation_reward(scenario: Scenario, actor_fn, rounds: int, envs: int, seed: int) -> float:
-    """Mean weighted reward (27) of ``actor_fn`` (deterministic) over ``rounds`` rounds of
-    ``envs`` episodes played from reset on simulator seed ``seed``."""
-    sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
-    obs, objective = sim.reset(), []
-    for _ in range(rounds):
-        state, edge_id, mask = observation_tensors(obs)
-        with torch.no_grad():
-            step = sim.step(decision_from_actions(*actor_fn(state, edge_id, mask)))
-        objective.append(step.result.objective)
-        obs = sim.reset() if step.episode_done else step.observation
-    return -float(np.concatenate(objective).mean())
-
-
 def train_transfer(
     scenario: Scenario,
     tac_checkpoint: str | Path,
@@ -184,8 +171,9 @@ def train_transfer(
     def student_fn(s, e, m):
         return student_actions(method, student, s, e, m)
 
-    def validation_score() -> float:
-        return validation_reward(scenario, student_fn, cfg.validation_rounds, cfg.validation_envs, cfg.seed + VALIDATION_SEED_OFFSET)
+    def validation_score() -> float:  # the student played like `edgepilot evaluate` plays a DTAC, on the validation seed
+        return evaluate_policy(ActorPolicy(method, student, "local"), scenario, cfg.validation_rounds, cfg.validation_envs,
+                               cfg.seed + VALIDATION_SEED_OFFSET)["weighted_reward"]
 
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)

@@ -137,7 +137,8 @@ def test_align_steps_are_the_imitation_of_26_before_22(trained, tmp_path):
 
 def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, tmp_path):
     from cloud_trainer.checkpoint import load_checkpoint
-    from cloud_trainer.dtac import VALIDATION_SEED_OFFSET, per_ue, validation_reward
+    from cloud_trainer.dtac import VALIDATION_SEED_OFFSET
+    from cloud_trainer.evaluate import ActorPolicy, evaluate_policy
 
     scen, tac, _ = trained
     cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 2, "validation_rounds": 3, "validation_envs": 4, "seed": 3})
@@ -155,8 +156,8 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     assert sorted(series) == ["dtac", "dtac (validation set)"] and len(series["dtac (validation set)"][1]) == 4
     assert sorted(curve_series([{**r, "validation_reward": ""} for r in rows])) == ["dtac"]  # tac / tl curves: one line
     final = load_checkpoint(res.checkpoint)
-    actor = load_actor(res.checkpoint)[0]
-    replayed = validation_reward(scen, lambda s, e, m: per_ue(actor, s), 3, 4, 3 + VALIDATION_SEED_OFFSET)
+    replayed = evaluate_policy(load_policy("dtac", res.checkpoint), scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert replayed == pytest.approx(final["metrics"]["selected_weighted_reward"], rel=1e-6)
-    step0 = validation_reward(scen, lambda s, e, m: per_ue(DTACActor.from_tac(load_actor(tac.checkpoint)[0]), s), 3, 4, 3 + VALIDATION_SEED_OFFSET)
+    copy0 = ActorPolicy("dtac", DTACActor.from_tac(load_actor(tac.checkpoint)[0]), "local")
+    step0 = evaluate_policy(copy0, scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert final["metrics"]["selected_weighted_reward"] == max([step0, *scores.values()])  # the copy (step 0) competes too
