@@ -398,6 +398,14 @@ def _fmt(v, nd=2):
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+def _method_row(label: str, r: dict, nd: int = 2) -> str:
+    """One method's :func:`headline` figures as a results-page table row."""
+    mix = r.get("offload_preference") or {}
+    mix_s = " / ".join(f"{mix[k]:.2f}" for k in ("local", "edge", "cloud")) if mix else ""
+    return (f"| {label} | {_fmt(r['weighted_reward'], nd)} | {_fmt(r.get('weighted_reward_median'), nd)} | "
+            f"{_fmt(r['avg_round_time_s'], nd)} | {_fmt(r['avg_energy_per_task_j'], nd)} | {mix_s} |")
+
+
 def write_results_page(results: dict, figures: list[Path], page: Path, command: str) -> Path:
     """``docs/results-dtac.md`` from the evaluation JSON (generated, do not edit)."""
     page.parent.mkdir(parents=True, exist_ok=True)
@@ -413,11 +421,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
     for name, entry in results["scenarios"].items():
         lines += [f"## {name}", "", "| method | weighted reward (27) | median round reward | avg T_t (s) | energy / task (J) | local / edge / cloud |",
                   "| --- | ---: | ---: | ---: | ---: | --- |"]
-        for m in [m for m in METHOD_ORDER if m in entry["methods"]]:
-            r = entry["methods"][m]
-            pref = r["offload_preference"]
-            lines.append(f"| {LABELS[m]} | {_fmt(r['weighted_reward'])} | {_fmt(r['weighted_reward_median'])} | {_fmt(r['avg_round_time_s'])} | "
-                         f"{_fmt(r['avg_energy_per_task_j'])} | {pref['local']:.2f} / {pref['edge']:.2f} / {pref['cloud']:.2f} |")
+        lines += [_method_row(LABELS[m], entry["methods"][m]) for m in METHOD_ORDER if m in entry["methods"]]
         tr = entry.get("training", {})
         if tr:
             lines += ["", "Training (this machine; schedule and seed from each checkpoint's stored config):", "",
@@ -451,11 +455,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
                   "| method | weighted reward (27) | median | avg T_t (s) | energy / task (J) | local / edge / cloud |",
                   "| --- | ---: | ---: | ---: | ---: | --- |"]
         n4_labels = {"exhaustive": "Exhaustive (a, b on {1/3, 2/3, 1})", "exhaustive_fine": "Exhaustive, finer a, b grid"}
-        for m, r in n4["methods"].items():
-            mix = r.get("offload_preference") or {}
-            mix_s = " / ".join(f"{mix[k]:.2f}" for k in ("local", "edge", "cloud")) if mix else ""
-            lines.append(f"| {n4_labels.get(m, LABELS.get(m, m))} | {_fmt(r['weighted_reward'], 3)} | {_fmt(r.get('weighted_reward_median'), 3)} | "
-                         f"{_fmt(r['avg_round_time_s'], 3)} | {_fmt(r['avg_energy_per_task_j'], 3)} | {mix_s} |")
+        lines += [_method_row(n4_labels.get(m, LABELS.get(m, m)), r, 3) for m, r in n4["methods"].items()]
         gap = n4["tac_gap_to_optimum"]
         lines += ["", f"TAC is {100 * gap:.1f}% below the optimum (target: within 5%: **{'met' if gap <= 0.05 else 'missed'}**)"
                   + (f"; against the finer grid {100 * n4['tac_gap_to_fine_optimum']:.1f}%." if "tac_gap_to_fine_optimum" in n4 else "."), ""]
@@ -467,10 +467,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
                   "The targets table counts a target as met only if it is met for every training seed.", "",
                   "| method (fig6) | weighted reward (27) | median | avg T_t (s) | energy / task (J) | local / edge / cloud |",
                   "| --- | ---: | ---: | ---: | ---: | --- |"]
-        for m, r in check["fig6"].items():
-            pref = r["offload_preference"]
-            lines.append(f"| {LABELS[m]} | {_fmt(r['weighted_reward'])} | {_fmt(r['weighted_reward_median'])} | {_fmt(r['avg_round_time_s'])} | "
-                         f"{_fmt(r['avg_energy_per_task_j'])} | {pref['local']:.2f} / {pref['edge']:.2f} / {pref['cloud']:.2f} |")
+        lines += [_method_row(LABELS[m], r) for m, r in check["fig6"].items()]
         lines += ["", f"Generalization: DTAC trained on fig7 {_fmt(g['dtac_trained_there']['weighted_reward'])}, trained on fig6 and tested on fig7 "
                   f"{_fmt(g['dtac_transferred']['weighted_reward'])} ({100 * g['relative_change']:+.1f}%); TAC trained on fig7: "
                   f"{_fmt(check['fig7_tac']['weighted_reward'])}.", ""]
