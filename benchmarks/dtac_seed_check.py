@@ -31,7 +31,14 @@ from _common import write_json  # noqa: E402
 
 from cloud_trainer.baselines.happo import HAPPOConfig, train_happo  # noqa: E402
 from cloud_trainer.dtac import TransferConfig, train_transfer  # noqa: E402
-from cloud_trainer.evaluate import discover_checkpoints, evaluate_policy, headline, make_policy, target_checks  # noqa: E402
+from cloud_trainer.evaluate import (  # noqa: E402
+    discover_checkpoints,
+    evaluate_policy,
+    generalization_entry,
+    headline,
+    make_policy,
+    target_checks,
+)
 from cloud_trainer.scenario import load_scenario  # noqa: E402
 from cloud_trainer.tac import TACConfig, train_tac  # noqa: E402
 
@@ -86,8 +93,7 @@ def main() -> None:
         log(f"[fig6] {m:15s} weighted reward {methods[m]['weighted_reward']:10.2f}")
     there = ev(make_policy("dtac", fig7, ck7), fig7)
     moved = ev(make_policy("dtac", fig7, ck6), fig7)
-    gen = {"trained_on": "fig6", "tested_on": "fig7", "dtac_trained_there": there, "dtac_transferred": moved,
-           "relative_change": (moved["weighted_reward"] - there["weighted_reward"]) / abs(there["weighted_reward"])}
+    gen = generalization_entry("fig6", "fig7", there, moved)
     targets = target_checks({"scenarios": {"fig6": {"methods": methods}}, "generalization": gen})
     result = {"benchmark": "dtac_seed_check", "run_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "training_seed": args.seed,
               "runs": str(runs), "train_wall_s": walls, "eval": {"rounds": args.rounds, "envs": args.envs, "seed": args.eval_seed},

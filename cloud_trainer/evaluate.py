@@ -102,6 +102,14 @@ def headline(result: dict) -> dict:
     return {k: result[k] for k in HEADLINE_KEYS}
 
 
+def generalization_entry(trained_on: str, tested_on: str, trained_there: dict, transferred: dict) -> dict:
+    """Fig. 11 from two evaluations on ``tested_on``: the DTAC trained there and the one
+    trained on ``trained_on``; the form :func:`target_checks` and the page read."""
+    change = (transferred["weighted_reward"] - trained_there["weighted_reward"]) / abs(trained_there["weighted_reward"])
+    return {"trained_on": trained_on, "tested_on": tested_on, "dtac_trained_there": trained_there, "dtac_transferred": transferred,
+            "relative_change": change}
+
+
 def evaluate_policy(policy, scenario: Scenario, rounds: int = 50, envs: int = 32, seed: int = 1000) -> dict:
     """Roll ``policy`` for ``rounds`` rounds of ``envs`` parallel episodes."""
     sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
@@ -293,9 +301,7 @@ def run_evaluation(runs_dir: str | Path, out_dir: str | Path, spec: EvalSpec, lo
             scen = load_scenario(dst)
             trained_here = results["scenarios"].get(dst, {}).get("methods", {}).get("dtac") or evaluate_policy(load_policy("dtac", b["dtac"]), scen, spec.rounds, spec.envs, spec.seed)
             transferred = evaluate_policy(load_policy("dtac", a["dtac"]), scen, spec.rounds, spec.envs, spec.seed)
-            loss = (transferred["weighted_reward"] - trained_here["weighted_reward"]) / abs(trained_here["weighted_reward"])
-            results["generalization"] = {"trained_on": src, "tested_on": dst, "dtac_trained_there": trained_here, "dtac_transferred": transferred,
-                                         "relative_change": loss}
+            results["generalization"] = generalization_entry(src, dst, trained_here, transferred)
             log(f"[generalization {src}->{dst}] trained there {trained_here['weighted_reward']:.2f}, transferred {transferred['weighted_reward']:.2f}")
     # Table IV
     for name in spec.scenarios:
