@@ -404,6 +404,12 @@ def _fmt(v, nd=2):
     return "-" if v is None else f"{v:.{nd}f}"
 
 
+def _method_table_head(first: str, median: str = "median") -> list[str]:
+    """Header and rule of a :func:`_method_row` table."""
+    return [f"| {first} | weighted reward (27) | {median} | avg T_t (s) | energy / task (J) | local / edge / cloud |",
+            "| --- | ---: | ---: | ---: | ---: | --- |"]
+
+
 def _method_row(label: str, r: dict, nd: int = 2) -> str:
     """One method's :func:`headline` figures as a results-page table row."""
     mix = r.get("offload_preference") or {}
@@ -425,8 +431,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         lines += [f"| {t['target']} | {t['value']} | {'yes' if t['met'] else '**no**'} |" for t in results["targets"]]
         lines.append("")
     for name, entry in results["scenarios"].items():
-        lines += [f"## {name}", "", "| method | weighted reward (27) | median round reward | avg T_t (s) | energy / task (J) | local / edge / cloud |",
-                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+        lines += [f"## {name}", "", *_method_table_head("method", "median round reward")]
         lines += [_method_row(LABELS[m], entry["methods"][m]) for m in METHOD_ORDER if m in entry["methods"]]
         tr = entry.get("training", {})
         if tr:
@@ -458,8 +463,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
                   f"TAC {sched}trained {_fmt(n4.get('tac_train_wall_s'), 0)} s with the benchmark's own settings; evaluation "
                   f"{ev.get('rounds', '?')} rounds x {ev.get('envs', '?')} envs, seed {ev.get('seed', 4242)}, the same for every method; "
                   "exhaustive a, b on a 3-point grid). Diagnosis, settings and held-out seeds: [results-n4.md](results-n4.md).", "",
-                  "| method | weighted reward (27) | median | avg T_t (s) | energy / task (J) | local / edge / cloud |",
-                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+                  *_method_table_head("method")]
         n4_labels = {"exhaustive": "Exhaustive (a, b on {1/3, 2/3, 1})", "exhaustive_fine": "Exhaustive, finer a, b grid"}
         lines += [_method_row(n4_labels.get(m, LABELS.get(m, m)), r, 3) for m, r in n4["methods"].items()]
         gap = n4["tac_gap_to_optimum"]
@@ -471,8 +475,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
                   f"From `benchmarks/dtac_seed_check.py --seed {check['training_seed']}`: the same default schedules trained with seed "
                   f"{check['training_seed']}, evaluated like the tables above ({ev['rounds']} rounds x {ev['envs']} envs, seed {ev['seed']}). "
                   "The targets table counts a target as met only if it is met for every training seed.", "",
-                  "| method (fig6) | weighted reward (27) | median | avg T_t (s) | energy / task (J) | local / edge / cloud |",
-                  "| --- | ---: | ---: | ---: | ---: | --- |"]
+                  *_method_table_head("method (fig6)")]
         lines += [_method_row(LABELS[m], r) for m, r in check["fig6"].items()]
         lines += ["", f"Generalization: DTAC trained on fig7 {_fmt(g['dtac_trained_there']['weighted_reward'])}, trained on fig6 and tested on fig7 "
                   f"{_fmt(g['dtac_transferred']['weighted_reward'])} ({100 * g['relative_change']:+.1f}%); TAC trained on fig7: "
