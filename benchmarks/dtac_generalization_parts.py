@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cloud_trainer.envs.simulator import BatchSimulator
 from cloud_trainer.evaluate import evaluate_policy, headline, load_policy
 from cloud_trainer.scenario import load_scenario
 from edge_agent.system_model import LOCAL, Decision
@@ -39,8 +40,6 @@ class Swapped:
 
 def local_cpu_ratio(policy, scenario, rounds: int, envs: int, seed: int) -> float:
     """Mean b of the UEs the policy keeps local, on the first rounds of the evaluation."""
-    from cloud_trainer.envs.simulator import BatchSimulator
-
     sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
     obs, values = sim.reset(), []
     for _ in range(rounds):
