@@ -8,22 +8,29 @@ Greedy on the same simulator seed. Prints the figures and writes JSON.
 
 The TAC settings of this benchmark (``N4_TAC``, overridable with ``--config``) differ
 from the ``TACConfig`` defaults the shipped fig5/6/7 models were trained with; why is
-in docs/results-dtac.md (N = 4). ``--fine-grid`` also runs the exhaustive search on a
-finer a / b grid, to show the 3-point grid is not what limits the optimum.
+in docs/results-n4.md. ``--fine-grid`` also runs the exhaustive search on a finer
+a / b grid, to show the 3-point grid is not what limits the optimum.
+``--split-analysis`` also scores every edge / cloud assignment of each evaluation
+round: how far apart the choices are that TAC has to tell apart.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
 
-from cloud_trainer.baselines.exhaustive import ExhaustivePolicy
+import numpy as np
+
+from cloud_trainer.baselines.exhaustive import ExhaustivePolicy, repeat_round
 from cloud_trainer.checkpoint import load_checkpoint
+from cloud_trainer.envs.simulator import BatchSimulator
 from cloud_trainer.evaluate import evaluate_policy, headline, load_policy, make_policy
 from cloud_trainer.scenario import load_scenario, scenario_from_dict
 from cloud_trainer.tac import TACConfig, train_tac
+from edge_agent.system_model import CLOUD, EDGE, Decision, evaluate_round
 
 # TAC settings for this benchmark (everything else: TACConfig defaults).
 N4_TAC = {
@@ -49,6 +56,44 @@ def n4_scenario():
     return base, scenario_from_dict(base)
 
 
+def split_analysis(policy, scen, rounds: int, envs: int, seed: int) -> dict:
+    """On the evaluation's rounds (played by ``policy``, as in evaluate_policy), score every
+    edge / cloud assignment of the round's UEs (none local; distinct channels; a = b = 1)
+    with the system model: how many UEs the best assignment puts on the edge, how much
+    worse the best two-edge / two-cloud split, the runner-up and the policy's own
+    assignment are than the best one."""
+    sim = BatchSimulator(scen, batch_size=envs, seed=seed)
+    obs = sim.reset()
+    best_edge, two_two, runner_up, own, own_local = [], [], [], [], 0
+    for _ in range(rounds):
+        decision = policy.act(obs)
+        for i in range(envs):
+            real = np.flatnonzero(obs.tasks.ue_mask[i])
+            assign = np.array(list(itertools.product((EDGE, CLOUD), repeat=len(real))))
+            channels = np.broadcast_to(np.arange(len(real)) % scen.radio.num_channels, assign.shape)
+            ones = np.ones(assign.shape)
+            obj = evaluate_round(scen.network_params, repeat_round(obs.tasks, i, real, len(assign)),
+                                 Decision(assign, channels, ones, ones)).objective
+            best, n_edge = obj.min(), (assign == EDGE).sum(1)
+            best_edge.append(int(n_edge[obj.argmin()]))
+            two_two.append(obj[n_edge == len(real) // 2].min() / best - 1)
+            runner_up.append(np.sort(obj)[1] / best - 1)
+            mine = decision.offload[i, real]
+            if np.isin(mine, (EDGE, CLOUD)).all():
+                own.append(obj[(assign == mine).all(1)][0] / best - 1)
+            else:
+                own_local += 1
+        step = sim.step(decision)
+        obs = sim.reset() if step.episode_done else step.observation
+    own_arr = np.array(own)
+    return {
+        "rounds": len(best_edge), "best_assignment_edge_count": np.bincount(best_edge).tolist(),
+        "best_half_split_excess_mean": float(np.mean(two_two)), "runner_up_excess_median": float(np.median(runner_up)),
+        "policy_assignment_excess_mean": float(own_arr.mean()), "policy_assignment_excess_median": float(np.median(own_arr)),
+        "policy_picks_best_share": float((own_arr <= 1e-12).mean()), "policy_rounds_with_a_local_ue": own_local,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/figures/dtac/n4_exhaustive.json")
@@ -64,6 +109,7 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=4242)
     ap.add_argument("--checkpoint", default=None, help="evaluate this TAC checkpoint instead of training one (e.g. a held-out --eval-seed check)")
     ap.add_argument("--fine-grid", action="store_true", help="also the exhaustive optimum on a finer a / b grid (minutes)")
+    ap.add_argument("--split-analysis", action="store_true", help="also score every edge / cloud assignment of each evaluation round (split_analysis)")
     args = ap.parse_args()
     base, scen = n4_scenario()
     over = dict(N4_TAC, seed=args.seed)
@@ -103,6 +149,12 @@ def main() -> None:
         fine = out["methods"]["exhaustive_fine"]["weighted_reward"]
         out["tac_gap_to_fine_optimum"] = (fine - tac) / abs(fine)
         print(f"TAC objective is {100 * out['tac_gap_to_fine_optimum']:.1f}% above the fine-grid exhaustive optimum")
+    if args.split_analysis:
+        sa = out["split_analysis"] = split_analysis(methods[0][1], scen, args.eval_rounds, args.eval_envs, args.eval_seed)
+        print(f"edge / cloud assignments ({sa['rounds']} rounds; a = b = 1, distinct channels): the best puts 0-4 UEs on the edge in "
+              f"{sa['best_assignment_edge_count']} rounds; best 2 / 2 split {100 * sa['best_half_split_excess_mean']:.1f}% worse on average, "
+              f"runner-up {100 * sa['runner_up_excess_median']:.1f}% (median); TAC's assignment {100 * sa['policy_assignment_excess_mean']:.1f}% "
+              f"(median {100 * sa['policy_assignment_excess_median']:.1f}%), the best in {100 * sa['policy_picks_best_share']:.0f}% of rounds")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
 

@@ -469,6 +469,16 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         gap = n4["tac_gap_to_optimum"]
         lines += ["", f"TAC is {100 * gap:.1f}% below the optimum (target: within 5%: **{'met' if gap <= 0.05 else 'missed'}**)"
                   + (f"; against the finer grid {100 * n4['tac_gap_to_fine_optimum']:.1f}%." if "tac_gap_to_fine_optimum" in n4 else "."), ""]
+        if n4.get("split_analysis"):
+            sa = n4["split_analysis"]
+            counts = ", ".join(f"{k} in {c}" for k, c in enumerate(sa["best_assignment_edge_count"]) if c)
+            lines += [f"Every edge / cloud assignment of the {sa['rounds']} evaluation rounds scored (`--split-analysis`; a = b = 1, "
+                      f"distinct channels): the best one puts this many UEs on the edge: {counts} rounds; the best two-edge / two-cloud "
+                      f"split is {100 * sa['best_half_split_excess_mean']:.1f}% worse than the best on average and the runner-up "
+                      f"{100 * sa['runner_up_excess_median']:.1f}% (median); TAC's own assignment is "
+                      f"{100 * sa['policy_assignment_excess_mean']:.1f}% worse on average (median "
+                      f"{100 * sa['policy_assignment_excess_median']:.1f}%) and the best one in {100 * sa['policy_picks_best_share']:.0f}% "
+                      "of the rounds.", ""]
     for check in bench.get("seed_checks", []):
         g, ev = check["generalization"], check["eval"]
         lines += [f"## Another training seed: {check['training_seed']} (fig6, generalization)", "",

@@ -90,12 +90,16 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     n4 = {"tac_train_wall_s": 12.0, "tac_gap_to_optimum": 0.25, "eval": {"rounds": 2, "envs": 1, "seed": 7},
           "methods": {m: {"weighted_reward": w, "avg_round_time_s": 1.0, "avg_energy_per_task_j": 0.1,
                           "offload_preference": {"local": 0.0, "edge": 1.0, "cloud": 0.0}}
-                      for m, w in (("tac", -1.25), ("exhaustive", -1.0))}}
+                      for m, w in (("tac", -1.25), ("exhaustive", -1.0))},
+          "split_analysis": {"rounds": 2, "best_assignment_edge_count": [0, 0, 1, 1], "best_half_split_excess_mean": 0.02,
+                             "runner_up_excess_median": 0.03, "policy_assignment_excess_mean": 0.125,
+                             "policy_assignment_excess_median": 0.1, "policy_picks_best_share": 0.5, "policy_rounds_with_a_local_ue": 0}}
     (out / "n4_exhaustive.json").write_text(json.dumps(n4))
     r = runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"])
     assert r.exit_code == 0, r.output
     text = page.read_text()
     assert "## N = 4 against the exhaustive optimum" in text and "25.0% below the optimum" in text and "**missed**" in text
+    assert "on the edge: 2 in 1, 3 in 1 rounds" in text and "12.5% worse on average (median 10.0%)" in text
     assert text.count("Local-only") >= 1 and "## fig5" in text  # the evaluation itself is kept
     assert json.loads((out / "results.json").read_text())["benchmarks"]["n4_exhaustive"]["tac_gap_to_optimum"] == 0.25
     # another training seed (benchmarks/dtac_seed_check.py) gets its own section

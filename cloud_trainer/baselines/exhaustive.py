@@ -29,6 +29,18 @@ def ue_options(num_channels: int, power_grid=DEFAULT_GRID, cpu_grid=DEFAULT_GRID
     return np.array(rows, dtype=np.float64)
 
 
+def repeat_round(tasks: RoundTasks, i: int, real: np.ndarray, count: int) -> RoundTasks:
+    """Round ``i`` of ``tasks``, restricted to the UEs ``real``, as a batch of ``count``
+    identical rounds: one joint decision per row is scored in a single system-model call."""
+    sub = lambda arr: np.broadcast_to(np.asarray(arr)[i, real], (count, len(real)))  # noqa: E731
+    return RoundTasks(
+        edge=sub(tasks.edge), gain=sub(tasks.gain),
+        edge_cloud_gain=np.broadcast_to(tasks.edge_cloud_gain[i], (count, tasks.edge_cloud_gain.shape[1])),
+        input_bits=sub(tasks.input_bits), output_bits=sub(tasks.output_bits),
+        cycles_per_bit=sub(tasks.cycles_per_bit), cached=sub(tasks.cached),
+    )
+
+
 class ExhaustivePolicy:
     name = "exhaustive"
 
@@ -43,22 +55,12 @@ class ExhaustivePolicy:
         total = k ** len(real)
         if total > MAX_JOINT:
             raise ValueError(f"exhaustive search over {total} joint decisions (N={len(real)}) is too large; use N <= 4")
-        sub = lambda arr: np.asarray(arr)[i, real]  # noqa: E731
         best_obj, best_idx = np.inf, None
         combos = np.array(list(itertools.product(range(k), repeat=len(real))), dtype=np.int64)
         for start in range(0, total, self.chunk):
             idx = combos[start : start + self.chunk]
-            c = len(idx)
             rows = self.options[idx]  # (c, n, 4)
-            t = RoundTasks(
-                edge=np.broadcast_to(sub(tasks.edge), (c, len(real))),
-                gain=np.broadcast_to(sub(tasks.gain), (c, len(real))),
-                edge_cloud_gain=np.broadcast_to(tasks.edge_cloud_gain[i], (c, tasks.edge_cloud_gain.shape[1])),
-                input_bits=np.broadcast_to(sub(tasks.input_bits), (c, len(real))),
-                output_bits=np.broadcast_to(sub(tasks.output_bits), (c, len(real))),
-                cycles_per_bit=np.broadcast_to(sub(tasks.cycles_per_bit), (c, len(real))),
-                cached=np.broadcast_to(sub(tasks.cached), (c, len(real))),
-            )
+            t = repeat_round(tasks, i, real, len(idx))
             res = evaluate_round(self.params, t, Decision(rows[..., 0], rows[..., 1], rows[..., 2], rows[..., 3]))
             j = int(np.argmin(res.objective))
             if res.objective[j] < best_obj:
