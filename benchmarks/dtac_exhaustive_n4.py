@@ -38,7 +38,11 @@ N4_TAC = {
     "rounds_per_episode": 600,
     "envs": 16,
     "channel_epsilon": 0.5,
-    "reward_clip": 20.0,
+    # the critic's data (docs/results-n4.md): the last ~500 rounds only, and a floor at
+    # ~4x a typical round's per-UE reward, so that it resolves the few-% differences
+    # between offload splits (with 50,000 / 20: 12-21% from the optimum, with these 4-16%)
+    "replay_capacity": 8000,
+    "reward_clip": 5.0,
     "reward_scale": 2.0,
     "updates_per_round": 2,
     "batch_size": 96,
@@ -89,8 +93,10 @@ def split_analysis(policy, scen, rounds: int, envs: int, seed: int) -> dict:
     return {
         "rounds": len(best_edge), "best_assignment_edge_count": np.bincount(best_edge).tolist(),
         "best_half_split_excess_mean": float(np.mean(two_two)), "runner_up_excess_median": float(np.median(runner_up)),
-        "policy_assignment_excess_mean": float(own_arr.mean()), "policy_assignment_excess_median": float(np.median(own_arr)),
-        "policy_picks_best_share": float((own_arr <= 1e-12).mean()), "policy_rounds_with_a_local_ue": own_local,
+        # over the rounds where the policy offloads every UE (None if it never does)
+        "policy_assignment_excess_mean": float(own_arr.mean()) if own else None,
+        "policy_assignment_excess_median": float(np.median(own_arr)) if own else None,
+        "policy_picks_best_share": float((own_arr <= 1e-12).mean()) if own else None, "policy_rounds_with_a_local_ue": own_local,
     }
 
 
@@ -153,8 +159,10 @@ def main() -> None:
         sa = out["split_analysis"] = split_analysis(methods[0][1], scen, args.eval_rounds, args.eval_envs, args.eval_seed)
         print(f"edge / cloud assignments ({sa['rounds']} rounds; a = b = 1, distinct channels): the best puts 0-4 UEs on the edge in "
               f"{sa['best_assignment_edge_count']} rounds; best 2 / 2 split {100 * sa['best_half_split_excess_mean']:.1f}% worse on average, "
-              f"runner-up {100 * sa['runner_up_excess_median']:.1f}% (median); TAC's assignment {100 * sa['policy_assignment_excess_mean']:.1f}% "
-              f"(median {100 * sa['policy_assignment_excess_median']:.1f}%), the best in {100 * sa['policy_picks_best_share']:.0f}% of rounds")
+              f"runner-up {100 * sa['runner_up_excess_median']:.1f}% (median)"
+              + (f"; TAC's assignment {100 * sa['policy_assignment_excess_mean']:.1f}% (median {100 * sa['policy_assignment_excess_median']:.1f}%), "
+                 f"the best in {100 * sa['policy_picks_best_share']:.0f}% of rounds" if sa["policy_assignment_excess_mean"] is not None else "")
+              + f"; TAC kept a UE local in {sa['policy_rounds_with_a_local_ue']} rounds")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
 

@@ -475,10 +475,11 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
             lines += [f"Every edge / cloud assignment of the {sa['rounds']} evaluation rounds scored (`--split-analysis`; a = b = 1, "
                       f"distinct channels): the best one puts this many UEs on the edge: {counts} rounds; the best two-edge / two-cloud "
                       f"split is {100 * sa['best_half_split_excess_mean']:.1f}% worse than the best on average and the runner-up "
-                      f"{100 * sa['runner_up_excess_median']:.1f}% (median); TAC's own assignment is "
-                      f"{100 * sa['policy_assignment_excess_mean']:.1f}% worse on average (median "
-                      f"{100 * sa['policy_assignment_excess_median']:.1f}%) and the best one in {100 * sa['policy_picks_best_share']:.0f}% "
-                      "of the rounds.", ""]
+                      f"{100 * sa['runner_up_excess_median']:.1f}% (median)"
+                      + (f"; TAC's own assignment is {100 * sa['policy_assignment_excess_mean']:.1f}% worse on average (median "
+                         f"{100 * sa['policy_assignment_excess_median']:.1f}%) and the best one in {100 * sa['policy_picks_best_share']:.0f}% "
+                         "of the rounds where it offloads every UE" if sa.get("policy_assignment_excess_mean") is not None else "")
+                      + f"; it keeps a UE local in {sa.get('policy_rounds_with_a_local_ue', 0)} rounds.", ""]
     for check in bench.get("seed_checks", []):
         g, ev = check["generalization"], check["eval"]
         lines += [f"## Another training seed: {check['training_seed']} (fig6, generalization)", "",
