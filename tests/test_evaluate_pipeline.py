@@ -100,6 +100,16 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     text = page.read_text()
     assert "## N = 4 against the exhaustive optimum" in text and "25.0% below the optimum" in text and "**missed**" in text
     assert "on the edge: 2 in 1, 3 in 1 rounds" in text and "12.5% worse on average (median 10.0%)" in text
+    assert "keeps a UE local in 0 rounds" in text
+    # a TAC that keeps a UE local in every round has no all-offload assignment to score
+    # (the benchmark writes None): the page says so instead of failing on the format
+    n4["split_analysis"].update(policy_assignment_excess_mean=None, policy_assignment_excess_median=None,
+                                policy_picks_best_share=None, policy_rounds_with_a_local_ue=2)
+    (out / "n4_exhaustive.json").write_text(json.dumps(n4))
+    r = runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"])
+    assert r.exit_code == 0, r.output
+    text = page.read_text()
+    assert "keeps a UE local in 2 rounds" in text and "TAC's own assignment" not in text
     assert text.count("Local-only") >= 1 and "## fig5" in text  # the evaluation itself is kept
     assert json.loads((out / "results.json").read_text())["benchmarks"]["n4_exhaustive"]["tac_gap_to_optimum"] == 0.25
     # another training seed (benchmarks/dtac_seed_check.py) gets its own section
