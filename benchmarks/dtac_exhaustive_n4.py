@@ -27,7 +27,7 @@ import numpy as np
 from cloud_trainer.baselines.exhaustive import ExhaustivePolicy, repeat_round
 from cloud_trainer.checkpoint import load_checkpoint
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import evaluate_policy, headline, load_policy, make_policy
+from cloud_trainer.evaluate import evaluate_policy, headline, load_policy, make_policy, split_analysis_sentence
 from cloud_trainer.scenario import load_scenario, scenario_from_dict
 from cloud_trainer.tac import TACConfig, train_tac
 from edge_agent.system_model import CLOUD, EDGE, Decision, evaluate_round
@@ -157,12 +157,7 @@ def main() -> None:
         print(f"TAC objective is {100 * out['tac_gap_to_fine_optimum']:.1f}% above the fine-grid exhaustive optimum")
     if args.split_analysis:
         sa = out["split_analysis"] = split_analysis(methods[0][1], scen, args.eval_rounds, args.eval_envs, args.eval_seed)
-        print(f"edge / cloud assignments ({sa['rounds']} rounds; a = b = 1, distinct channels): the best puts 0-4 UEs on the edge in "
-              f"{sa['best_assignment_edge_count']} rounds; best 2 / 2 split {100 * sa['best_half_split_excess_mean']:.1f}% worse on average, "
-              f"runner-up {100 * sa['runner_up_excess_median']:.1f}% (median)"
-              + (f"; TAC's assignment {100 * sa['policy_assignment_excess_mean']:.1f}% (median {100 * sa['policy_assignment_excess_median']:.1f}%), "
-                 f"the best in {100 * sa['policy_picks_best_share']:.0f}% of rounds" if sa["policy_assignment_excess_mean"] is not None else "")
-              + f"; TAC kept a UE local in {sa['policy_rounds_with_a_local_ue']} rounds")
+        print(split_analysis_sentence(sa))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
 

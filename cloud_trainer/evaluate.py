@@ -418,6 +418,22 @@ def _method_row(label: str, r: dict, nd: int = 2) -> str:
             f"{_fmt(r['avg_round_time_s'], nd)} | {_fmt(r['avg_energy_per_task_j'], nd)} | {mix_s} |")
 
 
+def split_analysis_sentence(sa: dict) -> str:
+    """One sentence on ``benchmarks/dtac_exhaustive_n4.py --split-analysis``'s figures (the
+    results page and the benchmark's own print)."""
+    counts = ", ".join(f"{k} in {c}" for k, c in enumerate(sa["best_assignment_edge_count"]) if c)
+    own = ""
+    if sa.get("policy_assignment_excess_mean") is not None:  # None: TAC kept a UE local in every round
+        own = (f"; TAC's own assignment is {100 * sa['policy_assignment_excess_mean']:.1f}% worse on average (median "
+               f"{100 * sa['policy_assignment_excess_median']:.1f}%) and the best one in {100 * sa['policy_picks_best_share']:.0f}% "
+               "of the rounds where it offloads every UE")
+    return (f"Every edge / cloud assignment of the {sa['rounds']} evaluation rounds scored (`--split-analysis`; a = b = 1, "
+            f"distinct channels): the best one puts this many UEs on the edge: {counts} rounds; the best two-edge / two-cloud "
+            f"split is {100 * sa['best_half_split_excess_mean']:.1f}% worse than the best on average and the runner-up "
+            f"{100 * sa['runner_up_excess_median']:.1f}% (median){own}; it keeps a UE local in "
+            f"{sa.get('policy_rounds_with_a_local_ue', 0)} rounds.")
+
+
 def write_results_page(results: dict, figures: list[Path], page: Path, command: str) -> Path:
     """``docs/results-dtac.md`` from the evaluation JSON (generated, do not edit)."""
     page.parent.mkdir(parents=True, exist_ok=True)
@@ -470,16 +486,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         lines += ["", f"TAC is {100 * gap:.1f}% below the optimum (target: within 5%: **{'met' if gap <= 0.05 else 'missed'}**)"
                   + (f"; against the finer grid {100 * n4['tac_gap_to_fine_optimum']:.1f}%." if "tac_gap_to_fine_optimum" in n4 else "."), ""]
         if n4.get("split_analysis"):
-            sa = n4["split_analysis"]
-            counts = ", ".join(f"{k} in {c}" for k, c in enumerate(sa["best_assignment_edge_count"]) if c)
-            lines += [f"Every edge / cloud assignment of the {sa['rounds']} evaluation rounds scored (`--split-analysis`; a = b = 1, "
-                      f"distinct channels): the best one puts this many UEs on the edge: {counts} rounds; the best two-edge / two-cloud "
-                      f"split is {100 * sa['best_half_split_excess_mean']:.1f}% worse than the best on average and the runner-up "
-                      f"{100 * sa['runner_up_excess_median']:.1f}% (median)"
-                      + (f"; TAC's own assignment is {100 * sa['policy_assignment_excess_mean']:.1f}% worse on average (median "
-                         f"{100 * sa['policy_assignment_excess_median']:.1f}%) and the best one in {100 * sa['policy_picks_best_share']:.0f}% "
-                         "of the rounds where it offloads every UE" if sa.get("policy_assignment_excess_mean") is not None else "")
-                      + f"; it keeps a UE local in {sa.get('policy_rounds_with_a_local_ue', 0)} rounds.", ""]
+            lines += [split_analysis_sentence(n4["split_analysis"]), ""]
     for check in bench.get("seed_checks", []):
         g, ev = check["generalization"], check["eval"]
         lines += [f"## Another training seed: {check['training_seed']} (fig6, generalization)", "",
