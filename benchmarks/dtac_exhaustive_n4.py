@@ -51,6 +51,7 @@ N4_TAC = {
 GRID = (1 / 3, 2 / 3, 1.0)
 FINE_POWER_GRID = (0.1, 0.25, 0.5, 0.75, 1.0)
 FINE_CPU_GRID = (0.25, 0.5, 0.75, 1.0)
+OWN_ASSIGNMENT_KEYS = ("policy_assignment_excess_mean", "policy_assignment_excess_median", "policy_picks_best_share")
 
 
 def n4_scenario():
@@ -90,13 +91,13 @@ def split_analysis(policy, scen, rounds: int, envs: int, seed: int) -> dict:
         step = sim.step(decision)
         obs = sim.reset() if step.episode_done else step.observation
     own_arr = np.array(own)
+    # over the rounds where the policy offloads every UE (None if it never does)
+    own_stats = (dict(zip(OWN_ASSIGNMENT_KEYS, (float(own_arr.mean()), float(np.median(own_arr)), float((own_arr <= 1e-12).mean()))))
+                 if own else dict.fromkeys(OWN_ASSIGNMENT_KEYS))
     return {
         "rounds": len(best_edge), "best_assignment_edge_count": np.bincount(best_edge).tolist(),
         "best_half_split_excess_mean": float(np.mean(two_two)), "runner_up_excess_median": float(np.median(runner_up)),
-        # over the rounds where the policy offloads every UE (None if it never does)
-        "policy_assignment_excess_mean": float(own_arr.mean()) if own else None,
-        "policy_assignment_excess_median": float(np.median(own_arr)) if own else None,
-        "policy_picks_best_share": float((own_arr <= 1e-12).mean()) if own else None, "policy_rounds_with_a_local_ue": own_local,
+        **own_stats, "policy_rounds_with_a_local_ue": own_local,
     }
 
 

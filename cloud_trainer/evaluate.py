@@ -423,7 +423,7 @@ def split_analysis_sentence(sa: dict) -> str:
     results page and the benchmark's own print)."""
     counts = ", ".join(f"{k} in {c}" for k, c in enumerate(sa["best_assignment_edge_count"]) if c)
     own = ""
-    if sa.get("policy_assignment_excess_mean") is not None:  # None: TAC kept a UE local in every round
+    if sa["policy_assignment_excess_mean"] is not None:  # None: TAC kept a UE local in every round
         own = (f"; TAC's own assignment is {100 * sa['policy_assignment_excess_mean']:.1f}% worse on average (median "
                f"{100 * sa['policy_assignment_excess_median']:.1f}%) and the best one in {100 * sa['policy_picks_best_share']:.0f}% "
                "of the rounds where it offloads every UE")
@@ -431,7 +431,7 @@ def split_analysis_sentence(sa: dict) -> str:
             f"distinct channels): the best one puts this many UEs on the edge: {counts} rounds; the best two-edge / two-cloud "
             f"split is {100 * sa['best_half_split_excess_mean']:.1f}% worse than the best on average and the runner-up "
             f"{100 * sa['runner_up_excess_median']:.1f}% (median){own}; it keeps a UE local in "
-            f"{sa.get('policy_rounds_with_a_local_ue', 0)} rounds.")
+            f"{sa['policy_rounds_with_a_local_ue']} rounds.")
 
 
 def write_results_page(results: dict, figures: list[Path], page: Path, command: str) -> Path:
