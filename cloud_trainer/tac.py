@@ -60,6 +60,10 @@ class TACConfig:
     envs: int = 16  # parallel simulator episodes per collection round
     batch_size: int = 48  # joint states per gradient step
     updates_per_round: int = 1  # U (Algorithm 1 line 8), per collection round
+    # the actor takes a step of (19) after every this-many critic steps of (18) (ours;
+    # TD3's delayed policy update: the actor follows a critic that has caught up with
+    # its last move). 1 is Algorithm 1: one actor step per critic step
+    actor_update_every: int = 1
     warmup_rounds: int = 20  # collection rounds before the first update
     replay_capacity: int = 50_000  # joint states kept in the memory
     actor_lr: float = 3e-4  # Table II: 2e-5 (with far more episodes; ours is sized for a 2-core CPU)
@@ -85,6 +89,10 @@ class TACConfig:
     checkpoint_every: int = 500  # collection rounds
     threads: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        if self.actor_update_every < 1:
+            raise ValueError(f"actor_update_every must be >= 1, got {self.actor_update_every}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -363,7 +371,7 @@ def train_tac(
     obs = sim.reset()
     t0 = time.perf_counter()
     window: list[tuple[float, float, float]] = []
-    closs_acc, aloss_acc, nupd = 0.0, 0.0, 0
+    closs_acc, aloss_acc, nupd, nact, critic_steps = 0.0, 0.0, 0, 0, 0
 
     def checkpoint(path: Path, rnd: int, metrics: dict | None = None) -> None:
         save_checkpoint(
@@ -400,6 +408,11 @@ def train_tac(
             for _ in range(cfg.updates_per_round):
                 s, e, m, acts, r = memory.sample(cfg.batch_size, gen)
                 closs = critic_update(critic, opt_critic, transform, (s, e, m, acts, r), cfg.grad_clip)
+                closs_acc += float(closs.detach())
+                nupd += 1
+                critic_steps += 1
+                if critic_steps % cfg.actor_update_every:
+                    continue
                 critic.requires_grad_(False)  # (19) moves the actor only
                 aloss = actor_loss(critic, s, e, m, actor(s, e, m), cfg)  # (19)
                 opt_actor.zero_grad()
@@ -407,9 +420,8 @@ def train_tac(
                 torch.nn.utils.clip_grad_norm_(actor.parameters(), cfg.grad_clip)
                 opt_actor.step()
                 critic.requires_grad_(True)
-                closs_acc += float(closs.detach())
                 aloss_acc += float(aloss.detach())
-                nupd += 1
+                nact += 1
 
         done_rounds = rnd + 1
         if done_rounds % rpe == 0:
@@ -420,11 +432,11 @@ def train_tac(
             row = {
                 "method": "tac", "episode": done_rounds / rpe, "round": done_rounds, "rounds_total": total_rounds,
                 "wall_s": round(wall_before + time.perf_counter() - t0, 3), "weighted_reward": -obj, "round_time_s": rt, "energy_j": en,
-                "critic_loss": closs_acc / max(nupd, 1), "actor_loss": aloss_acc / max(nupd, 1), "noise_std": noise_std,
+                "critic_loss": closs_acc / max(nupd, 1), "actor_loss": aloss_acc / max(nact, 1), "noise_std": noise_std,
             }
             history.append(row)
             curve.write(row)
-            window, closs_acc, aloss_acc, nupd = [], 0.0, 0.0, 0
+            window, closs_acc, aloss_acc, nupd, nact = [], 0.0, 0.0, 0, 0
         if progress:
             progress({"round": done_rounds, "total": total_rounds, "weighted_reward": history[-1]["weighted_reward"] if history else float("nan")})
         if done_rounds % cfg.checkpoint_every == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from cloud_trainer.checkpoint import load_actor, load_checkpoint
@@ -53,6 +54,18 @@ def test_training_is_seeded(tmp_path):
     b = train_tac(scen, tiny_cfg(episodes=1), tmp_path / "b")
     sa, sb = load_checkpoint(a.checkpoint)["actor"], load_checkpoint(b.checkpoint)["actor"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_delayed_actor_updates_step_the_actor_every_kth_critic_step(tmp_path):
+    scen = scenario_from_dict(TINY)
+    cfg = tiny_cfg(episodes=1, updates_per_round=3, actor_update_every=2)
+    res = train_tac(scen, cfg, tmp_path)
+    opts = load_checkpoint(res.checkpoint)["optimizers"]
+    steps = {k: int(next(iter(opts[k]["state"].values()))["step"]) for k in ("actor", "critic")}
+    critic_steps = (12 - cfg.warmup_rounds) * 3  # 3 critic steps per round after the warm-up
+    assert steps == {"critic": critic_steps, "actor": critic_steps // 2}
+    with pytest.raises(ValueError, match="actor_update_every"):
+        tiny_cfg(actor_update_every=0)
 
 
 def test_discrete_epsilon_plays_uniform_choices_and_keeps_the_stored_vector_consistent():
