@@ -150,15 +150,29 @@ def main() -> None:
         with torch.inference_mode():
             actor(x_torch)
 
+    # the baseline of the packed heads (export.onnx_export.pack_action_heads): the same
+    # FP32 artifact with the four heads kept, in the same runtime
+    from export.onnx_export import export_actor, write_onnxruntime_cpu_variant
+    from hardware.profiles import load_profile
+
+    laptop = load_profile("laptop")
+    four_heads, _ = write_onnxruntime_cpu_variant(export_actor(actor, "dtac", tmp / "dtac_base.onnx", laptop.opset, ort_contrib_ops=True),
+                                                  tmp / "dtac_four_heads.onnx", laptop.opset, pack_heads=False)
+    four = PolicyRuntime(runtimes["fp32"].manifest, {"path": four_heads.name, "format": "onnx", "precision": "fp32"},
+                         four_heads.read_bytes(), laptop, intra_op_threads=1)
     floor = one_gemm_floor()
-    one = runtimes["fp32"]._one  # the runtime's bound batch-1 call: the artifact alone, no Python checks
+    one, one4 = runtimes["fp32"]._one, four._one  # the bound batch-1 calls: the artifacts alone, no Python checks
     one.input[...] = state
+    one4.input[...] = state
     candidates = {
         "floor_one_gemm_ort": floor,
         "torch_eager": torch_call,
         "ort_fp32_bound_call": lambda: one.run(one.binding, one.options),
         "ort_fp32_infer": lambda: runtimes["fp32"].infer(state),
         "ort_fp32_decide": lambda: runtimes["fp32"].decide(state),
+        "ort_fp32_four_heads_bound_call": lambda: one4.run(one4.binding, one4.options),
+        "ort_fp32_four_heads_infer": lambda: four.infer(state),
+        "ort_fp32_four_heads_decide": lambda: four.decide(state),
         "ort_int8_static_infer": lambda: runtimes["int8_static"].infer(state),
         "ort_int8_dynamic_infer": lambda: runtimes["int8_dynamic"].infer(state),
     }
@@ -208,6 +222,9 @@ def main() -> None:
         "onnx_rewrites": report["onnx"]["rewrites"],
         "onnxruntime_cpu_kernels": report["onnx"]["onnxruntime_cpu_kernels"],
         "int8_static_activations": report.get("int8_static_activations"),
+        # the packed heads against the four-head artifact, same run: p50 of four heads / p50 packed
+        "packed_heads_speedup_p50": {c: dtac[f"ort_fp32_four_heads_{c}"]["p50_us"] / dtac[f"ort_fp32_{c}"]["p50_us"]
+                                     for c in ("bound_call", "infer", "decide")},
         "interruptions_before_after": [irq_before, irq_after],
         "interrupted_call_fraction_at_fp32_infer_p50": irq_before["per_ms"] * dtac["ort_fp32_infer"]["p50_us"] / 1e3,
         "targets": {
@@ -226,12 +243,14 @@ def main() -> None:
     print(f"DTAC FP32 artifact: {report['onnx']['base_nodes']} ONNX nodes exported -> {report['onnx']['nodes']} after the rewrites "
           f"{report['onnx']['rewrites']} -> {k['kernels']} onnxruntime kernels {k['ops']}")
     print("\nDTAC actor, batch 1, one thread (microseconds)")
-    print(f"{'candidate':26s} {'p50':>8s} {'p99':>8s} {'x torch':>8s}")
+    print(f"{'candidate':32s} {'p50':>8s} {'p99':>8s} {'x torch':>8s}")
     for name, fig in dtac.items():
-        print(f"{name:26s} {fig['p50_us']:8.1f} {fig['p99_us']:8.1f} {fig['speedup_vs_torch_p50']:8.1f}")
+        print(f"{name:32s} {fig['p50_us']:8.1f} {fig['p99_us']:8.1f} {fig['speedup_vs_torch_p50']:8.1f}")
+    print("packed heads vs four heads (p50 ratio, same run): "
+          + ", ".join(f"{c} {r:.2f}x" for c, r in result["packed_heads_speedup_p50"].items()))
     print("\nTAC actor, N = 30 (microseconds)")
     for name, fig in tac.items():
-        print(f"{name:26s} {fig['p50_us']:8.1f} {fig['p99_us']:8.1f} {fig['speedup_vs_torch_p50']:8.1f}")
+        print(f"{name:32s} {fig['p50_us']:8.1f} {fig['p99_us']:8.1f} {fig['speedup_vs_torch_p50']:8.1f}")
     print(f"\nartifact bytes: {sizes}")
     for p, a in agreement.items():
         print(f"parity {p:13s} offload {a['offload_agreement']:.4f} channel {a['channel_agreement']:.4f} "

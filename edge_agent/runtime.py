@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.actions import ACTOR_OUTPUTS, DTAC_INPUT, TAC_INPUTS, decode_action_values, decode_actions
+from edge_agent.actions import (ACTOR_OUTPUTS, DTAC_INPUT, PACKED_OUTPUT, TAC_INPUTS, decode_action_values, decode_actions,
+                                head_values_from_logits, heads_from_logits)
 from edge_agent.bundle import BundleError, Manifest, open_bundle, verify_installed
 from edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
 
@@ -215,12 +216,18 @@ class PolicyRuntime:
         """Raw heads (offload_probs, channel_probs, transmit_power_ratio, cpu_freq_ratio)."""
         one = self._run_one(local_states, edge_id)
         if one is not None:
+            k = 3 + one.num_channels
+            if one.logits:  # the packed output: the heads from its logits
+                values = one.packed.tolist()
+                total = sum(values)
+                out = (np.array(head_values_from_logits(values, one.num_channels), np.float32)[None] if total - total == 0.0
+                       else np.concatenate([h.reshape(1, -1) for h in heads_from_logits(one.row)], axis=1))
+            else:
+                out = one.row.copy()
             if local_states.ndim == 1:
-                k = 3 + one.num_channels
-                out = one.packed.copy()
+                out = out[0]
                 return out[:3], out[3:k], out[k], out[k + 1]
-            offload, channel, power, cpu = one.outputs
-            return offload.copy(), channel.copy(), power.copy(), cpu.copy()
+            return out[:, :3], out[:, 3:k], out[:, k], out[:, k + 1]
         feeds, squeeze = self._check(local_states, edge_id)
         outs = self._backend.run(feeds)
         return tuple(o[0].copy() for o in outs) if squeeze else tuple(o.copy() for o in outs)
@@ -233,7 +240,7 @@ class PolicyRuntime:
             feeds, squeeze = self._check(local_states, edge_id)
             outs = self._backend.run(feeds)  # decode_actions makes new arrays: no copy needed
         else:
-            d = decode_action_values(one.packed.tolist(), one.num_channels)
+            d = decode_action_values(one.packed.tolist(), one.num_channels, one.logits)
             if d is not None:
                 if local_states.ndim == 1:
                     return {"offload": np.int64(d[0]), "channel": np.int64(d[1]),
@@ -243,7 +250,7 @@ class PolicyRuntime:
                 offload[0], channel[0], power[0], cpu[0] = d
                 return {"offload": offload, "channel": channel, "transmit_power_ratio": power, "cpu_freq_ratio": cpu}
             # a NaN / inf in the actor's output: decode_actions below defines what that gives
-            outs, squeeze = one.outputs, local_states.ndim == 1
+            outs, squeeze = one.heads(), local_states.ndim == 1
         return decode_actions(*(o[0] for o in outs)) if squeeze else decode_actions(*outs)
 
     def describe(self) -> dict:
@@ -289,8 +296,9 @@ class _OrtBackend:
         if got != input_names:
             raise BundleError(f"model inputs are {got}, the manifest's model kind needs {input_names}")
         outs = [o.name for o in self.session.get_outputs()]
-        if outs != list(ACTOR_OUTPUTS):
-            raise BundleError(f"model outputs are {outs}, expected {list(ACTOR_OUTPUTS)}")
+        if outs not in (list(ACTOR_OUTPUTS), [PACKED_OUTPUT]):
+            raise BundleError(f"model outputs are {outs}, expected {list(ACTOR_OUTPUTS)} or [{PACKED_OUTPUT!r}]")
+        self.packed_output = outs == [PACKED_OUTPUT]  # one (batch, 3 + L + 2) logits output, see edge_agent.actions
         self.input_names = input_names
         self._cpu_only = self.providers == ["CPUExecutionProvider"]
         self._bindings: dict[tuple, tuple] = {}
@@ -306,15 +314,13 @@ class _OrtBackend:
         if len(self._bindings) >= _CACHE_LIMIT:
             self._bindings.pop(next(iter(self._bindings)))
         ins = [np.empty(s, dtype=np.float32 if i == 0 else np.int64) for i, s in enumerate(shapes)]
-        lead = shapes[0][:-1]
-        outs = [np.empty(lead + (3,), np.float32), None, np.empty(lead, np.float32), np.empty(lead, np.float32)]
         io = self.session.io_binding()
         for name, arr in zip(self.input_names, ins):
             io.bind_input(name, "cpu", 0, arr.dtype, list(arr.shape), arr.ctypes.data)
-        # channel_probs' last axis (L) is read from the first run
+        # the output shapes (L, or the packed width) are read from a first run
         probe = self.session.run(None, {n: np.zeros(s, a.dtype) for n, s, a in zip(self.input_names, shapes, ins)})
-        outs[1] = np.empty(probe[1].shape, np.float32)
-        for name, arr in zip(ACTOR_OUTPUTS, outs):
+        outs = [np.empty(o.shape, np.float32) for o in probe]
+        for name, arr in zip([PACKED_OUTPUT] if self.packed_output else ACTOR_OUTPUTS, outs):
             io.bind_output(name, "cpu", 0, np.float32, list(arr.shape), arr.ctypes.data)
         entry = (io, ins, outs)
         self._bindings[shapes] = entry
@@ -325,14 +331,18 @@ class _OrtBackend:
         if not self._cpu_only or self.input_names != [DTAC_INPUT]:
             return None
         probe = self.session.run(None, {DTAC_INPUT: np.zeros(_ONE_ROW, np.float32)})
-        if [tuple(o.shape) for o in probe] != [(1, 3), (1, probe[1].shape[-1]), (1,), (1,)]:
+        shapes = [tuple(o.shape) for o in probe]
+        if self.packed_output:
+            return _BoundOne(self, shapes[0][-1] - 5, packed=True) if shapes == [(1, shapes[0][-1])] and shapes[0][-1] > 5 else None
+        if shapes != [(1, 3), (1, probe[1].shape[-1]), (1,), (1,)]:
             return None
         return _BoundOne(self, int(probe[1].shape[-1]))
 
     def run(self, feeds: list[np.ndarray]) -> tuple[np.ndarray, ...]:
-        """Outputs may be the preallocated buffers: callers copy what they keep."""
+        """The four heads; they may be the preallocated buffers: callers copy what they keep."""
         if not self._cpu_only:
-            return tuple(self.session.run(None, dict(zip(self.input_names, feeds))))
+            outs = self.session.run(None, dict(zip(self.input_names, feeds)))
+            return heads_from_logits(outs[0]) if self.packed_output else tuple(outs)
         io, ins, outs = self._binding(tuple([f.shape for f in feeds]))
         for buf, f in zip(ins, feeds):
             np.copyto(buf, f)
@@ -340,27 +350,29 @@ class _OrtBackend:
             self._c_session.run_with_iobinding(io._iobinding, self._run_options)
         else:  # pragma: no cover - onnxruntime without the private handle
             self.session.run_with_iobinding(io, self._run_options)
-        return outs
+        return heads_from_logits(outs[0]) if self.packed_output else outs
 
 
 class _BoundOne:
     """One UE's decision at batch 1 on the CPU provider, bound once: a (1, 6) input
     buffer and the four outputs bound to consecutive slices of one float32 buffer laid
-    out ``p_x (3), p_l (L), a, b``, so a call is a copy in, the C session's
-    ``run_with_iobinding`` and one ``tolist`` out (no per-call OrtValue, dict or array
-    from onnxruntime's Python layer)."""
+    out ``p_x (3), p_l (L), a, b`` (or a model's packed output, the same layout of
+    logits, bound to the whole buffer: ``logits``), so a call is a copy in, the C
+    session's ``run_with_iobinding`` and one ``tolist`` out (no per-call OrtValue,
+    dict or array from onnxruntime's Python layer)."""
 
-    __slots__ = ("input", "packed", "outputs", "num_channels", "binding", "run", "options", "_io")
+    __slots__ = ("input", "row", "packed", "outputs", "num_channels", "logits", "binding", "run", "options", "_io")
 
-    def __init__(self, backend: "_OrtBackend", num_channels: int) -> None:
+    def __init__(self, backend: "_OrtBackend", num_channels: int, packed: bool = False) -> None:
         self.num_channels = k = num_channels
+        self.logits = packed
         self.input = np.zeros(_ONE_ROW, np.float32)
-        row = np.zeros((1, 5 + k), np.float32)
+        self.row = row = np.zeros((1, 5 + k), np.float32)
         self.packed = row[0]
         self.outputs = (row[:, :3], row[:, 3 : 3 + k], row[:, 3 + k], row[:, 4 + k])  # views: (1, 3), (1, L), (1,), (1,)
         io = backend.session.io_binding()
         io.bind_input(DTAC_INPUT, "cpu", 0, np.float32, list(_ONE_ROW), self.input.ctypes.data)
-        for name, view in zip(ACTOR_OUTPUTS, self.outputs):
+        for name, view in ([(PACKED_OUTPUT, row)] if packed else zip(ACTOR_OUTPUTS, self.outputs)):
             io.bind_output(name, "cpu", 0, np.float32, list(view.shape), view.ctypes.data)
         self._io = io  # keeps the binding (and through it the session) alive
         self.options = backend._run_options
@@ -368,6 +380,10 @@ class _BoundOne:
             self.run, self.binding = backend._c_session.run_with_iobinding, io._iobinding
         else:  # pragma: no cover - onnxruntime without the private handle
             self.run, self.binding = backend.session.run_with_iobinding, io
+
+    def heads(self) -> tuple[np.ndarray, ...]:
+        """The four heads of the last call, (1, 3), (1, L), (1,), (1,)."""
+        return heads_from_logits(self.row) if self.logits else self.outputs
 
 
 class _TensorRTBackend:

@@ -39,7 +39,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from edge_agent.actions import ACTOR_OUTPUTS, DTAC_INPUT, TAC_INPUTS
+from edge_agent.actions import ACTOR_OUTPUTS, DTAC_INPUT, PACKED_OUTPUT, TAC_INPUTS
 from edge_agent.system_model import LOCAL_STATE_DIM
 
 EXPORT_OPSET = 18  # what the dynamo exporter emits; converted down per profile
@@ -531,85 +531,80 @@ def fold_residual_gemm(model: onnx.ModelProto) -> int:
     return _rewrite_to_fixpoint(graph, fold)
 
 
-def transpose_ratio_head(model: onnx.ModelProto) -> int:
-    """The two ratio outputs ``Gather(Sigmoid(Gemm(h)), 0 / 1, axis=1)`` -> one
-    transposed ``Gemm(W, h)`` (2, batch), ``Sigmoid``, ``Reshape`` to (2 batch,) and a
-    ``Split`` into the two (batch,) outputs. onnxruntime fuses the Gemm and the Sigmoid
-    and would turn the two Gathers into a Split and two Squeezes: 4 kernels -> 3.
-    In place; returns the number of heads rewritten."""
+def pack_action_heads(model: onnx.ModelProto) -> int:
+    """The actor's four heads ``Softmax(Gemm(h))`` (p_x), ``Softmax(Gemm(h))`` (p_l) and
+    ``Gather(Sigmoid(Gemm(h)), 0 / 1)`` (a, b) -> one ``Gemm(h)`` to the single output
+    :data:`edge_agent.actions.PACKED_OUTPUT` (batch, 3 + L + 2): the logits of p_x and
+    p_l and a, b before the sigmoid. At batch 1 the heads were 7 onnxruntime kernels
+    (two Gemms, two Softmax, the ratio head's Gemm + Sigmoid, Reshape and Split after
+    onnxruntime's own fusions); the runtime takes the argmax of the logits (the same
+    first maximum as of the softmax) and the sigmoid of two numbers in Python, and
+    :func:`edge_agent.actions.heads_from_logits` gives the four heads back. For
+    onnxruntime-only artifacts: the outputs change, so TensorRT / INT8 variants keep
+    the four heads. In place; returns 1 if rewritten, 0 if the heads are not of this
+    form (e.g. the TAC actor, whose heads are MatMul + Add on (rounds, N, d))."""
     graph = model.graph
+    if [o.name for o in graph.output] != list(ACTOR_OUTPUTS):
+        return 0
     inits = {t.name: t for t in graph.initializer}
-    opset = _onnx_opset(model)
-    done = 0
-    producer, consumers, outputs = _graph_maps(graph)
-    by_input: dict[str, list] = {}
-    for n in graph.node:
-        if n.op_type == "Gather" and n.domain in ("", "ai.onnx"):
-            by_input.setdefault(n.input[0], []).append(n)
-    for s_name, gathers in by_input.items():
-        sig = producer.get(s_name)
-        if len(gathers) != 2 or sig is None or sig.op_type != "Sigmoid" or consumers[s_name] != 2 or s_name in outputs:
-            continue
-        gemm = producer.get(sig.input[0])
-        gm = _plain_gemm(gemm, inits) if gemm is not None else None
-        if gm is None or gm[0].shape[1] != 2 or consumers[sig.input[0]] != 1 or sig.input[0] in outputs:
-            continue
-        idx = {}
-        for g in gathers:
-            if _attrs(g).get("axis", 0) not in (1, -1) or g.input[1] not in inits:
-                break
-            i = numpy_helper.to_array(inits[g.input[1]])
-            if i.ndim != 0 or int(i) not in (0, 1, -1, -2):
-                break
-            idx[int(i) % 2] = g
-        if sorted(idx) != [0, 1]:
-            continue
-        m, b = gm
-        base = gemm.name or gemm.output[0]
-        names = {k: f"{base}_t_{k}" for k in ("w", "b", "shape", "logits", "ratios", "flat")}
-        graph.initializer.extend([
-            numpy_helper.from_array(np.ascontiguousarray(m.T, dtype=np.float32), names["w"]),  # (2, d)
-            numpy_helper.from_array(b.reshape(2, 1).astype(np.float32), names["b"]),
-            numpy_helper.from_array(np.array([-1], np.int64), names["shape"]),
-        ])
-        split_attrs = {"axis": 0, "num_outputs": 2} if opset >= 18 else {"axis": 0}
-        new = [
-            helper.make_node("Gemm", [names["w"], gemm.input[0], names["b"]], [names["logits"]], name=f"{base}_t", transB=1),
-            helper.make_node("Sigmoid", [names["logits"]], [names["ratios"]], name=f"{base}_t_sigmoid"),
-            helper.make_node("Reshape", [names["ratios"], names["shape"]], [names["flat"]], name=f"{base}_t_flat"),
-            helper.make_node("Split", [names["flat"]], [idx[0].output[0], idx[1].output[0]], name=f"{base}_t_split", **split_attrs),
-        ]
-        pos = list(graph.node).index(gemm)
-        for n in (gemm, sig, *gathers):
-            graph.node.remove(n)
-        for k, n in enumerate(new):
-            graph.node.insert(pos + k, n)
-        done += 1
-    if done:
-        from export.quantize import topological_sort
-
-        topological_sort(model)
-        _drop_unused_initializers(graph)
-    return done
+    producer, consumers, _ = _graph_maps(graph)
+    soft_x, soft_l, gather_a, gather_b = (producer.get(name) for name in ACTOR_OUTPUTS)
+    if soft_x is None or soft_l is None or gather_a is None or gather_b is None:
+        return 0
+    if soft_x.op_type != "Softmax" or soft_l.op_type != "Softmax" or any(_attrs(n).get("axis", -1) not in (-1, 1) for n in (soft_x, soft_l)):
+        return 0
+    if gather_a.op_type != "Gather" or gather_b.op_type != "Gather" or gather_a.input[0] != gather_b.input[0]:
+        return 0
+    for gather, index in ((gather_a, 0), (gather_b, 1)):
+        i = inits.get(gather.input[1])
+        if _attrs(gather).get("axis", 0) not in (1, -1) or i is None or numpy_helper.to_array(i).ndim != 0 \
+                or int(numpy_helper.to_array(i)) % 2 != index:
+            return 0
+    sigmoid = producer.get(gather_a.input[0])
+    if sigmoid is None or sigmoid.op_type != "Sigmoid" or consumers[sigmoid.output[0]] != 2:
+        return 0
+    gemms = [producer.get(n.input[0]) for n in (soft_x, soft_l, sigmoid)]
+    if any(g is None or consumers[g.output[0]] != 1 for g in gemms) or len({g.input[0] for g in gemms}) != 1:
+        return 0
+    parts = [_plain_gemm(g, inits) for g in gemms]
+    if any(p is None for p in parts) or [p[0].shape[1] for p in parts][::2] != [3, 2]:
+        return 0
+    m = np.concatenate([p[0] for p in parts], axis=1)  # (d, 3 + L + 2)
+    b = np.concatenate([p[1] for p in parts])
+    base = gemms[0].name or gemms[0].output[0]
+    wname, bname = f"{base}_packed_w", f"{base}_packed_b"
+    graph.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(m.T, dtype=np.float32), wname),
+                              numpy_helper.from_array(b.astype(np.float32), bname)])
+    batch = graph.output[0].type.tensor_type.shape.dim[0]
+    for n in (soft_x, soft_l, gather_a, gather_b, sigmoid, *gemms):
+        graph.node.remove(n)
+    graph.node.append(helper.make_node("Gemm", [gemms[0].input[0], wname, bname], [PACKED_OUTPUT], name=f"{base}_packed", transB=1))
+    out = helper.make_tensor_value_info(PACKED_OUTPUT, onnx.TensorProto.FLOAT, [batch.dim_param or batch.dim_value or "batch", m.shape[1]])
+    del graph.output[:]
+    graph.output.append(out)
+    _drop_unused_initializers(graph)
+    return 1
 
 
-def optimize_for_onnxruntime_cpu(model: onnx.ModelProto) -> dict[str, int]:
-    """All the exact onnxruntime-CPU rewrites above, then the affine-chain fold; in
-    place. Returns what each rule did."""
+def optimize_for_onnxruntime_cpu(model: onnx.ModelProto, pack_heads: bool = True) -> dict[str, int]:
+    """All the exact onnxruntime-CPU rewrites above, then the affine-chain fold and
+    (``pack_heads``) the packed heads; in place. Returns what each rule did."""
     return {  # in this order (a dict literal is evaluated left to right)
         "input_clip": drop_nonnegative_input_clip(model),
         "input_affine": fold_gemm_input_affine(model),
         "residual_gemm": fold_residual_gemm(model),
         "affine_chains": fold_affine_chains(model),
-        "ratio_head": transpose_ratio_head(model),
+        "action_heads": pack_action_heads(model) if pack_heads else 0,
     }
 
 
-def write_onnxruntime_cpu_variant(src: str | os.PathLike, dst: str | os.PathLike, opset: int) -> tuple[Path, dict]:
+def write_onnxruntime_cpu_variant(src: str | os.PathLike, dst: str | os.PathLike, opset: int,
+                                  pack_heads: bool = True) -> tuple[Path, dict]:
     """The FP32 artifact of an onnxruntime-only profile: ``src`` (from
-    :func:`export_actor` with ``ort_contrib_ops``) with :func:`optimize_for_onnxruntime_cpu`."""
+    :func:`export_actor` with ``ort_contrib_ops``) with :func:`optimize_for_onnxruntime_cpu`
+    (``pack_heads=False``: the four heads kept, the runtime benchmark's baseline)."""
     model = onnx.load(str(src))
-    done = optimize_for_onnxruntime_cpu(model)
+    done = optimize_for_onnxruntime_cpu(model, pack_heads)
     onnx.checker.check_model(model)
     onnx.save(model, str(dst))
     check_model(dst, opset, allow_contrib=True)

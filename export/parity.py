@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge_agent.actions import ACTOR_OUTPUTS, DTAC_INPUT, TAC_INPUTS
+from edge_agent.actions import ACTOR_OUTPUTS, DTAC_INPUT, PACKED_OUTPUT, TAC_INPUTS, heads_from_logits
 
 
 def parity_states(scenario, kind: str, count: int, seed: int, ues: int = 30):
@@ -42,7 +42,8 @@ def torch_outputs(actor, kind: str, states, edge_id=None, chunk: int = 4096) -> 
 
 
 def ort_outputs(model, kind: str, states, edge_id=None, chunk: int = 1, providers=None) -> list[np.ndarray]:
-    """Run an ONNX model (path or bytes) over ``states`` in batches of ``chunk``."""
+    """Run an ONNX model (path or bytes) over ``states`` in batches of ``chunk``; the four
+    heads, also of a model with the packed output (decoded as the runtime does)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -57,6 +58,8 @@ def ort_outputs(model, kind: str, states, edge_id=None, chunk: int = 1, provider
         else:
             feed = {TAC_INPUTS[0]: states[i : i + chunk], TAC_INPUTS[1]: edge_id[i : i + chunk]}
         outs.append(run(None, feed))
+    if [o.name for o in sess.get_outputs()] == [PACKED_OUTPUT]:
+        return list(heads_from_logits(np.concatenate([o[0] for o in outs])))
     return [np.concatenate([o[k] for o in outs]) for k in range(len(ACTOR_OUTPUTS))]
 
 

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from edge_agent.actions import PACKED_OUTPUT
 from export.bundle import build_bundle, load_private_key
 from export.onnx_export import (ExportError, check_model, export_actor, input_specs, onnxruntime_kernels, output_specs,
                                 write_onnxruntime_cpu_variant)
@@ -176,6 +177,9 @@ def _export(checkpoint, target, out, precisions, scenario, parity_count, calibra
                               "size_bytes": len(files[name]), "fp32_layers": keep_fp32,
                               "graph_rewrites": rewrites if precision == "fp32" else {}, "parity": {k: figures[k] for k in (
                                   "max_abs_error", "offload_agreement", "channel_agreement", "decision_agreement")}})
+            if precision == "fp32" and rewrites.get("action_heads"):
+                # this artifact's own output (pack_action_heads); the manifest's "outputs" are the four heads it decodes to
+                artifacts[-1]["outputs"] = [{"name": PACKED_OUTPUT, "dtype": "float32", "shape": ["batch", 5 + actor.cfg.num_channels]}]
         if failures and on_parity_failure == "warn":
             progress(f"WARNING: decision agreement below {min_agreement:.4f} for {', '.join(failures)}; kept (--on-parity-failure warn)")
         elif failures and (on_parity_failure == "fail" or "fp32" in failures):

@@ -234,42 +234,79 @@ def test_fold_residual_gemm_turns_skip_layernorm_into_layernorm():
     assert fold_residual_gemm(shared) == 0
 
 
-@pytest.mark.parametrize("opset", [17, 20])
-def test_transpose_ratio_head_gives_the_same_two_ratios(opset):
-    from export.onnx_export import transpose_ratio_head
-
+def _heads_model(opset=20):
+    """The actor's four heads on a hidden h (batch, 6), as the exporter writes them."""
     rng = np.random.default_rng(6)
-    inits = {"w": rng.normal(size=(2, 6)), "b": rng.normal(size=2)}
-    idx = [numpy_helper.from_array(np.array(i, np.int64), f"i{i}") for i in (0, 1)]
-    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["logits"], transB=1), helper.make_node("Sigmoid", ["logits"], ["r"]),
-             helper.make_node("Gather", ["r", "i1"], ["cpu"], axis=1), helper.make_node("Gather", ["r", "i0"], ["power"], axis=1)]
-    model = _model(nodes, inits, outputs=(("power", None), ("cpu", None)), opset=opset)
-    model.graph.initializer.extend(idx)
+    inits = {"wx": rng.normal(size=(3, 6)), "bx": rng.normal(size=3), "wl": rng.normal(size=(4, 6)), "bl": rng.normal(size=4),
+             "wr": rng.normal(size=(2, 6)), "br": rng.normal(size=2)}
+    nodes = [helper.make_node("Relu", ["x"], ["h"]),
+             helper.make_node("Gemm", ["h", "wx", "bx"], ["zx"], transB=1), helper.make_node("Softmax", ["zx"], ["offload_probs"], axis=-1),
+             helper.make_node("Gemm", ["h", "wl", "bl"], ["zl"], transB=1), helper.make_node("Softmax", ["zl"], ["channel_probs"], axis=-1),
+             helper.make_node("Gemm", ["h", "wr", "br"], ["zr"], transB=1), helper.make_node("Sigmoid", ["zr"], ["r"]),
+             helper.make_node("Gather", ["r", "i0"], ["transmit_power_ratio"], axis=1),
+             helper.make_node("Gather", ["r", "i1"], ["cpu_freq_ratio"], axis=1)]
+    model = _model(nodes, inits, outputs=(("offload_probs", 3), ("channel_probs", 4), ("transmit_power_ratio", None), ("cpu_freq_ratio", None)),
+                   opset=opset)
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(i, np.int64), f"i{i}") for i in (0, 1)])
+    return model
+
+
+@pytest.mark.parametrize("opset", [17, 20])
+def test_pack_action_heads_gives_the_same_heads_from_one_gemm(opset):
+    from edge_agent.actions import decode_action_values, decode_actions, heads_from_logits
+    from export.onnx_export import pack_action_heads
+
+    model = _heads_model(opset)
+    rng = np.random.default_rng(7)
     for batch in (1, 5):
         x = rng.normal(size=(batch, 6)).astype(np.float32)
         before = _outputs(model, {"x": x})
         m = onnx.ModelProto()
         m.CopyFrom(model)
-        assert transpose_ratio_head(m) == 1
-        assert [n.op_type for n in m.graph.node] == ["Gemm", "Sigmoid", "Reshape", "Split"]
+        assert pack_action_heads(m) == 1
+        assert [n.op_type for n in m.graph.node] == ["Relu", "Gemm"] and [o.name for o in m.graph.output] == ["action_logits"]
         onnx.checker.check_model(m, full_check=True)
-        _assert_same(before, _outputs(m, {"x": x}), atol=1e-6)
+        (logits,) = _outputs(m, {"x": x})
+        assert logits.shape == (batch, 9)
+        _assert_same(before, heads_from_logits(logits), atol=1e-6)
+        ref = decode_actions(*before)
+        for row, (off, ch, a, b) in enumerate(zip(ref["offload"], ref["channel"], ref["transmit_power_ratio"], ref["cpu_freq_ratio"])):
+            assert decode_action_values(logits[row].tolist(), 4, logits=True) == pytest.approx((off, ch, a, b), rel=1e-6)
+    # not the four heads (another output, or a head read twice): left alone
+    other = _heads_model()
+    other.graph.output.append(helper.make_tensor_value_info("h", TensorProto.FLOAT, ["b", 6]))
+    assert pack_action_heads(other) == 0
+    shared = _heads_model()
+    shared.graph.node.append(helper.make_node("Relu", ["zx"], ["zx2"]))
+    assert pack_action_heads(shared) == 0
+
+
+def test_head_values_from_logits_equals_the_numpy_heads():
+    from edge_agent.actions import head_values_from_logits, heads_from_logits
+
+    rng = np.random.default_rng(8)
+    for row in rng.normal(scale=30, size=(200, 9)).astype(np.float32):  # large logits: no overflow either way
+        ref = np.concatenate([h.reshape(-1) for h in heads_from_logits(row[None])])
+        np.testing.assert_array_equal(np.array(head_values_from_logits(row.tolist(), 4), np.float32), ref)
 
 
 def test_onnxruntime_cpu_variant_of_the_dtac_actor(dtac, work, states):
+    from edge_agent.actions import heads_from_logits
     from export.onnx_export import onnxruntime_kernels, write_onnxruntime_cpu_variant
 
     base = export_actor(dtac, "dtac", work / "laptop_base.onnx", opset=20, ort_contrib_ops=True)
     path, done = write_onnxruntime_cpu_variant(base, work / "laptop_fast.onnx", 20)
-    assert done == {"input_clip": 1, "input_affine": 2, "residual_gemm": 1, "affine_chains": 1, "ratio_head": 1}
+    assert done == {"input_clip": 1, "input_affine": 2, "residual_gemm": 1, "affine_chains": 1, "action_heads": 1}
     before, after = check_model(base, 20, allow_contrib=True), check_model(path, 20, allow_contrib=True)
-    assert after["nodes"] == before["nodes"] - 4  # 34 -> 30: clip, sub, div, and one residual's Gemm
-    assert "Clip" not in after["ops"] and "Gather" not in after["ops"] and after["ops"]["LayerNormalization"] == 1
+    # 34 -> 23: clip, sub, div, one residual's Gemm, and the heads' 8 nodes -> 1 Gemm
+    assert after["nodes"] == before["nodes"] - 11
+    assert "Clip" not in after["ops"] and "Gather" not in after["ops"] and "Softmax" not in after["ops"]
+    assert after["ops"]["LayerNormalization"] == 1
     assert onnxruntime_kernels(path)["kernels"] < onnxruntime_kernels(base)["kernels"]
     with torch.no_grad():
         ref = [t.numpy() for t in dtac(torch.as_tensor(states))]
     for batch in (1, 7, 500):
-        out = _run(path, {"local_state": states[:batch]})
+        out = heads_from_logits(_run(path, {"local_state": states[:batch]})[0])
         for o, r in zip(out, ref):
             assert o.shape == r[:batch].shape
             np.testing.assert_allclose(o, r[:batch], atol=2e-5)

@@ -7,7 +7,7 @@ import torch
 from cloud_trainer.checkpoint import load_actor
 from cloud_trainer.scenario import load_scenario
 from edge_agent.actions import decode_actions
-from edge_agent.bundle import BundleError, install_bundle
+from edge_agent.bundle import BundleError, inspect_bundle, install_bundle
 from edge_agent.runtime import PolicyRuntime, StateError, choose_artifact
 from export.parity import parity_states
 from export.testing import keypair, reference_bundle, reference_checkpoint
@@ -223,7 +223,7 @@ def test_batch_one_nan_output_falls_back_to_decode_actions(work, laptop_bundle, 
 
     rt = PolicyRuntime.from_bundle(laptop_bundle[0], [keypair(work)[1]], profile="laptop")
     expected = rt.decide(states[:1])
-    monkeypatch.setattr(runtime_module, "decode_action_values", lambda values, num_channels: None)
+    monkeypatch.setattr(runtime_module, "decode_action_values", lambda *args: None)
     got = rt.decide(states[:1])
     for key in expected:
         np.testing.assert_array_equal(got[key], expected[key])
@@ -234,7 +234,10 @@ def test_batch_one_nan_output_falls_back_to_decode_actions(work, laptop_bundle, 
 def test_laptop_fp32_artifact_is_the_rewritten_graph(laptop_bundle):
     path, report = laptop_bundle
     onnx_info = report["onnx"]
-    assert onnx_info["nodes"] < onnx_info["base_nodes"] and onnx_info["rewrites"]["ratio_head"] == 1
+    assert onnx_info["nodes"] < onnx_info["base_nodes"] and onnx_info["rewrites"]["action_heads"] == 1
+    fp32 = next(a for a in inspect_bundle(path).artifacts if a["precision"] == "fp32")
+    assert fp32["outputs"] == [{"name": "action_logits", "dtype": "float32", "shape": ["batch", 9]}]
+    assert all("outputs" not in a for a in inspect_bundle(path).artifacts if a["precision"] != "fp32")  # INT8: four heads
     assert onnx_info["onnxruntime_cpu_kernels"]["kernels"] <= onnx_info["nodes"]
     assert report["variants"]["fp32"]["decision_agreement"] == 1.0 and report["variants"]["fp32"]["max_abs_error_all_heads"] < 1e-4
     assert report["int8_static_activations"] == "asymmetric"  # no TensorRT on the laptop profile
