@@ -159,7 +159,7 @@ def main() -> None:
     four_heads, _ = write_onnxruntime_cpu_variant(export_actor(actor, "dtac", tmp / "dtac_base.onnx", laptop.opset, ort_contrib_ops=True),
                                                   tmp / "dtac_four_heads.onnx", laptop.opset, pack_heads=False)
     four = PolicyRuntime(runtimes["fp32"].manifest, {"path": four_heads.name, "format": "onnx", "precision": "fp32"},
-                         four_heads.read_bytes(), laptop, intra_op_threads=1)
+                         four_heads.read_bytes(), laptop, ["CPUExecutionProvider"], intra_op_threads=1)
     floor = one_gemm_floor()
     one, one4 = runtimes["fp32"]._one, four._one  # the bound batch-1 calls: the artifacts alone, no Python checks
     one.input[...] = state

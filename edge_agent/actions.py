@@ -56,17 +56,16 @@ def heads_from_logits(logits) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return softmax(z[..., :3]), softmax(z[..., 3:k]), ratios[..., 0], ratios[..., 1]
 
 
-def head_values_from_logits(values: list[float], num_channels: int) -> list[float]:
+def head_values_from_logits(values: list[float], num_channels: int, exp=math.exp) -> list[float]:
     """:func:`heads_from_logits` for one UE's row of finite Python floats, without
     numpy's per-call cost: ``p_x (3), p_l (L), a, b`` from a :data:`PACKED_OUTPUT` row."""
     k = 3 + num_channels
-    out = []
-    for part in (values[0:3], values[3:k]):
-        top = max(part)
-        e = [math.exp(v - top) for v in part]
-        total = sum(e)
-        out += [v / total for v in e]
-    return out + [_sigmoid(values[k]), _sigmoid(values[k + 1])]
+    px, pl = values[0:3], values[3:k]
+    top_x, top_l = max(px), max(pl)
+    ex = [exp(v - top_x) for v in px]
+    el = [exp(v - top_l) for v in pl]
+    sx, sl = sum(ex), sum(el)
+    return [v / sx for v in ex] + [v / sl for v in el] + [_sigmoid(values[k]), _sigmoid(values[k + 1])]
 
 
 def _sigmoid(z: float) -> float:

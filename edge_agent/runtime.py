@@ -220,14 +220,14 @@ class PolicyRuntime:
             if one.logits:  # the packed output: the heads from its logits
                 values = one.packed.tolist()
                 total = sum(values)
-                out = (np.array(head_values_from_logits(values, one.num_channels), np.float32)[None] if total - total == 0.0
-                       else np.concatenate([h.reshape(1, -1) for h in heads_from_logits(one.row)], axis=1))
+                out = (np.array(head_values_from_logits(values, one.num_channels), np.float32) if total - total == 0.0
+                       else np.concatenate([h.reshape(-1) for h in heads_from_logits(one.row)]))
             else:
-                out = one.row.copy()
-            if local_states.ndim == 1:
-                out = out[0]
-                return out[:3], out[3:k], out[k], out[k + 1]
-            return out[:, :3], out[:, 3:k], out[:, k], out[:, k + 1]
+                out = one.packed.copy()
+            if local_states.ndim == 2:
+                out = out[None]
+                return out[:, :3], out[:, 3:k], out[:, k], out[:, k + 1]
+            return out[:3], out[3:k], out[k], out[k + 1]
         feeds, squeeze = self._check(local_states, edge_id)
         outs = self._backend.run(feeds)
         return tuple(o[0].copy() for o in outs) if squeeze else tuple(o.copy() for o in outs)
