@@ -23,6 +23,11 @@ the six values (a NaN, inf or negative value drops to the general path, which na
 it), the four outputs land in one packed buffer that is read with one ``tolist`` and
 decoded by :func:`edge_agent.actions.decode_action_values` (the same decision as
 ``decode_actions``, which still decodes a NaN output).
+
+A model may have the four heads as outputs or the one packed output
+:data:`edge_agent.actions.PACKED_OUTPUT` (the FP32 artifact of onnxruntime-only
+profiles: the logits in the same layout, 6 fewer kernels); :meth:`infer` gives the
+four heads either way.
 """
 
 from __future__ import annotations
