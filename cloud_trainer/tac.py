@@ -64,10 +64,11 @@ class TACConfig:
     # TD3's delayed policy update: the actor follows a critic that has caught up with
     # its last move). 1 is Algorithm 1: one actor step per critic step
     actor_update_every: int = 1
-    # > 0 (ours): adds this weight times a cross-entropy that pulls each UE's p_x toward
-    # the offload choice the critic scores best with the other UEs' actions fixed
-    # (offload_search_loss); 0 is Algorithm 1's actor loss (19) alone
+    # > 0 (ours): adds this weight times a cross-entropy that pulls each UE's p_x (p_l)
+    # toward the offload choice (channel) the critic scores best with the other UEs'
+    # actions fixed (discrete_search_loss); 0 is Algorithm 1's actor loss (19) alone
     offload_search_coef: float = 0.0
+    channel_search_coef: float = 0.0
     warmup_rounds: int = 20  # collection rounds before the first update
     replay_capacity: int = 50_000  # joint states kept in the memory
     actor_lr: float = 3e-4  # Table II: 2e-5 (with far more episodes; ours is sized for a 2-core CPU)
@@ -239,41 +240,47 @@ def critic_update(critic, optimizer, transform: RewardTransform, batch, grad_cli
 
 def actor_loss(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
     """(19) / (22): minus the actor objective, minus the entropy bonus over the real UEs
-    (plus ``offload_search_coef`` times :func:`offload_search_loss` where set)."""
+    (plus ``offload_search_coef`` / ``channel_search_coef`` times
+    :func:`discrete_search_loss` of p_x / p_l where set)."""
     p_x, p_l, a, b = actions
     q = critic(state, edge_id, p_x, p_l, a, b, mask)
     value = actor_objective(q, mask, cfg.actor_w_time, cfg.actor_w_energy)
     ent = ((entropy(p_x) + entropy(p_l)) * mask).sum(-1)
     loss = (-value - cfg.entropy_coef * ent).mean()
-    if getattr(cfg, "offload_search_coef", 0.0) > 0:
-        loss = loss + cfg.offload_search_coef * offload_search_loss(critic, state, edge_id, mask, actions, cfg)
+    for head, coef in enumerate((getattr(cfg, "offload_search_coef", 0.0), getattr(cfg, "channel_search_coef", 0.0))):
+        if coef > 0:
+            loss = loss + coef * discrete_search_loss(critic, state, edge_id, mask, actions, cfg, head)
     return loss
 
 
-def offload_search_targets(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
-    """For every UE n and offload option o: the critic's objective (19) of the joint
-    action with UE n's p_x replaced by one-hot(o) and everything else as the actor
-    gives it; returns the best option per UE, (B, N) int64. One critic call over
-    B * N * 3 joint actions."""
-    p_x, p_l, a, b = (t.detach() for t in actions)
-    bsz, n, k = p_x.shape
+def discrete_search_targets(critic, state, edge_id, mask, actions, cfg, head: int = 0) -> torch.Tensor:
+    """For every UE n and option o of a discrete head (``head`` 0: offload p_x, 1:
+    channel p_l): the critic's objective (19) of the joint action with UE n's vector
+    of that head replaced by one-hot(o) and everything else as the actor gives it;
+    returns the best option per UE, (B, N) int64. One critic call over B * N * K
+    joint actions."""
+    acts = [t.detach() for t in actions]
+    p = acts[head]
+    bsz, n, k = p.shape
     with torch.no_grad():
-        cand = p_x[:, None, None].repeat(1, n, k, 1, 1)  # (B, n, o, N, 3)
+        cand = p[:, None, None].repeat(1, n, k, 1, 1)  # (B, n, o, N, K)
         ues = torch.arange(n)
         cand[:, ues, :, ues, :] = torch.eye(k)  # UE n's row -> one-hot(o)
         rep = lambda t: t.repeat_interleave(n * k, 0)  # noqa: E731
-        q = critic(rep(state), rep(edge_id), cand.reshape(bsz * n * k, n, k), rep(p_l), rep(a), rep(b), rep(mask))
+        acts = [rep(t) for t in acts]
+        acts[head] = cand.reshape(bsz * n * k, n, k)
+        q = critic(rep(state), rep(edge_id), *acts, rep(mask))
         value = actor_objective(q, rep(mask), cfg.actor_w_time, cfg.actor_w_energy)
     return value.reshape(bsz, n, k).argmax(-1)
 
 
-def offload_search_loss(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
-    """Cross-entropy of each real UE's p_x toward :func:`offload_search_targets` (ours,
-    not in the paper): the deterministic policy gradient of (19) moves p_x only within
-    the critic's local slope at the played vertex, this compares the discrete
-    alternatives the critic can score."""
-    target = offload_search_targets(critic, state, edge_id, mask, actions, cfg)
-    logp = torch.log(actions[0].clamp_min(1e-8)).gather(-1, target[..., None]).squeeze(-1)
+def discrete_search_loss(critic, state, edge_id, mask, actions, cfg, head: int = 0) -> torch.Tensor:
+    """Cross-entropy of each real UE's p_x (``head`` 0) or p_l (1) toward
+    :func:`discrete_search_targets` (ours, not in the paper): the deterministic policy
+    gradient of (19) moves a probability vector only along the critic's local slope at
+    the played vertex; this compares the discrete alternatives the critic can score."""
+    target = discrete_search_targets(critic, state, edge_id, mask, actions, cfg, head)
+    logp = torch.log(actions[head].clamp_min(1e-8)).gather(-1, target[..., None]).squeeze(-1)
     return -(logp * mask).sum() / mask.sum().clamp_min(1)
 
 

@@ -68,22 +68,24 @@ def test_delayed_actor_updates_step_the_actor_every_kth_critic_step(tmp_path):
         tiny_cfg(actor_update_every=0)
 
 
-def test_offload_search_picks_each_ues_best_option_under_the_critic():
-    from cloud_trainer.tac import offload_search_loss, offload_search_targets
+def test_discrete_search_picks_each_ues_best_option_under_the_critic():
+    from cloud_trainer.tac import discrete_search_loss, discrete_search_targets
 
-    cost = torch.tensor([[[3.0, 1.0, 2.0], [0.5, 2.0, 1.0], [2.0, 2.5, 0.1]]])  # (1, N=3, 3): UE n's energy per option
+    cost = torch.tensor([[[3.0, 1.0, 2.0], [0.5, 2.0, 1.0], [2.0, 2.5, 0.1]]])  # (1, N=3, 3): UE n's energy per offload option
+    channel_cost = torch.tensor([[[1.0, 0.0, 2.0, 3.0], [4.0, 3.0, 2.0, 1.0], [0.0, 1.0, 1.0, 1.0]]])
 
-    class Critic(torch.nn.Module):  # Q_energy of UE n = -(p_x[n] . cost[n]) + a term from another UE's choice
+    class Critic(torch.nn.Module):  # Q_energy of UE n = -(p_x[n] . cost[n]) - (p_l[n] . channel_cost[n]) + a term from UE 0's choice
         def forward(self, s, e, p_x, p_l, a, b, m):
-            energy = -(p_x * cost).sum(-1) - 0.1 * p_x[..., :1, 2]  # the second term is the same for every option of n > 0
+            energy = -(p_x * cost).sum(-1) - (p_l * channel_cost).sum(-1) - 0.1 * p_x[..., :1, 2]
             return torch.stack([torch.zeros_like(energy), energy], -1)
 
     cfg = TACConfig()
     p_x = torch.softmax(torch.randn(1, 3, 3, requires_grad=True), -1)
     acts = (p_x, torch.full((1, 3, 4), 0.25), torch.ones(1, 3), torch.ones(1, 3))
     s, e, m = torch.rand(1, 3, 6), torch.zeros(1, 3, dtype=torch.int64), torch.tensor([[True, True, True]])
-    assert offload_search_targets(Critic(), s, e, m, acts, cfg).tolist() == [[1, 0, 2]]
-    loss = offload_search_loss(Critic(), s, e, m, acts, cfg)
+    assert discrete_search_targets(Critic(), s, e, m, acts, cfg, head=0).tolist() == [[1, 0, 2]]
+    assert discrete_search_targets(Critic(), s, e, m, acts, cfg, head=1).tolist() == [[1, 3, 0]]
+    loss = discrete_search_loss(Critic(), s, e, m, acts, cfg, head=0)
     assert torch.isclose(loss, -torch.log(p_x[0, [0, 1, 2], [1, 0, 2]]).mean())
     loss.backward()  # the gradient reaches the actor's output
 
