@@ -374,7 +374,8 @@ class _BoundOne:
         self.input = np.zeros(_ONE_ROW, np.float32)
         self.row = row = np.zeros((1, 5 + k), np.float32)
         self.packed = row[0]
-        self.outputs = (row[:, :3], row[:, 3 : 3 + k], row[:, 3 + k], row[:, 4 + k])  # views: (1, 3), (1, L), (1,), (1,)
+        # the four heads' views, (1, 3), (1, L), (1,), (1,); a packed output is decoded by heads()
+        self.outputs = None if packed else (row[:, :3], row[:, 3 : 3 + k], row[:, 3 + k], row[:, 4 + k])
         io = backend.session.io_binding()
         io.bind_input(DTAC_INPUT, "cpu", 0, np.float32, list(_ONE_ROW), self.input.ctypes.data)
         for name, view in ([(PACKED_OUTPUT, row)] if packed else zip(ACTOR_OUTPUTS, self.outputs)):
