@@ -247,6 +247,7 @@ def actor_loss(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
     value = actor_objective(q, mask, cfg.actor_w_time, cfg.actor_w_energy)
     ent = ((entropy(p_x) + entropy(p_l)) * mask).sum(-1)
     loss = (-value - cfg.entropy_coef * ent).mean()
+    # getattr: the DTAC transfer's (22) calls this with a TransferConfig, which has no search
     for head, coef in enumerate((getattr(cfg, "offload_search_coef", 0.0), getattr(cfg, "channel_search_coef", 0.0))):
         if coef > 0:
             loss = loss + coef * discrete_search_loss(critic, state, edge_id, mask, actions, cfg, head)
