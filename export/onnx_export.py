@@ -567,7 +567,7 @@ def pack_action_heads(model: onnx.ModelProto) -> int:
     if any(g is None or consumers[g.output[0]] != 1 for g in gemms) or len({g.input[0] for g in gemms}) != 1:
         return 0
     parts = [_plain_gemm(g, inits) for g in gemms]
-    if any(p is None for p in parts) or [p[0].shape[1] for p in parts][::2] != [3, 2]:
+    if any(p is None for p in parts) or parts[0][0].shape[1] != 3 or parts[2][0].shape[1] != 2:  # p_x: 3 options; a, b
         return 0
     m = np.concatenate([p[0] for p in parts], axis=1)  # (d, 3 + L + 2)
     b = np.concatenate([p[1] for p in parts])
