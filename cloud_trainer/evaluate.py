@@ -110,11 +110,13 @@ def generalization_entry(trained_on: str, tested_on: str, trained_there: dict, t
             "relative_change": change}
 
 
-def evaluate_policy(policy, scenario: Scenario, rounds: int = 50, envs: int = 32, seed: int = 1000) -> dict:
-    """Roll ``policy`` for ``rounds`` rounds of ``envs`` parallel episodes."""
+def evaluate_policy(policy, scenario: Scenario, rounds: int = 50, envs: int = 32, seed: int = 1000, keep_rounds: bool = False) -> dict:
+    """Roll ``policy`` for ``rounds`` rounds of ``envs`` parallel episodes. ``keep_rounds``
+    also returns each round's objective and number of local UEs (arrays, in play order:
+    round-major, then env) for per-round comparisons of methods played on the same seed."""
     sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
     obs = sim.reset()
-    objective, round_time, energy, tasks = [], [], [], []
+    objective, round_time, energy, tasks, local_ues = [], [], [], [], []
     counts = np.zeros(3)
     by_n: dict[int, list[float]] = {}
     by_n_time: dict[int, list[float]] = {}
@@ -131,12 +133,14 @@ def evaluate_policy(policy, scenario: Scenario, rounds: int = 50, envs: int = 32
         tasks.append(n_ues)
         x = np.where(mask, decision.offload, -1)
         counts += [(x == k).sum() for k in range(3)]
+        local_ues.append((x == 0).sum(1))
         for i, n in enumerate(n_ues.tolist()):
             by_n.setdefault(n, []).append(float(res.objective[i]))
             by_n_time.setdefault(n, []).append(float(res.round_time_s[i]))
             by_n_energy.setdefault(n, []).append(float(res.total_energy_j[i] / n))
         obs = sim.reset() if step.episode_done else step.observation
     objective, round_time, energy, tasks = (np.concatenate(v) for v in (objective, round_time, energy, tasks))
+    kept = {"round_objective": objective, "round_local_ues": np.concatenate(local_ues)} if keep_rounds else {}
     return {
         "weighted_reward": -float(objective.mean()),  # (27)
         "weighted_reward_median": -float(np.median(objective)),
@@ -150,6 +154,7 @@ def evaluate_policy(policy, scenario: Scenario, rounds: int = 50, envs: int = 32
         },
         "rounds": int(rounds * envs),
         "decide_wall_s": time.perf_counter() - t0,
+        **kept,
     }
 
 
@@ -434,6 +439,31 @@ def split_analysis_sentence(sa: dict) -> str:
             f"{sa['policy_rounds_with_a_local_ue']} rounds.")
 
 
+def local_round_analysis(tac: dict, opt: dict) -> dict:
+    """From two ``evaluate_policy(..., keep_rounds=True)`` results on the same seed: the
+    rounds where the optimum keeps a UE local, the share of TAC's excess objective they
+    carry, TAC's gap over the other rounds and how often TAC kept a UE local in them.
+    (Both play the same tasks and channels; the edge caches follow each one's offloads.)"""
+    t, o = tac["round_objective"], opt["round_objective"]
+    local = opt["round_local_ues"] > 0
+    excess = t - o
+    return {
+        "rounds": len(o), "optimum_local_rounds": int(local.sum()),
+        "tac_local_in_those_rounds": int((tac["round_local_ues"][local] > 0).sum()),
+        "excess_share_of_those_rounds": float(excess[local].sum() / excess.sum()) if excess.sum() > 0 else None,
+        "tac_gap_without_those_rounds": float(t[~local].mean() / o[~local].mean() - 1),
+    }
+
+
+def local_round_sentence(la: dict) -> str:
+    """One sentence on the N = 4 benchmark's ``local_rounds`` figures (page and print)."""
+    share = la["excess_share_of_those_rounds"]
+    return (f"The optimum keeps a UE local in {la['optimum_local_rounds']} of the {la['rounds']} rounds (TAC in "
+            f"{la['tac_local_in_those_rounds']} of them); they carry "
+            f"{'-' if share is None else f'{100 * share:.0f}%'} of TAC's excess objective; over the other rounds TAC is "
+            f"{100 * la['tac_gap_without_those_rounds']:.1f}% above the optimum.")
+
+
 def write_results_page(results: dict, figures: list[Path], page: Path, command: str) -> Path:
     """``docs/results-dtac.md`` from the evaluation JSON (generated, do not edit)."""
     page.parent.mkdir(parents=True, exist_ok=True)
@@ -485,6 +515,8 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         gap = n4["tac_gap_to_optimum"]
         lines += ["", f"TAC is {100 * gap:.1f}% below the optimum (target: within 5%: **{'met' if gap <= 0.05 else 'missed'}**)"
                   + (f"; against the finer grid {100 * n4['tac_gap_to_fine_optimum']:.1f}%." if "tac_gap_to_fine_optimum" in n4 else "."), ""]
+        if n4.get("local_rounds"):
+            lines += [local_round_sentence(n4["local_rounds"]), ""]
         if n4.get("split_analysis"):
             lines += [split_analysis_sentence(n4["split_analysis"]), ""]
     for check in bench.get("seed_checks", []):

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cloud_trainer.baselines import LocalPolicy
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import evaluate_policy, rounds_to_fraction, target_checks
+from cloud_trainer.evaluate import evaluate_policy, local_round_analysis, local_round_sentence, rounds_to_fraction, target_checks
 from cloud_trainer.scenario import load_scenario
 from edgepilot.cli import app
 
@@ -18,10 +18,11 @@ def test_weighted_reward_is_minus_the_mean_objective():
     scen = load_scenario("fig5")
     res = evaluate_policy(LocalPolicy(4), scen, rounds=3, envs=2, seed=9)
     sim = BatchSimulator(scen, batch_size=2, seed=9)
-    obs, objs, energy, tasks = sim.reset(), [], 0.0, 0
+    obs, objs, energy, tasks, masks = sim.reset(), [], 0.0, 0, []
     for _ in range(3):
         st = sim.step(LocalPolicy(4).act(obs))
         objs.append(st.result.objective)
+        masks.append(obs.ue_mask)
         energy += st.result.total_energy_j.sum()
         tasks += obs.ue_mask.sum()
         obs = st.observation
@@ -29,6 +30,20 @@ def test_weighted_reward_is_minus_the_mean_objective():
     assert np.isclose(res["avg_energy_per_task_j"], energy / tasks)
     assert res["offload_preference"]["local"] == 1.0
     assert sum(v["rounds"] for v in res["by_num_ues"].values()) == 6
+    kept = evaluate_policy(LocalPolicy(4), scen, rounds=3, envs=2, seed=9, keep_rounds=True)
+    assert np.array_equal(kept["round_objective"], np.concatenate(objs)) and "round_objective" not in res
+    assert kept["round_local_ues"].tolist() == [int(n) for n in np.concatenate([m.sum(1) for m in masks])]
+
+
+def test_local_round_analysis_splits_the_gap_at_the_rounds_the_optimum_keeps_a_ue_local():
+    opt = {"round_objective": np.array([1.0, 1.0, 9.0, 2.0]), "round_local_ues": np.array([0, 0, 1, 0])}
+    tac = {"round_objective": np.array([1.1, 1.0, 41.0, 2.2]), "round_local_ues": np.array([0, 0, 0, 1])}
+    la = local_round_analysis(tac, opt)
+    assert la["rounds"] == 4 and la["optimum_local_rounds"] == 1 and la["tac_local_in_those_rounds"] == 0
+    assert np.isclose(la["excess_share_of_those_rounds"], 32.0 / 32.3)
+    assert np.isclose(la["tac_gap_without_those_rounds"], 4.3 / 4.0 - 1)
+    assert "in 1 of the 4 rounds (TAC in 0 of them)" in local_round_sentence(la) and "99%" in local_round_sentence(la)
+    assert local_round_analysis(opt, opt)["excess_share_of_those_rounds"] is None  # no excess to split
 
 
 def test_rounds_to_fraction():
@@ -93,7 +108,9 @@ def test_train_and_evaluate_commands_quick(tmp_path):
                       for m, w in (("tac", -1.25), ("exhaustive", -1.0))},
           "split_analysis": {"rounds": 2, "best_assignment_edge_count": [0, 0, 1, 1], "best_half_split_excess_mean": 0.02,
                              "runner_up_excess_median": 0.03, "policy_assignment_excess_mean": 0.125,
-                             "policy_assignment_excess_median": 0.1, "policy_picks_best_share": 0.5, "policy_rounds_with_a_local_ue": 0}}
+                             "policy_assignment_excess_median": 0.1, "policy_picks_best_share": 0.5, "policy_rounds_with_a_local_ue": 0},
+          "local_rounds": {"rounds": 2, "optimum_local_rounds": 1, "tac_local_in_those_rounds": 0,
+                           "excess_share_of_those_rounds": 0.8, "tac_gap_without_those_rounds": 0.04}}
     (out / "n4_exhaustive.json").write_text(json.dumps(n4))
     r = runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"])
     assert r.exit_code == 0, r.output
@@ -101,6 +118,7 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     assert "## N = 4 against the exhaustive optimum" in text and "25.0% below the optimum" in text and "**missed**" in text
     assert "on the edge: 2 in 1, 3 in 1 rounds" in text and "12.5% worse on average (median 10.0%)" in text
     assert "keeps a UE local in 0 rounds" in text
+    assert "in 1 of the 2 rounds (TAC in 0 of them); they carry 80% of TAC's excess" in text and "TAC is 4.0% above" in text
     # a TAC that keeps a UE local in every round has no all-offload assignment to score
     # (the benchmark writes None): the page says so instead of failing on the format
     n4["split_analysis"].update(policy_assignment_excess_mean=None, policy_assignment_excess_median=None,
