@@ -1,10 +1,12 @@
-"""Benchmark: TAC vs the exhaustive per-round optimum on N = 4 UEs (one edge server).
+"""Benchmark: TAC vs the exhaustive per-round optimum on N = 4 UEs (one or two edge servers).
 
-Trains a TAC on a 1-edge-server, 4-UE variant of the Fig. 5 radio/compute setting,
-then plays TAC, the exhaustive optimum (a, b on a 3-point grid), Local-only and
-Greedy on the same simulator seed. Prints the figures and writes JSON.
+Trains a TAC on a 4-UE variant of the Fig. 5 radio/compute setting (one edge server
+with 4 UEs, or with ``--edge-servers 2`` two with 2 UEs each), then plays TAC, the
+exhaustive optimum (a, b on a 3-point grid), Local-only and Greedy on the same
+simulator seed. Prints the figures and writes JSON.
 
     .venv/bin/python benchmarks/dtac_exhaustive_n4.py --out docs/figures/dtac/n4_exhaustive.json
+    .venv/bin/python benchmarks/dtac_exhaustive_n4.py --edge-servers 2   # -> n4_exhaustive_2edge.json
 
 The TAC settings of this benchmark (``N4_TAC``, overridable with ``--config``) differ
 from the ``TACConfig`` defaults the shipped fig5/6/7 models were trained with; why is
@@ -56,10 +58,14 @@ FINE_CPU_GRID = (0.25, 0.5, 0.75, 1.0)
 OWN_ASSIGNMENT_KEYS = ("policy_assignment_excess_mean", "policy_assignment_excess_median", "policy_picks_best_share")
 
 
-def n4_scenario():
+def n4_scenario(edge_servers: int = 1):
+    if edge_servers not in (1, 2):
+        raise ValueError(f"N = 4 is split over one or two edge servers, got {edge_servers}")
+    per_edge = 4 // edge_servers
     base = load_scenario("fig5").model_dump(mode="json")
-    base["name"], base["description"] = "n4", "Fig. 5 settings, 1 edge server with 4 UEs"
-    base["topology"].update(num_edge_servers=1, ues_per_edge_min=4, ues_per_edge_max=4)
+    base["name"] = "n4" if edge_servers == 1 else "n4_2edge"
+    base["description"] = "Fig. 5 settings, " + ("1 edge server with 4 UEs" if edge_servers == 1 else "2 edge servers with 2 UEs each")
+    base["topology"].update(num_edge_servers=edge_servers, ues_per_edge_min=per_edge, ues_per_edge_max=per_edge)
     return base, scenario_from_dict(base)
 
 
@@ -105,17 +111,18 @@ def split_analysis(policy, scen, rounds: int, envs: int, seed: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out", default="docs/figures/dtac/n4_exhaustive.json")
-    ap.add_argument("--runs", default="runs/n4")
+    ap.add_argument("--edge-servers", type=int, choices=(1, 2), default=1, help="the 4 UEs in one cell, or two cells of 2")
+    ap.add_argument("--out", default=None, help="default docs/figures/dtac/n4_exhaustive.json (n4_exhaustive_2edge.json with two edge servers)")
+    ap.add_argument("--runs", default=None, help="default runs/n4 (runs/n4_2edge)")
     ap.add_argument("--episodes", type=int, default=None, help=f"default {N4_TAC['episodes']}")
     ap.add_argument("--rounds-per-episode", type=int, default=None, help=f"default {N4_TAC['rounds_per_episode']}")
     ap.add_argument("--config", default=None, help="JSON file of TACConfig overrides, applied on top of N4_TAC")
     ap.add_argument("--seed", type=int, default=0)
     # UE positions are drawn per episode, so envs (not rounds) set how many placements the
-    # figure covers: 32 placements x 4 rounds; 4 x 8 (the first default) varied 7-21% by seed
-    # 128 placements (32 envs) missed the rare rounds where a UE sits in a deep fade and
-    # the optimum keeps it local: one such round carried 58-83% of every TAC's excess on
-    # evaluation seed 7000 (docs/results-n4.md), so the default covers 512
+    # figure covers (4 x 8, the first default, varied 7-21% by seed). 32 envs missed the
+    # rare rounds where a UE sits in a deep fade and the optimum keeps it local: one such
+    # round carried 58-83% of every TAC's excess on evaluation seed 7000
+    # (docs/results-n4.md), so the default is 4 rounds x 128 envs
     ap.add_argument("--eval-rounds", type=int, default=4)
     ap.add_argument("--eval-envs", type=int, default=128)
     ap.add_argument("--eval-seed", type=int, default=4242)
@@ -123,7 +130,10 @@ def main() -> None:
     ap.add_argument("--fine-grid", action="store_true", help="also the exhaustive optimum on a finer a / b grid (minutes)")
     ap.add_argument("--split-analysis", action="store_true", help="also score every edge / cloud assignment of each evaluation round (split_analysis)")
     args = ap.parse_args()
-    base, scen = n4_scenario()
+    suffix = "" if args.edge_servers == 1 else "_2edge"
+    args.out = args.out or f"docs/figures/dtac/n4_exhaustive{suffix}.json"
+    args.runs = args.runs or f"runs/n4{suffix}"
+    base, scen = n4_scenario(args.edge_servers)
     over = dict(N4_TAC, seed=args.seed)
     if args.config:
         extra = json.loads(Path(args.config).read_text())
@@ -136,6 +146,8 @@ def main() -> None:
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
         ckpt = load_checkpoint(checkpoint)
+        if ckpt["scenario_hash"] != scen.scenario_hash():
+            raise SystemExit(f"{checkpoint} was trained on another scenario than the {args.edge_servers}-edge-server N = 4 one (check --edge-servers)")
         cfg, train_s = TACConfig.from_dict(ckpt["train_config"]), ckpt.get("metrics", {}).get("wall_s")
     else:
         t0 = time.perf_counter()

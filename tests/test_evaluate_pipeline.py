@@ -130,6 +130,15 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     assert "keeps a UE local in 2 rounds" in text and "TAC's own assignment" not in text
     assert text.count("Local-only") >= 1 and "## fig5" in text  # the evaluation itself is kept
     assert json.loads((out / "results.json").read_text())["benchmarks"]["n4_exhaustive"]["tac_gap_to_optimum"] == 0.25
+    # the two-edge-server run (--edge-servers 2) gets its own section and target row
+    (out / "n4_exhaustive_2edge.json").write_text(json.dumps({**n4, "tac_gap_to_optimum": 0.04}))
+    r = runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"])
+    assert r.exit_code == 0, r.output
+    text = page.read_text()
+    assert "## N = 4 against the exhaustive optimum, one edge server" in text and "dtac_exhaustive_n4.py --edge-servers 2` (two edge servers" in text
+    rows = {t["target"]: t["met"] for t in json.loads((out / "results.json").read_text())["targets"]}
+    assert rows["N=4 (one edge server): TAC within 5% of the exhaustive optimum"] is False
+    assert rows["N=4 (two edge servers): TAC within 5% of the exhaustive optimum"] is True
     # another training seed (benchmarks/dtac_seed_check.py) gets its own section
     row = lambda w: {"weighted_reward": w, "weighted_reward_median": w, "avg_round_time_s": 1.0, "avg_energy_per_task_j": 0.1,  # noqa: E731
                      "offload_preference": {"local": 1.0, "edge": 0.0, "cloud": 0.0}}
