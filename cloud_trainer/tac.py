@@ -29,6 +29,7 @@ changes the trade-off - with it the actor learned to offload everything.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import time
@@ -44,7 +45,7 @@ from cloud_trainer.envs.simulator import BatchSimulator, Observation, sample_loc
 from cloud_trainer.models import ModelConfig, TACActor, TACCritic
 from cloud_trainer.scenario import Scenario
 from edge_agent.actions import MIN_RATIO
-from edge_agent.system_model import Decision
+from edge_agent.system_model import Decision, RoundTasks, evaluate_round, vector_reward
 
 
 # ---------------------------------------------------------------------------
@@ -69,6 +70,14 @@ class TACConfig:
     # actions fixed (discrete_search_loss); 0 is Algorithm 1's actor loss (19) alone
     offload_search_coef: float = 0.0
     channel_search_coef: float = 0.0
+    # > 0 (ours): adds this weight times conditional_ratio_loss: a and b are also trained
+    # under every UE's other offload choices, not only at the one the actor plays
+    ratio_search_coef: float = 0.0
+    # True (ours): every collection round also stores each single-UE deviation of the
+    # played action (each other offload choice, a random other channel) scored by the
+    # system model on the same round, as critic samples (valid for (18): gamma = 0);
+    # see counterfactual_deviations. The replay then holds 1 + 3 N samples per env-round
+    counterfactuals: bool = False
     warmup_rounds: int = 20  # collection rounds before the first update
     replay_capacity: int = 50_000  # joint states kept in the memory
     actor_lr: float = 3e-4  # Table II: 2e-5 (with far more episodes; ours is sized for a 2-core CPU)
@@ -86,8 +95,10 @@ class TACConfig:
     # with the noise std (eps * std / noise_std); see add_discrete_exploration
     offload_epsilon: float = 0.0
     channel_epsilon: float = 0.0
-    reward_transform: str = "clip"  # "clip" | "symlog"
+    reward_transform: str = "clip"  # "clip" | "softclip" | "symlog"
     reward_clip: float = 100.0  # floor of the per-UE reward, in reward units (w1 s / w2 J)
+    # "softclip" only: beyond the floor c the cost is c * (1 + ln(cost / c)), capped at this times c
+    reward_soft_cap: float = 3.0
     reward_scale: float = 10.0  # common divisor of both reward components
     grad_clip: float = 1.0
     normalizer_samples: int = 20_000
@@ -121,26 +132,38 @@ def symlog(x: torch.Tensor) -> torch.Tensor:
 class RewardTransform:
     """Maps the vector reward (17) to the critic's regression target."""
 
-    def __init__(self, scale, kind: str = "clip", clip: float = 100.0) -> None:
-        if kind not in ("symlog", "clip"):
-            raise ValueError(f"reward_transform must be 'clip' or 'symlog', got {kind!r}")
+    KINDS = ("clip", "softclip", "symlog")
+
+    def __init__(self, scale, kind: str = "clip", clip: float = 100.0, soft_cap: float = 3.0) -> None:
+        if kind not in self.KINDS:
+            raise ValueError(f"reward_transform must be one of {', '.join(self.KINDS)}, got {kind!r}")
+        if soft_cap <= 1:
+            raise ValueError(f"reward_soft_cap must be > 1, got {soft_cap}")
         self.scale = torch.as_tensor(np.asarray(scale, dtype=np.float32))
-        self.kind, self.clip = kind, float(clip)
+        self.kind, self.clip, self.soft_cap = kind, float(clip), float(soft_cap)
 
     @classmethod
     def fit(cls, reward: np.ndarray, mask: np.ndarray, cfg) -> "RewardTransform":
-        if cfg.reward_transform == "clip":
-            return cls([cfg.reward_scale, cfg.reward_scale], "clip", cfg.reward_clip)
+        if cfg.reward_transform in ("clip", "softclip"):
+            return cls([cfg.reward_scale, cfg.reward_scale], cfg.reward_transform, cfg.reward_clip, cfg.reward_soft_cap)
         real = np.abs(reward[mask])  # (M, 2)
         return cls(np.maximum(np.median(real, axis=0), 1e-6), "symlog", cfg.reward_clip)
 
     def __call__(self, reward: torch.Tensor) -> torch.Tensor:
         if self.kind == "clip":
             return reward.clamp_min(-self.clip) / self.scale
+        if self.kind == "softclip":
+            # costs up to the floor unchanged; beyond it c * (1 + ln(cost / c)), which keeps
+            # a worse outcome worse (a hard floor scores a 9 s and a 42 s round alike), up
+            # to soft_cap * c, reached at cost c * e^(soft_cap - 1)
+            cost = -reward
+            c = self.clip
+            soft = c * (1 + torch.log(cost.clamp_min(c) / c))
+            return -torch.where(cost <= c, cost, soft.clamp_max(self.soft_cap * c)) / self.scale
         return symlog(reward / self.scale)
 
     def state(self) -> dict:
-        return {"scale": self.scale.tolist(), "kind": self.kind, "clip": self.clip}
+        return {"scale": self.scale.tolist(), "kind": self.kind, "clip": self.clip, "soft_cap": self.soft_cap}
 
 
 def set_threads(n: int) -> None:
@@ -211,6 +234,34 @@ def add_discrete_exploration(actions, offload_eps: float, channel_eps: float, ge
     return explore(p_x, offload_eps), explore(p_l, channel_eps), a, b
 
 
+def counterfactual_deviations(params, tasks, actions, generator: torch.Generator):
+    """Every single-UE deviation of the played joint ``actions`` (ours, for the critic's
+    data): for each env and real UE, the joint action with that UE playing each other
+    offload decision, and with it playing a random other channel, everything else as
+    played; each scored by the system model on the same round (valid samples of (18):
+    rewards are per round, gamma = 0). Returns (env index (M,), actions, vector reward
+    (M, N, 2)) over the M = 3 x (real UEs) deviations."""
+    p_x, p_l, a, b = actions
+    mask = torch.as_tensor(tasks.ue_mask)
+    env, ue = mask.nonzero(as_tuple=True)
+    k = len(env)
+    rows = torch.arange(3 * k)
+    env3, ue3 = env.repeat(3), ue.repeat(3)
+    dx, dl = p_x[env3].clone(), p_l[env3].clone()
+    played_x, played_l = dx[rows, ue3].argmax(-1), dl[rows, ue3].argmax(-1)
+    step = torch.arange(3).repeat_interleave(k)  # 0, 1: the two other offload choices; 2: a channel
+    on_channel = step == 2
+    other_x = (played_x + 1 + step.clamp_max(1)) % dx.shape[-1]
+    other_l = (played_l + torch.randint(1, dl.shape[-1], (3 * k,), generator=generator)) % dl.shape[-1] if dl.shape[-1] > 1 else played_l
+    dx[rows, ue3] = swap_to_argmax(dx[rows, ue3], ~on_channel, other_x)
+    dl[rows, ue3] = swap_to_argmax(dl[rows, ue3], on_channel, other_l)
+    dev = (dx, dl, a[env3], b[env3])
+    rounds = env3.numpy()
+    rt = RoundTasks(**{f.name: np.asarray(getattr(tasks, f.name))[rounds] for f in dataclasses.fields(RoundTasks)})
+    reward = vector_reward(params, evaluate_round(params, rt, decision_from_actions(*dev)))
+    return env3, dev, torch.as_tensor(reward, dtype=torch.float32)
+
+
 def entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p.clamp_min(1e-8))).sum(-1)
 
@@ -251,7 +302,37 @@ def actor_loss(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
     for head, coef in enumerate((getattr(cfg, "offload_search_coef", 0.0), getattr(cfg, "channel_search_coef", 0.0))):
         if coef > 0:
             loss = loss + coef * discrete_search_loss(critic, state, edge_id, mask, actions, cfg, head)
+    if getattr(cfg, "ratio_search_coef", 0.0) > 0:
+        loss = loss + cfg.ratio_search_coef * conditional_ratio_loss(critic, state, edge_id, mask, actions, cfg)
     return loss
+
+
+def one_hot_candidates(p: torch.Tensor) -> torch.Tensor:
+    """(B, N, K) -> (B * N * K, N, K): for every UE n and option o of a discrete head
+    (p_x or p_l), the joint vectors with UE n's row replaced by one-hot(o)."""
+    bsz, n, k = p.shape
+    cand = p[:, None, None].repeat(1, n, k, 1, 1)  # (B, n, o, N, K)
+    ues = torch.arange(n)
+    cand[:, ues, :, ues, :] = torch.eye(k)
+    return cand.reshape(bsz * n * k, n, k)
+
+
+def conditional_ratio_loss(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
+    """Minus the mean critic objective (19) over every single-UE offload candidate (UE n
+    playing option o, the rest as the actor gives it), differentiated in a and b only
+    (ours). a only matters when a UE offloads and b only when it computes locally, so
+    at the actor's own action (19) gives no gradient to the b of an offloading UE: it
+    drifts (toward the smallest b, whose local energy the critic scores lowest), and
+    then keeping that UE local looks catastrophic - also where a deep fade makes local
+    the best choice. This trains each ratio for the choices the actor does not play."""
+    p_x, p_l, a, b = actions
+    bsz, n, k = p_x.shape
+    rep = lambda t: t.repeat_interleave(n * k, 0)  # noqa: E731
+    m = rep(mask)
+    q = critic(rep(state), rep(edge_id), one_hot_candidates(p_x.detach()), rep(p_l.detach()), rep(a), rep(b), m)
+    value = actor_objective(q, m, cfg.actor_w_time, cfg.actor_w_energy)  # (B * n * k,)
+    real = mask[:, :, None].expand(bsz, n, k).reshape(-1).float()  # candidates of padded UEs do not count
+    return -(value * real).sum() / real.sum().clamp_min(1)
 
 
 def discrete_search_targets(critic, state, edge_id, mask, actions, cfg, head: int = 0) -> torch.Tensor:
@@ -264,12 +345,9 @@ def discrete_search_targets(critic, state, edge_id, mask, actions, cfg, head: in
     p = acts[head]
     bsz, n, k = p.shape
     with torch.no_grad():
-        cand = p[:, None, None].repeat(1, n, k, 1, 1)  # (B, n, o, N, K)
-        ues = torch.arange(n)
-        cand[:, ues, :, ues, :] = torch.eye(k)  # UE n's row -> one-hot(o)
         rep = lambda t: t.repeat_interleave(n * k, 0)  # noqa: E731
         acts = [rep(t) for t in acts]
-        acts[head] = cand.reshape(bsz * n * k, n, k)
+        acts[head] = one_hot_candidates(p)
         q = critic(rep(state), rep(edge_id), *acts, rep(mask))
         value = actor_objective(q, rep(mask), cfg.actor_w_time, cfg.actor_w_energy)
     return value.reshape(bsz, n, k).argmax(-1)
@@ -440,6 +518,9 @@ def train_tac(
         if transform is None:
             transform = RewardTransform.fit(step.reward, obs.ue_mask, cfg)
         memory.add(state, edge_id, mask, noisy, reward)
+        if cfg.counterfactuals:
+            env, dev, dev_reward = counterfactual_deviations(scenario.network_params, obs.tasks, noisy, gen)
+            memory.add(state[env], edge_id[env], mask[env], dev, dev_reward)
         window.append((float(step.result.objective.mean()), float(step.result.round_time_s.mean()), float(step.result.total_energy_j.mean())))
         obs = step.observation
         if step.episode_done:

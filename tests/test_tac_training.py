@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -28,6 +30,21 @@ def test_clip_transform_keeps_the_time_energy_ratio():
     t = RewardTransform([10.0, 10.0], "clip", 100.0)
     out = t(torch.tensor([[-5.0, -2.0], [-1e6, -1e6]]))
     assert torch.allclose(out, torch.tensor([[-0.5, -0.2], [-10.0, -10.0]]))
+
+
+def test_softclip_transform_keeps_the_order_of_costs_beyond_the_floor():
+    t = RewardTransform([2.0, 2.0], "softclip", 5.0, soft_cap=3.0)
+    costs = torch.tensor([0.5, 5.0, 9.0, 42.0, 1e6])
+    out = t(-torch.stack([costs, costs], -1))[:, 0]
+    # unchanged up to the floor (like "clip"), then c * (1 + ln(cost / c)), capped at 3c
+    assert torch.allclose(out[:2], torch.tensor([-0.25, -2.5]))
+    assert torch.isclose(out[2], torch.tensor(-5.0 * (1 + math.log(9 / 5)) / 2))
+    assert out[3] < out[2] < out[1]  # a hard floor at 5 scores 9 and 42 alike
+    assert torch.isclose(out[4], torch.tensor(-7.5))
+    clip = RewardTransform([2.0, 2.0], "clip", 5.0)(-torch.stack([costs, costs], -1))[:, 0]
+    assert clip[2] == clip[3]
+    with pytest.raises(ValueError, match="soft_cap"):
+        RewardTransform([2.0, 2.0], "softclip", 5.0, soft_cap=1.0)
 
 
 def test_train_tac_writes_a_checkpoint_the_exporter_loads_and_resumes(tmp_path):
@@ -88,6 +105,65 @@ def test_discrete_search_picks_each_ues_best_option_under_the_critic():
     loss = discrete_search_loss(Critic(), s, e, m, acts, cfg, head=0)
     assert torch.isclose(loss, -torch.log(p_x[0, [0, 1, 2], [1, 0, 2]]).mean())
     loss.backward()  # the gradient reaches the actor's output
+
+
+def test_counterfactual_deviations_change_one_real_ue_and_score_like_the_simulator():
+    import numpy as np
+
+    from cloud_trainer.envs.simulator import BatchSimulator
+    from cloud_trainer.tac import counterfactual_deviations, decision_from_actions, observation_tensors
+
+    scen = scenario_from_dict(TINY)  # 1-2 UEs per edge server: padded rounds
+    sim = BatchSimulator(scen, batch_size=6, seed=5)
+    obs = sim.reset()
+    s, e, m = observation_tensors(obs)
+    with torch.no_grad():
+        acts = TACActor(ModelConfig(num_channels=scen.radio.num_channels))(s, e, m)
+    env, dev, reward = counterfactual_deviations(scen.network_params, obs.tasks, acts, torch.Generator().manual_seed(1))
+    real = int(m.sum())
+    assert len(env) == 3 * real and reward.shape == (3 * real, scen.max_ues, 2)
+    played, changed = decision_from_actions(*acts), decision_from_actions(*dev)
+    diff = (played.offload[env] != changed.offload) | (played.channel[env] != changed.channel)
+    assert (diff.sum(1) == 1).all() and m[env][torch.as_tensor(diff)].all()  # one real UE each
+    # each real UE plays both other offload choices and one other channel
+    ue = torch.as_tensor(diff).float().argmax(1)
+    for e_i, u in zip(*m.nonzero(as_tuple=True)):
+        mine = (env == e_i) & (ue == u)
+        assert sorted(changed.offload[mine.numpy(), int(u)].tolist()[:2]) == sorted({0, 1, 2} - {int(played.offload[e_i, u])})
+        assert int(mine.sum()) == 3 and changed.channel[mine.numpy(), int(u)][2] != played.channel[e_i, u]
+    # the same reward the simulator gives when that decision is played in that round
+    for j in (0, real + 1, 3 * real - 1):
+        twin = BatchSimulator(scen, batch_size=6, seed=5)
+        twin.reset()
+        rows = lambda f: np.where(np.arange(6)[:, None] == int(env[j]), getattr(changed, f)[j], getattr(played, f))  # noqa: E731
+        step = twin.step(type(played)(*(rows(f) for f in ("offload", "channel", "transmit_power_ratio", "cpu_freq_ratio"))))
+        assert np.allclose(step.reward[int(env[j])], reward[j].numpy(), rtol=1e-5)
+
+
+def test_conditional_ratio_loss_trains_b_of_ues_the_actor_offloads():
+    from cloud_trainer.tac import actor_loss, conditional_ratio_loss
+
+    class Critic(torch.nn.Module):  # a UE's energy depends on b only as far as it computes locally
+        def forward(self, s, e, p_x, p_l, a, b, m):
+            energy = -p_x[..., 0] * (b - 0.3) ** 2 - p_x[..., 1:].sum(-1) * 0.1
+            return torch.stack([torch.zeros_like(energy), energy], -1)
+
+    cfg = TACConfig(entropy_coef=0.0)
+    p_x = torch.tensor([[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]])  # every UE offloads
+    b = torch.tensor([[0.9, 0.05, 0.6]], requires_grad=True)
+    acts = (p_x, torch.full((1, 3, 4), 0.25), torch.ones(1, 3), b)
+    s, e = torch.rand(1, 3, 6), torch.zeros(1, 3, dtype=torch.int64)
+    m = torch.tensor([[True, True, False]])  # the third UE is padding
+    actor_loss(Critic(), s, e, m, acts, cfg).backward()
+    assert b.grad.abs().max() == 0  # at the played action (19) says nothing about b
+    conditional_ratio_loss(Critic(), s, e, m, acts, cfg).backward()
+    # descending the loss moves each real UE's b toward 0.3, the best b if it computed locally
+    assert b.grad[0, 0] > 0 and b.grad[0, 1] < 0
+    # 2 real UEs x 3 options: UE n local scores -(b_n - 0.3)^2 - 0.1 (the other real UE
+    # offloads), UE n on the edge or the cloud -0.2; the padded UE's candidates do not count
+    b0 = torch.tensor([[0.9, 0.05, 0.6]])
+    value = -((b0[0, :2] - 0.3) ** 2).sum() - 0.1 * 2 - 0.2 * 4
+    assert torch.isclose(conditional_ratio_loss(Critic(), s, e, m, (p_x, acts[1], acts[2], b0), cfg), -value / 6)
 
 
 def test_discrete_epsilon_plays_uniform_choices_and_keeps_the_stored_vector_consistent():
@@ -152,3 +228,18 @@ def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
     actor, ckpt = load_actor(res.checkpoint)
     assert ckpt["model_config"]["channel_slot_bias"] == 2 and ckpt["train_config"]["channel_epsilon"] == 0.3
     assert actor.backbone.slot is not None and actor.channel_slot is not None
+
+
+def test_train_tac_with_counterfactuals_ratio_search_and_softclip(tmp_path):
+    scen = scenario_from_dict(TINY)
+    cfg = tiny_cfg(episodes=1, counterfactuals=True, ratio_search_coef=1.0, offload_search_coef=0.5,
+                   reward_transform="softclip", reward_clip=5.0, reward_soft_cap=10.0)
+    res = train_tac(scen, cfg, tmp_path)
+    ckpt = load_checkpoint(res.checkpoint)
+    assert ckpt["progress"]["reward_transform"] == {"scale": [10.0, 10.0], "kind": "softclip", "clip": 5.0, "soft_cap": 10.0}
+    assert ckpt["train_config"]["counterfactuals"] is True
+    # the same seed without the counterfactual samples trains another critic
+    plain = train_tac(scen, tiny_cfg(episodes=1, ratio_search_coef=1.0, offload_search_coef=0.5, reward_transform="softclip",
+                                     reward_clip=5.0, reward_soft_cap=10.0), tmp_path / "plain")
+    other = load_checkpoint(plain.checkpoint)["critic"]
+    assert any(not torch.equal(v, other[k]) for k, v in ckpt["critic"].items())
