@@ -13,7 +13,9 @@ from the ``TACConfig`` defaults the shipped fig5/6/7 models were trained with; w
 in docs/results-n4.md. ``--fine-grid`` also runs the exhaustive search on a finer
 a / b grid, to show the 3-point grid is not what limits the optimum.
 ``--split-analysis`` also scores every edge / cloud assignment of each evaluation
-round: how far apart the choices are that TAC has to tell apart. Every run also splits
+round: how far apart the choices are that TAC has to tell apart. ``--refine-sweeps`` (default
+2) also plays TAC with the critic-guided search over its discrete choices
+(``refine_with_critic``, ours), ``--refine-group 2`` changing pairs of UEs together. Every run also splits
 TAC's gap into the rare rounds where the optimum keeps a UE local (a UE in a deep fade,
 whose upload would take tens of seconds) and the rest (``local_rounds``).
 """
@@ -128,6 +130,9 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=4242)
     ap.add_argument("--checkpoint", default=None, help="evaluate this TAC checkpoint instead of training one (e.g. a held-out --eval-seed check)")
     ap.add_argument("--fine-grid", action="store_true", help="also the exhaustive optimum on a finer a / b grid (minutes)")
+    ap.add_argument("--refine-sweeps", type=int, default=2, help="also TAC with the critic-guided search over its discrete choices "
+                    "(refine_with_critic; 0: off)")
+    ap.add_argument("--refine-group", type=int, default=1, help="UEs changed together by that search (1: one at a time, 2: pairs)")
     ap.add_argument("--split-analysis", action="store_true", help="also score every edge / cloud assignment of each evaluation round (split_analysis)")
     args = ap.parse_args()
     suffix = "" if args.edge_servers == 1 else "_2edge"
@@ -157,6 +162,7 @@ def main() -> None:
     out = {"scenario": base, "tac_config": cfg.to_dict(), "tac_checkpoint": str(checkpoint), "tac_train_wall_s": train_s,
            "eval": {"rounds": args.eval_rounds, "envs": args.eval_envs, "seed": args.eval_seed, "grid": list(GRID)}, "methods": {}}
     methods = [("tac", load_policy("tac", checkpoint)),
+               *([("tac_refined", load_policy("tac", checkpoint, args.refine_sweeps, args.refine_group))] if args.refine_sweeps > 0 else []),
                ("exhaustive", ExhaustivePolicy(scen.network_params, scen.radio.num_channels, GRID, GRID)),
                ("local", make_policy("local", scen)), ("greedy", make_policy("greedy", scen))]
     if args.fine_grid:
@@ -172,6 +178,13 @@ def main() -> None:
     print(f"TAC objective is {100 * out['tac_gap_to_optimum']:.1f}% above the exhaustive optimum (target: within 5%)")
     out["local_rounds"] = local_round_analysis(kept["tac"], kept["exhaustive"])
     print(local_round_sentence(out["local_rounds"]))
+    if "tac_refined" in kept:
+        refined = out["methods"]["tac_refined"]["weighted_reward"]
+        out["refine"] = {"sweeps": args.refine_sweeps, "group": args.refine_group, "gap_to_optimum": (opt - refined) / abs(opt),
+                         "local_rounds": local_round_analysis(kept["tac_refined"], kept["exhaustive"])}
+        print(f"TAC with the critic's search ({args.refine_sweeps} sweeps, {args.refine_group} UE(s) at a time) is "
+              f"{100 * out['refine']['gap_to_optimum']:.1f}% above the optimum")
+        print(local_round_sentence(out["refine"]["local_rounds"]))
     if "exhaustive_fine" in out["methods"]:
         fine = out["methods"]["exhaustive_fine"]["weighted_reward"]
         out["tac_gap_to_fine_optimum"] = (fine - tac) / abs(fine)

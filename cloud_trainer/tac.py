@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -361,6 +362,43 @@ def discrete_search_loss(critic, state, edge_id, mask, actions, cfg, head: int =
     target = discrete_search_targets(critic, state, edge_id, mask, actions, cfg, head)
     logp = torch.log(actions[head].clamp_min(1e-8)).gather(-1, target[..., None]).squeeze(-1)
     return -(logp * mask).sum() / mask.sum().clamp_min(1)
+
+
+def refine_with_critic(critic, state, edge_id, mask, actions, cfg, sweeps: int = 2, group: int = 1):
+    """Critic-guided local search over the discrete choices at decision time (ours, not in
+    the paper; TAC only, it needs the centralized critic and the joint state). Starting
+    from the actor's argmax offload and channel choices (a and b as the actor gives them),
+    each sweep visits every ``group`` of UEs (1: one UE at a time, 2: every pair) and
+    sets their (offload, channel) choices to the combination the critic scores best under
+    the actor objective (19), the rest held; the current choice is among the candidates,
+    so the critic's objective never falls. The deterministic policy gradient only follows
+    the critic's slope at the vertex the actor plays; this compares the vertices.
+    ``sweeps`` x C(N, group) critic calls of B x (3 L)^group joint actions. Groups that
+    contain a padded UE are skipped. Returns one-hot (p_x, p_l) and the actor's (a, b)."""
+    p_x, p_l, a, b = actions
+    bsz, n, nx = p_x.shape
+    nl = p_l.shape[-1]
+    x = torch.nn.functional.one_hot(p_x.argmax(-1), nx).to(p_x.dtype)
+    l = torch.nn.functional.one_hot(p_l.argmax(-1), nl).to(p_l.dtype)
+    single = torch.cartesian_prod(torch.arange(nx), torch.arange(nl))  # (3 L, 2): (offload, channel)
+    g = min(group, n)
+    combos = torch.cartesian_prod(*[torch.arange(len(single))] * g).reshape(-1, g)  # (K, g)
+    k = len(combos)
+    rep = lambda t: t.repeat_interleave(k, 0)  # noqa: E731
+    rows = torch.arange(bsz)
+    with torch.no_grad():
+        for _ in range(sweeps):
+            for ues in itertools.combinations(range(n), g):
+                cx, cl = x[:, None].repeat(1, k, 1, 1), l[:, None].repeat(1, k, 1, 1)
+                for j, ue in enumerate(ues):
+                    choice = single[combos[:, j]]
+                    cx[:, :, ue] = torch.nn.functional.one_hot(choice[:, 0], nx).to(x.dtype)
+                    cl[:, :, ue] = torch.nn.functional.one_hot(choice[:, 1], nl).to(l.dtype)
+                q = critic(rep(state), rep(edge_id), cx.reshape(bsz * k, n, nx), cl.reshape(bsz * k, n, nl), rep(a), rep(b), rep(mask))
+                best = actor_objective(q, rep(mask), cfg.actor_w_time, cfg.actor_w_energy).reshape(bsz, k).argmax(-1)
+                ok = mask[:, list(ues)].all(-1)[:, None, None]
+                x, l = torch.where(ok, cx[rows, best], x), torch.where(ok, cl[rows, best], l)
+    return x, l, a, b
 
 
 class ReplayMemory:

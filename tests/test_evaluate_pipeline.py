@@ -131,10 +131,18 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     assert text.count("Local-only") >= 1 and "## fig5" in text  # the evaluation itself is kept
     assert json.loads((out / "results.json").read_text())["benchmarks"]["n4_exhaustive"]["tac_gap_to_optimum"] == 0.25
     # the two-edge-server run (--edge-servers 2) gets its own section and target row
-    (out / "n4_exhaustive_2edge.json").write_text(json.dumps({**n4, "tac_gap_to_optimum": 0.04}))
+    # (with TAC + the critic's decision-time search beside it: its own row and sentence, not the target's verdict)
+    refined = {"sweeps": 2, "group": 1, "gap_to_optimum": 0.02, "local_rounds": {**n4["local_rounds"], "tac_local_in_those_rounds": 1}}
+    n4_2 = {**n4, "tac_gap_to_optimum": 0.04, "refine": refined,
+            "methods": {**n4["methods"], "tac_refined": {**n4["methods"]["tac"], "weighted_reward": -1.02}}}
+    (out / "n4_exhaustive_2edge.json").write_text(json.dumps(n4_2))
     r = runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"])
     assert r.exit_code == 0, r.output
     text = page.read_text()
+    assert "| TAC + the critic's search (ours) | -1.020 |" in text and "then 2 sweeps in which each UE in turn" in text
+    assert "2.0% below the optimum. The optimum keeps a UE local in 1 of the 2 rounds (TAC in 1 of them)" in text
+    targets = {t["target"]: t for t in json.loads((out / "results.json").read_text())["targets"]}
+    assert targets["N=4 (two edge servers): TAC within 5% of the exhaustive optimum"]["value"].endswith("; TAC + the critic's search 2.0%")
     assert "## N = 4 against the exhaustive optimum, one edge server" in text and "dtac_exhaustive_n4.py --edge-servers 2` (two edge servers" in text
     rows = {t["target"]: t["met"] for t in json.loads((out / "results.json").read_text())["targets"]}
     assert rows["N=4 (one edge server): TAC within 5% of the exhaustive optimum"] is False

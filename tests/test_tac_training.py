@@ -243,3 +243,52 @@ def test_train_tac_with_counterfactuals_ratio_search_and_softclip(tmp_path):
                                      reward_clip=5.0, reward_soft_cap=10.0), tmp_path / "plain")
     other = load_checkpoint(plain.checkpoint)["critic"]
     assert any(not torch.equal(v, other[k]) for k, v in ckpt["critic"].items())
+
+
+def _joint_value(critic, s, e, m, x, l, a, b, cfg):
+    onehot = lambda idx, k: torch.nn.functional.one_hot(torch.as_tensor(idx), k).float()[None]  # noqa: E731
+    return actor_objective(critic(s, e, onehot(x, 3), onehot(l, 2), a, b, m), m, cfg.actor_w_time, cfg.actor_w_energy).item()
+
+
+def test_critic_refinement_over_every_ue_finds_the_critics_best_joint_choice():
+    import itertools
+
+    from cloud_trainer.tac import refine_with_critic
+
+    torch.manual_seed(3)
+    critic, cfg = TACCritic(ModelConfig(num_channels=2, d_model=16, ffn_dim=32)).eval(), TACConfig()
+    s, e, m = torch.rand(1, 2, 6), torch.zeros(1, 2, dtype=torch.int64), torch.tensor([[True, True]])
+    acts = (torch.softmax(torch.randn(1, 2, 3), -1), torch.softmax(torch.randn(1, 2, 2), -1), torch.rand(1, 2), torch.rand(1, 2))
+    x, l, a, b = refine_with_critic(critic, s, e, m, acts, cfg, sweeps=1, group=2)
+    assert torch.equal(a, acts[2]) and torch.equal(b, acts[3])  # only the discrete choices move
+    from cloud_trainer.evaluate import load_policy
+
+    with pytest.raises(ValueError, match="only TAC has a centralized critic"):
+        load_policy("dtac", "any.pt", refine_sweeps=2)
+    opts = list(itertools.product(range(3), range(2)))
+    values = {(o0, o1): _joint_value(critic, s, e, m, [o0[0], o1[0]], [o0[1], o1[1]], a, b, cfg) for o0 in opts for o1 in opts}
+    best = max(values, key=values.get)
+    got = tuple((int(x[0, n].argmax()), int(l[0, n].argmax())) for n in range(2))
+    assert values[got] == pytest.approx(values[best]) and sorted(set(values.values()))[-1] > sorted(set(values.values()))[0]
+
+
+def test_one_ue_refinement_reaches_a_point_no_single_ue_change_improves_and_skips_padding():
+    from cloud_trainer.tac import refine_with_critic
+
+    torch.manual_seed(4)
+    critic, cfg = TACCritic(ModelConfig(num_channels=2, d_model=16, ffn_dim=32)).eval(), TACConfig()
+    s, e = torch.rand(1, 4, 6), torch.zeros(1, 4, dtype=torch.int64)
+    m = torch.tensor([[True, True, True, False]])
+    acts = (torch.softmax(torch.randn(1, 4, 3), -1), torch.softmax(torch.randn(1, 4, 2), -1), torch.rand(1, 4), torch.rand(1, 4))
+    x, l, a, b = refine_with_critic(critic, s, e, m, acts, cfg, sweeps=20, group=1)
+    xs, ls = x[0].argmax(-1).tolist(), l[0].argmax(-1).tolist()
+    assert xs[3] == acts[0][0, 3].argmax() and ls[3] == acts[1][0, 3].argmax()  # the padded UE keeps the actor's choice
+    start = _joint_value(critic, s, e, m, acts[0][0].argmax(-1), acts[1][0].argmax(-1), a, b, cfg)
+    here = _joint_value(critic, s, e, m, xs, ls, a, b, cfg)
+    assert here >= start - 1e-6
+    for n in range(3):
+        for ox in range(3):
+            for ol in range(2):
+                dx, dl = list(xs), list(ls)
+                dx[n], dl[n] = ox, ol
+                assert _joint_value(critic, s, e, m, dx, dl, a, b, cfg) <= here + 1e-6
