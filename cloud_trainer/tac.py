@@ -87,6 +87,7 @@ class TACConfig:
     entropy_coef: float = 0.01  # omega_s (Table II)
     actor_w_time: float = 1.0  # w1 of (19); the reward (17) already carries omega_1
     actor_w_energy: float = 1.0  # w2 of (19); the reward (17) already carries omega_2
+    actor_time_temperature: float = 0.0  # ours: > 0 takes a soft max over the UEs' time Q in (19) (actor_objective)
     noise_std: float = 0.3  # sqrt of the initial noise variance v
     noise_decay: float = 0.6  # epsilon: v <- v * epsilon every episode
     noise_min_std: float = 0.02
@@ -267,14 +268,27 @@ def entropy(p: torch.Tensor) -> torch.Tensor:
     return -(p * torch.log(p.clamp_min(1e-8))).sum(-1)
 
 
-def actor_objective(q: torch.Tensor, mask: torch.Tensor, w_time: float, w_energy: float) -> torch.Tensor:
+def actor_objective(q: torch.Tensor, mask: torch.Tensor, w_time: float, w_energy: float, time_temperature: float = 0.0) -> torch.Tensor:
     """Per-sample value the actor maximises (19): w1 * (worst UE's time Q, i.e. the
     round time T_t, as rewards are negative the worst is the min) + w2 * sum_n Q_energy.
     The paper writes max_n over Q of the *cost*; with Q of the negative reward the
-    worst UE is the minimum. Shape (B,)."""
-    q_time = q[..., 0].masked_fill(~mask, float("inf")).min(dim=-1).values
+    worst UE is the minimum. ``time_temperature`` > 0 (ours) takes a soft minimum,
+    -tau log sum_n exp(-Q_time / tau), instead: the hard minimum gives only the worst
+    UE's time a gradient, so the others' a and b follow the energy term alone until
+    they become the worst. Shape (B,)."""
+    q_time = q[..., 0].masked_fill(~mask, float("inf"))
+    if time_temperature > 0:
+        q_time = -time_temperature * torch.logsumexp(-q_time / time_temperature, dim=-1)
+    else:
+        q_time = q_time.min(dim=-1).values
     q_energy = (q[..., 1] * mask).sum(-1)
     return w_time * q_time + w_energy * q_energy
+
+
+def config_objective(q: torch.Tensor, mask: torch.Tensor, cfg) -> torch.Tensor:
+    """:func:`actor_objective` with ``cfg``'s weights and time temperature (a TACConfig, or
+    the DTAC transfer's TransferConfig, which has no temperature)."""
+    return actor_objective(q, mask, cfg.actor_w_time, cfg.actor_w_energy, getattr(cfg, "actor_time_temperature", 0.0))
 
 
 def critic_update(critic, optimizer, transform: RewardTransform, batch, grad_clip: float) -> torch.Tensor:
@@ -296,7 +310,7 @@ def actor_loss(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
     :func:`discrete_search_loss` of p_x / p_l where set)."""
     p_x, p_l, a, b = actions
     q = critic(state, edge_id, p_x, p_l, a, b, mask)
-    value = actor_objective(q, mask, cfg.actor_w_time, cfg.actor_w_energy)
+    value = config_objective(q, mask, cfg)
     ent = ((entropy(p_x) + entropy(p_l)) * mask).sum(-1)
     loss = (-value - cfg.entropy_coef * ent).mean()
     # getattr: the DTAC transfer's (22) calls this with a TransferConfig, which has no search
@@ -331,7 +345,7 @@ def conditional_ratio_loss(critic, state, edge_id, mask, actions, cfg) -> torch.
     rep = lambda t: t.repeat_interleave(n * k, 0)  # noqa: E731
     m = rep(mask)
     q = critic(rep(state), rep(edge_id), one_hot_candidates(p_x.detach()), rep(p_l.detach()), rep(a), rep(b), m)
-    value = actor_objective(q, m, cfg.actor_w_time, cfg.actor_w_energy)  # (B * n * k,)
+    value = config_objective(q, m, cfg)  # (B * n * k,)
     real = mask[:, :, None].expand(bsz, n, k).reshape(-1).float()  # candidates of padded UEs do not count
     return -(value * real).sum() / real.sum().clamp_min(1)
 
@@ -350,7 +364,7 @@ def discrete_search_targets(critic, state, edge_id, mask, actions, cfg, head: in
         acts = [rep(t) for t in acts]
         acts[head] = one_hot_candidates(p)
         q = critic(rep(state), rep(edge_id), *acts, rep(mask))
-        value = actor_objective(q, rep(mask), cfg.actor_w_time, cfg.actor_w_energy)
+        value = actor_objective(q, rep(mask), cfg.actor_w_time, cfg.actor_w_energy)  # ranking discrete options: the hard max
     return value.reshape(bsz, n, k).argmax(-1)
 
 

@@ -292,3 +292,17 @@ def test_one_ue_refinement_reaches_a_point_no_single_ue_change_improves_and_skip
                 dx, dl = list(xs), list(ls)
                 dx[n], dl[n] = ox, ol
                 assert _joint_value(critic, s, e, m, dx, dl, a, b, cfg) <= here + 1e-6
+
+
+def test_soft_time_max_gives_every_ues_time_a_gradient_and_approaches_the_hard_max():
+    q = torch.tensor([[[-1.0, -0.2], [-3.0, -0.1], [-2.9, -0.4], [-9.0, -9.0]]], requires_grad=True)
+    m = torch.tensor([[True, True, True, False]])
+    hard = actor_objective(q, m, 1.0, 1.0)
+    hard.sum().backward()
+    assert q.grad[0, :, 0].tolist() == [0.0, 1.0, 0.0, 0.0]  # (19): only the worst UE's time
+    q.grad = None
+    soft = actor_objective(q, m, 1.0, 1.0, time_temperature=0.5)
+    soft.sum().backward()
+    g = q.grad[0, :, 0]
+    assert g[1] > g[2] > g[0] > 0 and g[3] == 0 and torch.isclose(g.sum(), torch.tensor(1.0))  # the runner-up UE gets a share, padding none
+    assert soft.item() <= hard.item() and actor_objective(q, m, 1.0, 1.0, time_temperature=1e-3).item() == pytest.approx(hard.item(), abs=1e-2)
