@@ -44,15 +44,28 @@ N4_TAC = {
     "rounds_per_episode": 600,
     "envs": 16,
     "channel_epsilon": 0.5,
-    # the critic's data (docs/results-n4.md): the last ~500 rounds only, and a floor at
-    # ~4x a typical round's per-UE reward, so that it resolves the few-% differences
+    # the critic's data (docs/results-n4.md): the last ~500 rounds only (replay below), and
+    # a floor at ~4x a typical round's per-UE reward, so that it resolves the few-% differences
     # between offload splits (with 50,000 / 20: 12-21% from the optimum, with these 4-16%)
-    "replay_capacity": 8000,
     "reward_clip": 5.0,
     "reward_scale": 2.0,
     "updates_per_round": 2,
-    "batch_size": 96,
     "model": {"channel_slot_bias": 4, "d_model": 32, "ffn_dim": 64},
+    # a UE in a deep fade is best kept local (2026-12-02): beyond the floor the cost goes
+    # on growing (softclip, capped at 10x), every single-UE deviation of the played action
+    # is scored by the system model as a critic sample, the actor is pulled toward the
+    # critic's best offload choice per UE, a and b are trained under every UE's offload
+    # choices (b of an offloading UE otherwise gets no gradient), and the round-time term of
+    # (19) is a soft max so the other UEs' a keep a time gradient. The replay holds the
+    # last ~500 rounds with their 1 + 3N deviations (8,000 real samples before).
+    "reward_transform": "softclip",
+    "reward_soft_cap": 10.0,
+    "counterfactuals": True,
+    "offload_search_coef": 1.0,
+    "ratio_search_coef": 1.0,
+    "actor_time_temperature": 0.03,
+    "replay_capacity": 104000,
+    "batch_size": 192,
 }
 GRID = (1 / 3, 2 / 3, 1.0)
 FINE_POWER_GRID = (0.1, 0.25, 0.5, 0.75, 1.0)
