@@ -79,6 +79,12 @@ class TACConfig:
     # system model on the same round, as critic samples (valid for (18): gamma = 0);
     # see counterfactual_deviations. The replay then holds 1 + 3 N samples per env-round
     counterfactuals: bool = False
+    # > 0 (ours): every collection round also stores this many copies of each env's played
+    # action with every real UE's a and b drawn uniformly from [MIN_RATIO, 1] (offload and
+    # channel as played), scored by the system model on the same round; see
+    # ratio_deviations. Without them the critic only sees a and b near what the actor plays
+    # and can rank the ratios it never sees arbitrarily (docs/results-n4.md)
+    ratio_counterfactuals: int = 0
     warmup_rounds: int = 20  # collection rounds before the first update
     replay_capacity: int = 50_000  # joint states kept in the memory
     actor_lr: float = 3e-4  # Table II: 2e-5 (with far more episodes; ours is sized for a 2-core CPU)
@@ -258,10 +264,30 @@ def counterfactual_deviations(params, tasks, actions, generator: torch.Generator
     dx[rows, ue3] = swap_to_argmax(dx[rows, ue3], ~on_channel, other_x)
     dl[rows, ue3] = swap_to_argmax(dl[rows, ue3], on_channel, other_l)
     dev = (dx, dl, a[env3], b[env3])
-    rounds = env3.numpy()
-    rt = RoundTasks(**{f.name: np.asarray(getattr(tasks, f.name))[rounds] for f in dataclasses.fields(RoundTasks)})
-    reward = vector_reward(params, evaluate_round(params, rt, decision_from_actions(*dev)))
-    return env3, dev, torch.as_tensor(reward, dtype=torch.float32)
+    return env3, dev, score_on_rounds(params, tasks, env3, dev)
+
+
+def score_on_rounds(params, tasks, env: torch.Tensor, actions) -> torch.Tensor:
+    """Vector reward (M, N, 2) of the joint ``actions`` (M rows) played in the rounds
+    ``env`` (M,) of ``tasks``, by the system model."""
+    rt = RoundTasks(**{f.name: np.asarray(getattr(tasks, f.name))[env.numpy()] for f in dataclasses.fields(RoundTasks)})
+    reward = vector_reward(params, evaluate_round(params, rt, decision_from_actions(*actions)))
+    return torch.as_tensor(reward, dtype=torch.float32)
+
+
+def ratio_deviations(params, tasks, actions, copies: int, generator: torch.Generator):
+    """``copies`` versions of each env's played joint ``actions`` (ours, for the critic's
+    data) with every real UE's a and b drawn uniformly from [MIN_RATIO, 1], the offload
+    and channel choices as played (padded UEs keep theirs), scored by the system model on
+    the same round. Returns (env index (M,), actions, vector reward (M, N, 2)), M =
+    ``copies`` x envs."""
+    p_x, p_l, a, b = actions
+    mask = torch.as_tensor(tasks.ue_mask)
+    env = torch.arange(p_x.shape[0]).repeat(copies)
+    m = mask[env]
+    draw = lambda t: torch.where(m, MIN_RATIO + (1 - MIN_RATIO) * torch.rand(t.shape, generator=generator), t)  # noqa: E731
+    dev = (p_x[env], p_l[env], draw(a[env]), draw(b[env]))
+    return env, dev, score_on_rounds(params, tasks, env, dev)
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:
@@ -572,6 +598,9 @@ def train_tac(
         memory.add(state, edge_id, mask, noisy, reward)
         if cfg.counterfactuals:
             env, dev, dev_reward = counterfactual_deviations(scenario.network_params, obs.tasks, noisy, gen)
+            memory.add(state[env], edge_id[env], mask[env], dev, dev_reward)
+        if cfg.ratio_counterfactuals > 0:
+            env, dev, dev_reward = ratio_deviations(scenario.network_params, obs.tasks, noisy, cfg.ratio_counterfactuals, gen)
             memory.add(state[env], edge_id[env], mask[env], dev, dev_reward)
         window.append((float(step.result.objective.mean()), float(step.result.round_time_s.mean()), float(step.result.total_energy_j.mean())))
         obs = step.observation

@@ -140,6 +140,37 @@ def test_counterfactual_deviations_change_one_real_ue_and_score_like_the_simulat
         assert np.allclose(step.reward[int(env[j])], reward[j].numpy(), rtol=1e-5)
 
 
+def test_ratio_deviations_redraw_a_and_b_of_real_ues_only_and_score_like_the_simulator():
+    import numpy as np
+
+    from cloud_trainer.envs.simulator import BatchSimulator
+    from cloud_trainer.tac import decision_from_actions, observation_tensors, ratio_deviations
+    from edge_agent.actions import MIN_RATIO
+
+    scen = scenario_from_dict(TINY)  # 1-2 UEs per edge server: padded rounds
+    sim = BatchSimulator(scen, batch_size=6, seed=5)
+    obs = sim.reset()
+    s, e, m = observation_tensors(obs)
+    with torch.no_grad():
+        acts = TACActor(ModelConfig(num_channels=scen.radio.num_channels))(s, e, m)
+    env, dev, reward = ratio_deviations(scen.network_params, obs.tasks, acts, 3, torch.Generator().manual_seed(1))
+    assert len(env) == 18 and sorted(env.tolist()) == sorted(list(range(6)) * 3) and reward.shape == (18, scen.max_ues, 2)
+    played, changed = decision_from_actions(*acts), decision_from_actions(*dev)
+    assert (changed.offload == played.offload[env]).all() and (changed.channel == played.channel[env]).all()
+    real = m[env].numpy()
+    for f in ("transmit_power_ratio", "cpu_freq_ratio"):
+        new, old = getattr(changed, f), getattr(played, f)[env]
+        assert (new[real] >= MIN_RATIO).all() and (new[real] <= 1).all() and (new[real] != old[real]).all()
+        assert (new[~real] == old[~real]).all()  # padded UEs keep theirs
+        assert new[real].std() > 0.2  # spread over the range, not near the played value
+    for j in (0, 7, 17):  # the reward the simulator gives when that decision is played in that round
+        twin = BatchSimulator(scen, batch_size=6, seed=5)
+        twin.reset()
+        rows = lambda f: np.where(np.arange(6)[:, None] == int(env[j]), getattr(changed, f)[j], getattr(played, f))  # noqa: E731
+        step = twin.step(type(played)(*(rows(f) for f in ("offload", "channel", "transmit_power_ratio", "cpu_freq_ratio"))))
+        assert np.allclose(step.reward[int(env[j])], reward[j].numpy(), rtol=1e-5)
+
+
 def test_conditional_ratio_loss_trains_b_of_ues_the_actor_offloads():
     from cloud_trainer.tac import actor_loss, conditional_ratio_loss
 
@@ -232,12 +263,12 @@ def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
 
 def test_train_tac_with_counterfactuals_ratio_search_and_softclip(tmp_path):
     scen = scenario_from_dict(TINY)
-    cfg = tiny_cfg(episodes=1, counterfactuals=True, ratio_search_coef=1.0, offload_search_coef=0.5,
+    cfg = tiny_cfg(episodes=1, counterfactuals=True, ratio_counterfactuals=2, ratio_search_coef=1.0, offload_search_coef=0.5,
                    reward_transform="softclip", reward_clip=5.0, reward_soft_cap=10.0)
     res = train_tac(scen, cfg, tmp_path)
     ckpt = load_checkpoint(res.checkpoint)
     assert ckpt["progress"]["reward_transform"] == {"scale": [10.0, 10.0], "kind": "softclip", "clip": 5.0, "soft_cap": 10.0}
-    assert ckpt["train_config"]["counterfactuals"] is True
+    assert ckpt["train_config"]["counterfactuals"] is True and ckpt["train_config"]["ratio_counterfactuals"] == 2
     # the same seed without the counterfactual samples trains another critic
     plain = train_tac(scen, tiny_cfg(episodes=1, ratio_search_coef=1.0, offload_search_coef=0.5, reward_transform="softclip",
                                      reward_clip=5.0, reward_soft_cap=10.0), tmp_path / "plain")
