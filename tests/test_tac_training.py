@@ -107,18 +107,39 @@ def test_discrete_search_picks_each_ues_best_option_under_the_critic():
     loss.backward()  # the gradient reaches the actor's output
 
 
-def test_counterfactual_deviations_change_one_real_ue_and_score_like_the_simulator():
-    import numpy as np
-
+def _played_round():
+    """A tiny scenario (1-2 UEs per edge server: padded rounds), its first round of 6 envs
+    and an untrained actor's actions there."""
     from cloud_trainer.envs.simulator import BatchSimulator
-    from cloud_trainer.tac import counterfactual_deviations, decision_from_actions, observation_tensors
+    from cloud_trainer.tac import observation_tensors
 
-    scen = scenario_from_dict(TINY)  # 1-2 UEs per edge server: padded rounds
-    sim = BatchSimulator(scen, batch_size=6, seed=5)
-    obs = sim.reset()
+    scen = scenario_from_dict(TINY)
+    obs = BatchSimulator(scen, batch_size=6, seed=5).reset()
     s, e, m = observation_tensors(obs)
     with torch.no_grad():
         acts = TACActor(ModelConfig(num_channels=scen.radio.num_channels))(s, e, m)
+    return scen, obs, m, acts
+
+
+def _assert_scored_like_the_simulator(scen, played, changed, env, reward, rows_to_check):
+    """Row j of ``changed`` played in round env[j] (the other envs as ``played``) gets the
+    reward the simulator gives there."""
+    import numpy as np
+
+    from cloud_trainer.envs.simulator import BatchSimulator
+
+    for j in rows_to_check:
+        twin = BatchSimulator(scen, batch_size=6, seed=5)
+        twin.reset()
+        rows = lambda f: np.where(np.arange(6)[:, None] == int(env[j]), getattr(changed, f)[j], getattr(played, f))  # noqa: E731
+        step = twin.step(type(played)(*(rows(f) for f in ("offload", "channel", "transmit_power_ratio", "cpu_freq_ratio"))))
+        assert np.allclose(step.reward[int(env[j])], reward[j].numpy(), rtol=1e-5)
+
+
+def test_counterfactual_deviations_change_one_real_ue_and_score_like_the_simulator():
+    from cloud_trainer.tac import counterfactual_deviations, decision_from_actions
+
+    scen, obs, m, acts = _played_round()
     env, dev, reward = counterfactual_deviations(scen.network_params, obs.tasks, acts, torch.Generator().manual_seed(1))
     real = int(m.sum())
     assert len(env) == 3 * real and reward.shape == (3 * real, scen.max_ues, 2)
@@ -131,28 +152,14 @@ def test_counterfactual_deviations_change_one_real_ue_and_score_like_the_simulat
         mine = (env == e_i) & (ue == u)
         assert sorted(changed.offload[mine.numpy(), int(u)].tolist()[:2]) == sorted({0, 1, 2} - {int(played.offload[e_i, u])})
         assert int(mine.sum()) == 3 and changed.channel[mine.numpy(), int(u)][2] != played.channel[e_i, u]
-    # the same reward the simulator gives when that decision is played in that round
-    for j in (0, real + 1, 3 * real - 1):
-        twin = BatchSimulator(scen, batch_size=6, seed=5)
-        twin.reset()
-        rows = lambda f: np.where(np.arange(6)[:, None] == int(env[j]), getattr(changed, f)[j], getattr(played, f))  # noqa: E731
-        step = twin.step(type(played)(*(rows(f) for f in ("offload", "channel", "transmit_power_ratio", "cpu_freq_ratio"))))
-        assert np.allclose(step.reward[int(env[j])], reward[j].numpy(), rtol=1e-5)
+    _assert_scored_like_the_simulator(scen, played, changed, env, reward, (0, real + 1, 3 * real - 1))
 
 
 def test_ratio_deviations_redraw_a_and_b_of_real_ues_only_and_score_like_the_simulator():
-    import numpy as np
-
-    from cloud_trainer.envs.simulator import BatchSimulator
-    from cloud_trainer.tac import decision_from_actions, observation_tensors, ratio_deviations
+    from cloud_trainer.tac import decision_from_actions, ratio_deviations
     from edge_agent.actions import MIN_RATIO
 
-    scen = scenario_from_dict(TINY)  # 1-2 UEs per edge server: padded rounds
-    sim = BatchSimulator(scen, batch_size=6, seed=5)
-    obs = sim.reset()
-    s, e, m = observation_tensors(obs)
-    with torch.no_grad():
-        acts = TACActor(ModelConfig(num_channels=scen.radio.num_channels))(s, e, m)
+    scen, obs, m, acts = _played_round()
     env, dev, reward = ratio_deviations(scen.network_params, obs.tasks, acts, 3, torch.Generator().manual_seed(1))
     assert len(env) == 18 and sorted(env.tolist()) == sorted(list(range(6)) * 3) and reward.shape == (18, scen.max_ues, 2)
     played, changed = decision_from_actions(*acts), decision_from_actions(*dev)
@@ -163,12 +170,7 @@ def test_ratio_deviations_redraw_a_and_b_of_real_ues_only_and_score_like_the_sim
         assert (new[real] >= MIN_RATIO).all() and (new[real] <= 1).all() and (new[real] != old[real]).all()
         assert (new[~real] == old[~real]).all()  # padded UEs keep theirs
         assert new[real].std() > 0.2  # spread over the range, not near the played value
-    for j in (0, 7, 17):  # the reward the simulator gives when that decision is played in that round
-        twin = BatchSimulator(scen, batch_size=6, seed=5)
-        twin.reset()
-        rows = lambda f: np.where(np.arange(6)[:, None] == int(env[j]), getattr(changed, f)[j], getattr(played, f))  # noqa: E731
-        step = twin.step(type(played)(*(rows(f) for f in ("offload", "channel", "transmit_power_ratio", "cpu_freq_ratio"))))
-        assert np.allclose(step.reward[int(env[j])], reward[j].numpy(), rtol=1e-5)
+    _assert_scored_like_the_simulator(scen, played, changed, env, reward, (0, 7, 17))
 
 
 def test_conditional_ratio_loss_trains_b_of_ues_the_actor_offloads():
