@@ -596,11 +596,12 @@ def train_tac(
         if transform is None:
             transform = RewardTransform.fit(step.reward, obs.ue_mask, cfg)
         memory.add(state, edge_id, mask, noisy, reward)
+        extra = []  # system-model-scored variants of the played action, as more critic samples
         if cfg.counterfactuals:
-            env, dev, dev_reward = counterfactual_deviations(scenario.network_params, obs.tasks, noisy, gen)
-            memory.add(state[env], edge_id[env], mask[env], dev, dev_reward)
+            extra.append(counterfactual_deviations(scenario.network_params, obs.tasks, noisy, gen))
         if cfg.ratio_counterfactuals > 0:
-            env, dev, dev_reward = ratio_deviations(scenario.network_params, obs.tasks, noisy, cfg.ratio_counterfactuals, gen)
+            extra.append(ratio_deviations(scenario.network_params, obs.tasks, noisy, cfg.ratio_counterfactuals, gen))
+        for env, dev, dev_reward in extra:
             memory.add(state[env], edge_id[env], mask[env], dev, dev_reward)
         window.append((float(step.result.objective.mean()), float(step.result.round_time_s.mean()), float(step.result.total_energy_j.mean())))
         obs = step.observation
