@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -133,6 +132,7 @@ def main() -> None:
     ap.add_argument("--rounds-per-episode", type=int, default=None, help=f"default {N4_TAC['rounds_per_episode']}")
     ap.add_argument("--config", default=None, help="JSON file of TACConfig overrides, applied on top of N4_TAC")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--resume", action="store_true", help="continue the training in --runs from its tac_last.pt (give the same --seed and --config; the replay memory is not saved and refills)")
     # UE positions are drawn per episode, so envs (not rounds) set how many placements the
     # figure covers (4 x 8, the first default, varied 7-21% by seed). 32 envs missed the
     # rare rounds where a UE sits in a deep fade and the optimum keeps it local: one such
@@ -168,9 +168,8 @@ def main() -> None:
             raise SystemExit(f"{checkpoint} was trained on another scenario than the {args.edge_servers}-edge-server N = 4 one (check --edge-servers)")
         cfg, train_s = TACConfig.from_dict(ckpt["train_config"]), ckpt.get("metrics", {}).get("wall_s")
     else:
-        t0 = time.perf_counter()
-        checkpoint = train_tac(scen, cfg, args.runs).checkpoint
-        train_s = time.perf_counter() - t0
+        result = train_tac(scen, cfg, args.runs, resume=args.resume)
+        checkpoint, train_s = result.checkpoint, result.wall_s  # a resumed run's wall time includes the part before
         print(f"TAC trained {train_s:.0f} s ({cfg.episodes} x {cfg.rounds_per_episode} rounds x {cfg.envs} envs)")
     out = {"scenario": base, "tac_config": cfg.to_dict(), "tac_checkpoint": str(checkpoint), "tac_train_wall_s": train_s,
            "eval": {"rounds": args.eval_rounds, "envs": args.eval_envs, "seed": args.eval_seed, "grid": list(GRID)}, "methods": {}}
