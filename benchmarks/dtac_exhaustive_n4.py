@@ -73,13 +73,15 @@ N4_TAC = {
 # every UE's a and b drawn uniformly, scored by the system model (the critic otherwise only
 # sees a, b near the actor's and scored a = 1 worse where it is better); the replay holds
 # the same ~500 rounds. 11.8-16.3% -> 4.0-14.1% from the optimum over training seeds; with
-# two cells the same settings lost the deep-fade rounds (28% in 2 of 3 runs), so not there.
+# two cells the a, b samples lost the deep-fade rounds (28% in 2 of 4 runs), so not there.
 N4_TAC_ONE_CELL = {"updates_per_round": 4, "actor_update_every": 2, "ratio_counterfactuals": 4, "replay_capacity": 136000}
 
 
 def n4_settings(edge_servers: int) -> dict:
     """The benchmark's TAC settings for the one- or two-cell topology."""
     return {**N4_TAC, **N4_TAC_ONE_CELL} if edge_servers == 1 else dict(N4_TAC)
+
+
 GRID = (1 / 3, 2 / 3, 1.0)
 FINE_POWER_GRID = (0.1, 0.25, 0.5, 0.75, 1.0)
 FINE_CPU_GRID = (0.25, 0.5, 0.75, 1.0)
