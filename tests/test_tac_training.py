@@ -107,14 +107,17 @@ def test_discrete_search_picks_each_ues_best_option_under_the_critic():
     loss.backward()  # the gradient reaches the actor's output
 
 
+_ROUND_ENVS, _ROUND_SEED = 6, 5  # the played round of the two helpers below
+
+
 def _played_round():
-    """A tiny scenario (1-2 UEs per edge server: padded rounds), its first round of 6 envs
-    and an untrained actor's actions there."""
+    """A tiny scenario (1-2 UEs per edge server: padded rounds), its first round of
+    _ROUND_ENVS envs and an untrained actor's actions there."""
     from cloud_trainer.envs.simulator import BatchSimulator
     from cloud_trainer.tac import observation_tensors
 
     scen = scenario_from_dict(TINY)
-    obs = BatchSimulator(scen, batch_size=6, seed=5).reset()
+    obs = BatchSimulator(scen, batch_size=_ROUND_ENVS, seed=_ROUND_SEED).reset()
     s, e, m = observation_tensors(obs)
     with torch.no_grad():
         acts = TACActor(ModelConfig(num_channels=scen.radio.num_channels))(s, e, m)
@@ -129,9 +132,9 @@ def _assert_scored_like_the_simulator(scen, played, changed, env, reward, rows_t
     from cloud_trainer.envs.simulator import BatchSimulator
 
     for j in rows_to_check:
-        twin = BatchSimulator(scen, batch_size=6, seed=5)
+        twin = BatchSimulator(scen, batch_size=_ROUND_ENVS, seed=_ROUND_SEED)
         twin.reset()
-        rows = lambda f: np.where(np.arange(6)[:, None] == int(env[j]), getattr(changed, f)[j], getattr(played, f))  # noqa: E731
+        rows = lambda f: np.where(np.arange(_ROUND_ENVS)[:, None] == int(env[j]), getattr(changed, f)[j], getattr(played, f))  # noqa: E731
         step = twin.step(type(played)(*(rows(f) for f in ("offload", "channel", "transmit_power_ratio", "cpu_freq_ratio"))))
         assert np.allclose(step.reward[int(env[j])], reward[j].numpy(), rtol=1e-5)
 
