@@ -39,6 +39,7 @@ from cloud_trainer.tac import (
     CurveWriter,
     ProgressFn,
     ReplayMemory,
+    VALIDATION_SEED_OFFSET,
     TrainResult,
     actor_loss,
     add_exploration_noise,
@@ -103,7 +104,6 @@ class TransferConfig:
         return asdict(self)
 
 
-VALIDATION_SEED_OFFSET = 500_009  # validation rounds: cfg.seed + this (training: cfg.seed + 7 + step)
 
 TRANSFER_QUICK_OVERRIDES = dict(steps=40, batch_size=16, envs=8, warmup_rounds=6, log_every=10, checkpoint_every=20, align_steps=10, validation_rounds=4, validation_envs=8)
 

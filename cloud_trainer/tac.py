@@ -28,6 +28,7 @@ changes the trade-off - with it the actor learned to offload everything.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import itertools
@@ -111,6 +112,12 @@ class TACConfig:
     grad_clip: float = 1.0
     normalizer_samples: int = 20_000
     checkpoint_every: int = 500  # collection rounds
+    # > 0 (ours; 0 is Algorithm 1: tac.pt holds the last actor): at every logged point the
+    # deterministic actor plays this many rounds x validation_envs episodes of the training
+    # scenario on one fixed seed (its own, not an evaluation's), the way `edgepilot
+    # evaluate` plays it, and tac.pt holds the actor / critic pair that scored best
+    validation_rounds: int = 0
+    validation_envs: int = 32
     threads: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -133,6 +140,9 @@ QUICK_OVERRIDES = dict(episodes=2, rounds_per_episode=30, envs=8, batch_size=16,
 
 # ---------------------------------------------------------------------------
 # helpers shared by DTAC and the baselines
+VALIDATION_SEED_OFFSET = 500_009  # validation rounds (TAC and DTAC): cfg.seed + this
+
+
 def symlog(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(x.abs())
 
@@ -546,6 +556,15 @@ def train_tac(
     total_rounds = cfg.episodes * rpe
     start_round, noise_std, transform, wall_before = 0, cfg.noise_std, None, 0.0
     history: list[dict] = []
+    best = {"reward": -float("inf"), "round": None, "actor": None, "critic": None}
+
+    def validation_score() -> float:
+        from cloud_trainer.evaluate import ActorPolicy, evaluate_policy  # evaluate imports this module
+
+        score = evaluate_policy(ActorPolicy("tac", actor, "joint"), scenario, cfg.validation_rounds, cfg.validation_envs,
+                                cfg.seed + VALIDATION_SEED_OFFSET)["weighted_reward"]
+        actor.train()
+        return score
 
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
@@ -559,6 +578,8 @@ def train_tac(
         start_round, noise_std, wall_before = prog["round"], prog["noise_std"], prog.get("wall_s", 0.0)
         transform = RewardTransform(**prog["reward_transform"])
         history = list(prog.get("history", []))
+        if ckpt.get("best_actor") is not None:
+            best.update(**prog["best"], actor=ckpt["best_actor"], critic=ckpt["best_critic"])
         gen.manual_seed(cfg.seed + start_round)
         sim = BatchSimulator(scenario, batch_size=cfg.envs, seed=cfg.seed + 1 + start_round)
     else:
@@ -579,7 +600,10 @@ def train_tac(
             scenario=scenario.model_dump(mode="json"), scenario_hash=scenario.scenario_hash(),
             train_config=cfg.to_dict(),
             progress={"round": rnd, "episode": rnd // rpe, "noise_std": noise_std, "wall_s": wall_before + time.perf_counter() - t0,
-                      "reward_transform": transform.state() if transform else None, "history": history},
+                      "reward_transform": transform.state() if transform else None, "history": history,
+                      "best": {"reward": best["reward"], "round": best["round"]}},
+            best_actor=best["actor"] if path == last_path else None,
+            best_critic=best["critic"] if path == last_path else None,
             metrics=metrics or {},
         )
 
@@ -640,6 +664,11 @@ def train_tac(
                 "wall_s": round(wall_before + time.perf_counter() - t0, 3), "weighted_reward": -obj, "round_time_s": rt, "energy_j": en,
                 "critic_loss": closs_acc / max(nupd, 1), "actor_loss": aloss_acc / max(nact, 1), "noise_std": noise_std,
             }
+            if cfg.validation_rounds > 0:
+                row["validation_reward"] = score = validation_score()
+                if score > best["reward"]:
+                    best.update(reward=score, round=done_rounds, actor=copy.deepcopy(actor.state_dict()),
+                                critic=copy.deepcopy(critic.state_dict()))
             history.append(row)
             curve.write(row)
             window, closs_acc, aloss_acc, nupd, nact = [], 0.0, 0.0, 0, 0
@@ -650,7 +679,11 @@ def train_tac(
 
     wall = wall_before + time.perf_counter() - t0
     metrics = {"wall_s": wall, "rounds": total_rounds, "final_weighted_reward_noisy": history[-1]["weighted_reward"] if history else None}
-    checkpoint(last_path, total_rounds, metrics)
+    checkpoint(last_path, total_rounds, metrics)  # the last round, for --resume
+    if best["actor"] is not None:
+        actor.load_state_dict(best["actor"])
+        critic.load_state_dict(best["critic"])
+        metrics.update(selected_round=best["round"], selected_weighted_reward=best["reward"])
     checkpoint(final_path, total_rounds, metrics)
     curve.close()
     return TrainResult(final_path, history, wall, metrics)

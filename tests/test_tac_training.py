@@ -73,6 +73,39 @@ def test_training_is_seeded(tmp_path):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_validation_keeps_the_best_actor_and_critic_and_resume_carries_it(tmp_path):
+    from cloud_trainer.evaluate import evaluate_policy, load_policy
+    from cloud_trainer.tac import VALIDATION_SEED_OFFSET
+
+    scen = scenario_from_dict(TINY)
+    plain = load_checkpoint(train_tac(scen, tiny_cfg(episodes=1), tmp_path / "plain").checkpoint)
+    assert "selected_round" not in plain["metrics"]  # off by default: tac.pt is the last actor (Algorithm 1)
+    last = load_checkpoint(tmp_path / "plain" / "tac_last.pt")
+    assert all(torch.equal(plain["actor"][k], v) for k, v in last["actor"].items())
+
+    cfg = tiny_cfg(validation_rounds=3, validation_envs=4, seed=3)
+    res = train_tac(scen, cfg, tmp_path / "v")
+    scores = {h["round"]: h["validation_reward"] for h in res.history}
+    assert sorted(scores) == [3, 6, 9, 12, 15, 18, 21, 24] and len(set(scores.values())) > 1
+    final = load_checkpoint(res.checkpoint)
+    chosen = final["metrics"]["selected_round"]
+    assert final["metrics"]["selected_weighted_reward"] == max(scores.values()) == scores[chosen]
+    # tac.pt is that actor: played like `edgepilot evaluate` plays TAC, on the validation seed
+    replayed = evaluate_policy(load_policy("tac", res.checkpoint), scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
+    assert replayed == pytest.approx(scores[chosen], rel=1e-6)
+    last = load_checkpoint(tmp_path / "v" / "tac_last.pt")
+    assert last["progress"]["best"] == {"reward": scores[chosen], "round": chosen}
+    if chosen != 24:  # the last round's pair stays in tac_last.pt for --resume
+        for part in ("actor", "critic"):
+            assert any(not torch.equal(final[part][k], v) for k, v in last[part].items())
+            assert all(torch.equal(final[part][k], v) for k, v in last[f"best_{part}"].items())
+    # resume: the candidates before the interruption still compete
+    res2 = train_tac(scen, tiny_cfg(validation_rounds=3, validation_envs=4, seed=3, episodes=3), tmp_path / "v", resume=True)
+    more = {h["round"]: h["validation_reward"] for h in res2.history}
+    assert len(more) == 12 and {k: more[k] for k in scores} == scores
+    assert load_checkpoint(res2.checkpoint)["metrics"]["selected_weighted_reward"] == max(more.values())
+
+
 def test_delayed_actor_updates_step_the_actor_every_kth_critic_step(tmp_path):
     scen = scenario_from_dict(TINY)
     cfg = tiny_cfg(episodes=1, updates_per_round=3, actor_update_every=2)
