@@ -164,6 +164,11 @@ def main() -> None:
     ap.add_argument("--refine-group", type=int, default=1, help="UEs changed together by that search (1: one at a time, 2: pairs)")
     ap.add_argument("--split-analysis", action="store_true", help="also score every edge / cloud assignment of each evaluation round (split_analysis)")
     args = ap.parse_args()
+    if args.checkpoint:  # its stored settings are what it was trained with
+        given = [flag for flag, v in (("--resume", args.resume), ("--config", args.config), ("--episodes", args.episodes),
+                                      ("--rounds-per-episode", args.rounds_per_episode)) if v not in (None, False)]
+        if given:
+            ap.error(f"--checkpoint evaluates a trained TAC; {', '.join(given)} only apply to a training run")
     suffix = "" if args.edge_servers == 1 else "_2edge"
     args.out = args.out or f"docs/figures/dtac/n4_exhaustive{suffix}.json"
     args.runs = args.runs or f"runs/n4{suffix}"
