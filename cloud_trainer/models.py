@@ -64,6 +64,9 @@ class ModelConfig:
     # decision, a and b stay the paper's functions of the states. Off (0) by default
     # and in every shipped model; the critic and the DTAC actor never use it.
     channel_slot_bias: int = 0
+    # False: that bias stays at its initial "slot j prefers channel j mod L" (not trained),
+    # so the entropy bonus of (19) cannot flatten it and a cell keeps distinct channels
+    channel_slot_trainable: bool = True
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -243,10 +246,12 @@ class TACActor(nn.Module):
             # initialised to "slot j prefers channel j mod L" (a margin of
             # CHANNEL_SLOT_INIT logits): a cell starts separated instead of having to
             # find a separation through the critic; training can still move it
+            # unless cfg.channel_slot_trainable is False
             self.channel_slot = nn.Embedding(cfg.channel_slot_bias, cfg.num_channels)
             with torch.no_grad():
                 slots = torch.arange(cfg.channel_slot_bias)
                 self.channel_slot.weight.copy_(CHANNEL_SLOT_INIT * nn.functional.one_hot(slots % cfg.num_channels, cfg.num_channels).float())
+            self.channel_slot.weight.requires_grad_(cfg.channel_slot_trainable)
 
     def forward(self, joint_state: torch.Tensor, edge_id: torch.Tensor, ue_mask: torch.Tensor | None = None):
         h = self.backbone(self.normalizer(joint_state), edge_id, ue_mask)

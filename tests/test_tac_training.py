@@ -299,6 +299,27 @@ def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
     assert actor.backbone.slot is not None and actor.channel_slot is not None
 
 
+def test_a_frozen_channel_slot_bias_stays_at_its_initial_separation(tmp_path):
+    from cloud_trainer.models import CHANNEL_SLOT_INIT
+
+    scen = scenario_from_dict(TINY)
+    init = CHANNEL_SLOT_INIT * torch.eye(scen.radio.num_channels)[:2]  # slot j prefers channel j
+    tables = {}
+    for trainable in (True, False):
+        cfg = tiny_cfg(episodes=1)
+        cfg.model = ModelConfig(channel_slot_bias=2, channel_slot_trainable=trainable)
+        res = train_tac(scen, cfg, tmp_path / str(trainable))
+        actor, ckpt = load_actor(res.checkpoint)
+        assert ckpt["model_config"]["channel_slot_trainable"] is trainable
+        tables[trainable] = actor.channel_slot.weight.detach()
+        torch.manual_seed(cfg.seed)  # the actor train_tac started from
+        start = TACActor(ModelConfig(**ckpt["model_config"])).state_dict()
+        assert torch.equal(start["channel_slot.weight"], init)
+        assert any(not torch.equal(v, start[k]) for k, v in actor.state_dict().items() if k.startswith("heads."))  # the rest trains
+    assert not torch.allclose(tables[True], init)  # trained: (19) moves it
+    assert torch.equal(tables[False], init)
+
+
 def test_train_tac_with_counterfactuals_ratio_search_and_softclip(tmp_path):
     scen = scenario_from_dict(TINY)
     cfg = tiny_cfg(episodes=1, counterfactuals=True, ratio_counterfactuals=2, ratio_search_coef=1.0, offload_search_coef=0.5,
