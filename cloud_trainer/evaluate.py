@@ -525,8 +525,11 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         ev, tc = n4.get("eval", {}), n4.get("tac_config", {})
         sched = f"{tc['episodes']} x {tc['rounds_per_episode']} rounds x {tc['envs']} envs, " if tc.get("rounds_per_episode") else ""
         flag = "" if key == "n4_exhaustive" else " --edge-servers 2"
+        rounds = tc.get("episodes", 0) * (tc.get("rounds_per_episode") or 0)
+        kept = (f", the actor of round {n4['tac_selected_round']:,}{f' of {rounds:,}' if rounds else ''}, the best on its validation rounds"
+                if n4.get("tac_selected_round") else "")
         lines += [f"## N = 4 against the exhaustive optimum, {cells}", "", f"From `benchmarks/dtac_exhaustive_n4.py{flag}` ({cells}, 4 UEs, Fig. 5 radio / compute; "
-                  f"TAC {sched}trained {_fmt(n4.get('tac_train_wall_s'), 0)} s with the benchmark's own settings; evaluation "
+                  f"TAC {sched}trained {_fmt(n4.get('tac_train_wall_s'), 0)} s with the benchmark's own settings{kept}; evaluation "
                   f"{ev.get('rounds', '?')} rounds x {ev.get('envs', '?')} envs, seed {ev.get('seed', 4242)}, the same for every method; "
                   "exhaustive a, b on a 3-point grid). Diagnosis, settings and held-out seeds: [results-n4.md](results-n4.md).", "",
                   *_method_table_head("method")]

@@ -133,7 +133,8 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     # the two-edge-server run (--edge-servers 2) gets its own section and target row
     # (with TAC + the critic's decision-time search beside it: its own row and sentence, not the target's verdict)
     refined = {"sweeps": 2, "group": 1, "gap_to_optimum": 0.02, "local_rounds": {**n4["local_rounds"], "tac_local_in_those_rounds": 1}}
-    n4_2 = {**n4, "tac_gap_to_optimum": 0.04, "refine": refined,
+    n4_2 = {**n4, "tac_gap_to_optimum": 0.04, "refine": refined, "tac_selected_round": 4050,  # kept by a validation set
+            "tac_config": {"episodes": 8, "rounds_per_episode": 600, "envs": 16},
             "methods": {**n4["methods"], "tac_refined": {**n4["methods"]["tac"], "weighted_reward": -1.02}}}
     (out / "n4_exhaustive_2edge.json").write_text(json.dumps(n4_2))
     r = runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"])
@@ -144,6 +145,8 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     targets = {t["target"]: t for t in json.loads((out / "results.json").read_text())["targets"]}
     assert targets["N=4 (two edge servers): TAC within 5% of the exhaustive optimum"]["value"].endswith("; TAC + the critic's search 2.0%")
     assert "## N = 4 against the exhaustive optimum, one edge server" in text and "dtac_exhaustive_n4.py --edge-servers 2` (two edge servers" in text
+    assert "TAC 8 x 600 rounds x 16 envs, trained 12 s with the benchmark's own settings, the actor of round 4,050 of 4,800, the best on its validation rounds;" in text
+    assert text.count("the best on its validation rounds") == 1  # the one-cell run (no selected round) says nothing of it
     rows = {t["target"]: t["met"] for t in json.loads((out / "results.json").read_text())["targets"]}
     assert rows["N=4 (one edge server): TAC within 5% of the exhaustive optimum"] is False
     assert rows["N=4 (two edge servers): TAC within 5% of the exhaustive optimum"] is True
