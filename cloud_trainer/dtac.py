@@ -104,7 +104,6 @@ class TransferConfig:
         return asdict(self)
 
 
-
 TRANSFER_QUICK_OVERRIDES = dict(steps=40, batch_size=16, envs=8, warmup_rounds=6, log_every=10, checkpoint_every=20, align_steps=10, validation_rounds=4, validation_envs=8)
 
 

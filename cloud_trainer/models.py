@@ -64,8 +64,9 @@ class ModelConfig:
     # decision, a and b stay the paper's functions of the states. Off (0) by default
     # and in every shipped model; the critic and the DTAC actor never use it.
     channel_slot_bias: int = 0
-    # False: that bias stays at its initial "slot j prefers channel j mod L" (not trained),
-    # so the entropy bonus of (19) cannot flatten it and a cell keeps distinct channels
+    # False: that bias stays at its initial "slot j prefers channel j mod L" (not trained).
+    # Tried on N = 4 and not adopted: the backbone's own channel logits outgrow its margin
+    # (docs/results-n4.md)
     channel_slot_trainable: bool = True
 
     def to_dict(self) -> dict:
