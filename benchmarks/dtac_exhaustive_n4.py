@@ -196,7 +196,7 @@ def main() -> None:
         checkpoint, train_s = result.checkpoint, result.wall_s  # a resumed run's wall time includes the part before
         print(f"TAC trained {train_s:.0f} s ({cfg.episodes} x {cfg.rounds_per_episode} rounds x {cfg.envs} envs)")
     # with a validation set (validation_rounds > 0) tac.pt is the best-scoring actor, not the last
-    selected = load_checkpoint(checkpoint).get("metrics", {}).get("selected_round")
+    selected = (ckpt.get("metrics", {}) if args.checkpoint else result.metrics).get("selected_round")
     out = {"scenario": base, "tac_config": cfg.to_dict(), "tac_checkpoint": str(checkpoint), "tac_train_wall_s": train_s,
            "tac_selected_round": selected,
            "eval": {"rounds": args.eval_rounds, "envs": args.eval_envs, "seed": args.eval_seed, "grid": list(GRID)}, "methods": {}}

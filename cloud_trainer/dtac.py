@@ -32,14 +32,12 @@ import torch
 
 from cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import ActorPolicy, evaluate_policy
 from cloud_trainer.models import DTACActor, LocalMLPActor, MLPConfig, ModelConfig
 from cloud_trainer.scenario import Scenario
 from cloud_trainer.tac import (
     CurveWriter,
     ProgressFn,
     ReplayMemory,
-    VALIDATION_SEED_OFFSET,
     TrainResult,
     actor_loss,
     add_exploration_noise,
@@ -48,6 +46,7 @@ from cloud_trainer.tac import (
     load_tac,
     observation_tensors,
     set_threads,
+    validation_reward,
 )
 
 TRANSFER_METHODS = ("dtac", "tl_transformer", "tl")
@@ -171,8 +170,7 @@ def train_transfer(
         return student_actions(method, student, s, e, m)
 
     def validation_score() -> float:  # the student played like `edgepilot evaluate` plays a DTAC, on the validation seed
-        return evaluate_policy(ActorPolicy(method, student, "local"), scenario, cfg.validation_rounds, cfg.validation_envs,
-                               cfg.seed + VALIDATION_SEED_OFFSET)["weighted_reward"]
+        return validation_reward(method, student, "local", scenario, cfg)
 
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)

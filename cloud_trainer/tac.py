@@ -143,6 +143,15 @@ QUICK_OVERRIDES = dict(episodes=2, rounds_per_episode=30, envs=8, batch_size=16,
 VALIDATION_SEED_OFFSET = 500_009  # validation rounds (TAC and DTAC): cfg.seed + this
 
 
+def validation_reward(name: str, actor: torch.nn.Module, kind: str, scenario: Scenario, cfg) -> float:
+    """Weighted reward (27) of ``actor`` played the way `edgepilot evaluate` plays it, on
+    ``cfg.validation_rounds`` x ``cfg.validation_envs`` rounds of the validation seed."""
+    from cloud_trainer.evaluate import ActorPolicy, evaluate_policy  # evaluate imports this module
+
+    return evaluate_policy(ActorPolicy(name, actor, kind), scenario, cfg.validation_rounds, cfg.validation_envs,
+                           cfg.seed + VALIDATION_SEED_OFFSET)["weighted_reward"]
+
+
 def symlog(x: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * torch.log1p(x.abs())
 
@@ -559,10 +568,7 @@ def train_tac(
     best = {"reward": -float("inf"), "round": None, "actor": None, "critic": None}
 
     def validation_score() -> float:
-        from cloud_trainer.evaluate import ActorPolicy, evaluate_policy  # evaluate imports this module
-
-        score = evaluate_policy(ActorPolicy("tac", actor, "joint"), scenario, cfg.validation_rounds, cfg.validation_envs,
-                                cfg.seed + VALIDATION_SEED_OFFSET)["weighted_reward"]
+        score = validation_reward("tac", actor, "joint", scenario, cfg)
         actor.train()
         return score
 

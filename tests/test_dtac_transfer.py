@@ -137,7 +137,7 @@ def test_align_steps_are_the_imitation_of_26_before_22(trained, tmp_path):
 
 def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, tmp_path):
     from cloud_trainer.checkpoint import load_checkpoint
-    from cloud_trainer.dtac import VALIDATION_SEED_OFFSET
+    from cloud_trainer.tac import VALIDATION_SEED_OFFSET
     from cloud_trainer.evaluate import ActorPolicy, evaluate_policy
 
     scen, tac, _ = trained

@@ -83,8 +83,8 @@ def test_validation_keeps_the_best_actor_and_critic_and_resume_carries_it(tmp_pa
     last = load_checkpoint(tmp_path / "plain" / "tac_last.pt")
     assert all(torch.equal(plain["actor"][k], v) for k, v in last["actor"].items())
 
-    cfg = tiny_cfg(validation_rounds=3, validation_envs=4, seed=3)
-    res = train_tac(scen, cfg, tmp_path / "v")
+    validated = dict(validation_rounds=3, validation_envs=4, seed=3)
+    res = train_tac(scen, tiny_cfg(**validated), tmp_path / "v")
     scores = {h["round"]: h["validation_reward"] for h in res.history}
     assert sorted(scores) == [3, 6, 9, 12, 15, 18, 21, 24] and len(set(scores.values())) > 1
     final = load_checkpoint(res.checkpoint)
@@ -100,7 +100,7 @@ def test_validation_keeps_the_best_actor_and_critic_and_resume_carries_it(tmp_pa
             assert any(not torch.equal(final[part][k], v) for k, v in last[part].items())
             assert all(torch.equal(final[part][k], v) for k, v in last[f"best_{part}"].items())
     # resume: the candidates before the interruption still compete
-    res2 = train_tac(scen, tiny_cfg(validation_rounds=3, validation_envs=4, seed=3, episodes=3), tmp_path / "v", resume=True)
+    res2 = train_tac(scen, tiny_cfg(**validated, episodes=3), tmp_path / "v", resume=True)
     more = {h["round"]: h["validation_reward"] for h in res2.history}
     assert len(more) == 12 and {k: more[k] for k in scores} == scores
     assert load_checkpoint(res2.checkpoint)["metrics"]["selected_weighted_reward"] == max(more.values())
