@@ -145,11 +145,15 @@ VALIDATION_SEED_OFFSET = 500_009  # validation rounds (TAC and DTAC): cfg.seed +
 
 def validation_reward(name: str, actor: torch.nn.Module, kind: str, scenario: Scenario, cfg) -> float:
     """Weighted reward (27) of ``actor`` played the way `edgepilot evaluate` plays it, on
-    ``cfg.validation_rounds`` x ``cfg.validation_envs`` rounds of the validation seed."""
+    ``cfg.validation_rounds`` x ``cfg.validation_envs`` rounds of the validation seed. The
+    actor goes back to the train / eval mode it was in (playing puts it in eval mode)."""
     from cloud_trainer.evaluate import ActorPolicy, evaluate_policy  # evaluate imports this module
 
-    return evaluate_policy(ActorPolicy(name, actor, kind), scenario, cfg.validation_rounds, cfg.validation_envs,
-                           cfg.seed + VALIDATION_SEED_OFFSET)["weighted_reward"]
+    training = actor.training
+    score = evaluate_policy(ActorPolicy(name, actor, kind), scenario, cfg.validation_rounds, cfg.validation_envs,
+                            cfg.seed + VALIDATION_SEED_OFFSET)["weighted_reward"]
+    actor.train(training)
+    return score
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:
@@ -567,11 +571,6 @@ def train_tac(
     history: list[dict] = []
     best = {"reward": -float("inf"), "round": None, "actor": None, "critic": None}
 
-    def validation_score() -> float:
-        score = validation_reward("tac", actor, "joint", scenario, cfg)
-        actor.train()
-        return score
-
     if resume and last_path.exists():
         ckpt = load_checkpoint(last_path)
         if ckpt["scenario_hash"] != scenario.scenario_hash():
@@ -671,7 +670,7 @@ def train_tac(
                 "critic_loss": closs_acc / max(nupd, 1), "actor_loss": aloss_acc / max(nact, 1), "noise_std": noise_std,
             }
             if cfg.validation_rounds > 0:
-                row["validation_reward"] = score = validation_score()
+                row["validation_reward"] = score = validation_reward("tac", actor, "joint", scenario, cfg)
                 if score > best["reward"]:
                     best.update(reward=score, round=done_rounds, actor=copy.deepcopy(actor.state_dict()),
                                 critic=copy.deepcopy(critic.state_dict()))
