@@ -118,12 +118,23 @@ class TACConfig:
     # evaluate` plays it, and tac.pt holds the actor / critic pair that scored best
     validation_rounds: int = 0
     validation_envs: int = 32
+    validation_seed: int | None = None  # None: seed + VALIDATION_SEED_OFFSET
+    # > 1 (ours; needs validation_rounds > 0): this many independent runs, restart k trained
+    # with seed + k * RESTART_SEED_STRIDE (k = 0 is the plain run), all scored on this
+    # config's validation seed; tac.pt is the copy of the best one's. Restart k's files are
+    # in <out>/restart-k; restart_jobs of them train at once, each in its own process
+    restarts: int = 1
+    restart_jobs: int = 1
     threads: int = 1
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def __post_init__(self) -> None:
         if self.actor_update_every < 1:
             raise ValueError(f"actor_update_every must be >= 1, got {self.actor_update_every}")
+        if self.restarts < 1 or self.restart_jobs < 1:
+            raise ValueError(f"restarts and restart_jobs must be >= 1, got {self.restarts} and {self.restart_jobs}")
+        if self.restarts > 1 and self.validation_rounds <= 0:
+            raise ValueError("restarts > 1 keeps the run that scores best on the validation rounds: set validation_rounds > 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,6 +152,13 @@ QUICK_OVERRIDES = dict(episodes=2, rounds_per_episode=30, envs=8, batch_size=16,
 # ---------------------------------------------------------------------------
 # helpers shared by DTAC and the baselines
 VALIDATION_SEED_OFFSET = 500_009  # validation rounds (TAC and DTAC): cfg.seed + this
+RESTART_SEED_STRIDE = 100_003  # restart k of a TAC run trains with seed + k * this
+
+
+def validation_seed(cfg) -> int:
+    """The simulator seed of ``cfg``'s validation rounds."""
+    fixed = getattr(cfg, "validation_seed", None)
+    return int(fixed) if fixed is not None else cfg.seed + VALIDATION_SEED_OFFSET
 
 
 def validation_reward(name: str, actor: torch.nn.Module, kind: str, scenario: Scenario, cfg) -> float:
@@ -151,7 +169,7 @@ def validation_reward(name: str, actor: torch.nn.Module, kind: str, scenario: Sc
 
     training = actor.training
     score = evaluate_policy(ActorPolicy(name, actor, kind), scenario, cfg.validation_rounds, cfg.validation_envs,
-                            cfg.seed + VALIDATION_SEED_OFFSET)["weighted_reward"]
+                            validation_seed(cfg))["weighted_reward"]
     actor.train(training)
     return score
 
@@ -547,7 +565,10 @@ def train_tac(
     progress: ProgressFn | None = None,
 ) -> TrainResult:
     """Algorithm 1, lines 1-12. Writes ``tac.pt`` (final), ``tac_last.pt`` (periodic,
-    for ``--resume``) and ``curve_tac.csv`` in ``out_dir``."""
+    for ``--resume``) and ``curve_tac.csv`` in ``out_dir``; with ``cfg.restarts`` > 1, see
+    train_tac_restarts."""
+    if cfg.restarts > 1:
+        return train_tac_restarts(scenario, cfg, out_dir, resume, progress)
     set_threads(cfg.threads)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -692,6 +713,59 @@ def train_tac(
     checkpoint(final_path, total_rounds, metrics)
     curve.close()
     return TrainResult(final_path, history, wall, metrics)
+
+
+def _restart_configs(cfg: TACConfig) -> list[TACConfig]:
+    fixed = validation_seed(cfg)
+    return [TACConfig.from_dict({**cfg.to_dict(), "seed": cfg.seed + k * RESTART_SEED_STRIDE, "validation_seed": fixed,
+                                 "restarts": 1, "restart_jobs": 1}) for k in range(cfg.restarts)]
+
+
+def _train_one_restart(scenario: Scenario, cfg: TACConfig, out_dir: str, resume: bool) -> TrainResult:
+    return train_tac(scenario, cfg, out_dir, resume=resume)  # module level: runs in a worker process
+
+
+def train_tac_restarts(scenario: Scenario, cfg: TACConfig, out_dir: str | Path, resume: bool = False,
+                       progress: ProgressFn | None = None) -> TrainResult:
+    """``cfg.restarts`` independent TAC runs (restart k: seed + k * RESTART_SEED_STRIDE, in
+    ``out_dir/restart-k``; k = 0 is the run without restarts), every one scored on the same
+    validation rounds; ``out_dir/tac.pt`` and ``curve_tac.csv`` are copies of the best one's
+    (``metrics.selected_restart``). ``--resume`` resumes each restart from its own
+    ``tac_last.pt`` (a finished one is only re-read). The wall time returned is the sum of
+    the restarts' (CPU time spent); ``metrics.restarts_elapsed_s`` is what this call took."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    subs, dirs = _restart_configs(cfg), [out_dir / f"restart-{k}" for k in range(cfg.restarts)]
+    per_run = cfg.episodes * _rounds_per_episode(cfg, scenario)
+    total, t0 = per_run * cfg.restarts, time.perf_counter()
+    results: list[TrainResult] = []
+    if cfg.restart_jobs > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(max_workers=min(cfg.restart_jobs, cfg.restarts), mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_train_one_restart, scenario, sub, str(d), resume): k for k, (sub, d) in enumerate(zip(subs, dirs))}
+            done: dict[int, TrainResult] = {}
+            for fut in as_completed(futures):
+                done[futures[fut]] = fut.result()
+                if progress:
+                    progress({"round": per_run * len(done), "total": total, "weighted_reward": done[futures[fut]].history[-1]["weighted_reward"]})
+            results = [done[k] for k in range(cfg.restarts)]
+    else:
+        for k, (sub, d) in enumerate(zip(subs, dirs)):
+            inner = (lambda info, k=k: progress({**info, "round": k * per_run + info["round"], "total": total})) if progress else None
+            results.append(train_tac(scenario, sub, d, resume=resume, progress=inner))
+    scores = [r.metrics["selected_weighted_reward"] for r in results]
+    best = int(np.argmax(scores))
+    ckpt = load_checkpoint(results[best].checkpoint)
+    metrics = {**ckpt.get("metrics", {}), "wall_s": sum(r.wall_s for r in results), "restarts_elapsed_s": time.perf_counter() - t0,
+               "selected_restart": best, "restart_validation_rewards": scores,
+               "restart_seeds": [s.seed for s in subs], "restart_wall_s": [r.wall_s for r in results]}
+    ckpt.pop("format_version", None)
+    ckpt.update(train_config=cfg.to_dict(), metrics=metrics)
+    final = save_checkpoint(out_dir / "tac.pt", **ckpt)
+    (out_dir / "curve_tac.csv").write_bytes((dirs[best] / "curve_tac.csv").read_bytes())
+    return TrainResult(final, results[best].history, metrics["wall_s"], metrics)
 
 
 def load_tac(path: str | Path):

@@ -90,6 +90,11 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     assert (runs / "fig5" / "curve_tac.png").exists() and (runs / "fig5" / "dtac.pt").exists()
     r = runner.invoke(app, ["train", "dtac", "--scenario", "fig6", "--quick", "--out", str(runs)])
     assert r.exit_code != 0 and "tac.pt" in r.output  # DTAC needs a converged TAC first
+    bad = tmp_path / "restarts.json"
+    bad.write_text(json.dumps({"restarts": 2}))
+    r = runner.invoke(app, ["train", "tac", "--scenario", "fig6", "--quick", "--out", str(runs), "--config", str(bad)])
+    assert r.exit_code == 2 and "bad tac config" in r.output and "validation_rounds" in r.output
+    assert not (runs / "fig6").exists()
     out, page = tmp_path / "eval", tmp_path / "results.md"
     r = runner.invoke(app, ["evaluate", "--runs", str(runs), "--out", str(out), "--page", str(page), "--scenarios", "fig5", "--quick"])
     assert r.exit_code == 0, r.output

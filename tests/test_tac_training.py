@@ -396,3 +396,36 @@ def test_soft_time_max_gives_every_ues_time_a_gradient_and_approaches_the_hard_m
     g = q.grad[0, :, 0]
     assert g[1] > g[2] > g[0] > 0 and g[3] == 0 and torch.isclose(g.sum(), torch.tensor(1.0))  # the runner-up UE gets a share, padding none
     assert soft.item() <= hard.item() and actor_objective(q, m, 1.0, 1.0, time_temperature=1e-3).item() == pytest.approx(hard.item(), abs=1e-2)
+
+
+def test_restarts_keep_the_run_that_scores_best_on_one_validation_seed(tmp_path):
+    from cloud_trainer.evaluate import evaluate_policy, load_policy
+    from cloud_trainer.tac import RESTART_SEED_STRIDE, VALIDATION_SEED_OFFSET
+
+    scen = scenario_from_dict(TINY)
+    with pytest.raises(ValueError, match="validation_rounds"):
+        tiny_cfg(restarts=2)
+    validated = dict(validation_rounds=2, validation_envs=4, seed=5, episodes=1)
+    res = train_tac(scen, tiny_cfg(**validated, restarts=3), tmp_path / "seq")
+    m = res.metrics
+    assert m["restart_seeds"] == [5, 5 + RESTART_SEED_STRIDE, 5 + 2 * RESTART_SEED_STRIDE]
+    assert len(set(m["restart_validation_rewards"])) == 3  # three different runs
+    assert m["selected_restart"] == max(range(3), key=m["restart_validation_rewards"].__getitem__)
+    final = load_checkpoint(res.checkpoint)
+    kept = load_checkpoint(tmp_path / "seq" / f"restart-{m['selected_restart']}" / "tac.pt")
+    assert all(torch.equal(final["actor"][k], v) for k, v in kept["actor"].items())
+    assert final["train_config"]["restarts"] == 3 and final["metrics"]["selected_restart"] == m["selected_restart"]
+    # every restart is scored on the base run's validation seed: tac.pt replays to its score
+    replayed = evaluate_policy(load_policy("tac", res.checkpoint), scen, 2, 4, 5 + VALIDATION_SEED_OFFSET)["weighted_reward"]
+    assert replayed == pytest.approx(max(m["restart_validation_rewards"]), rel=1e-6)
+    # restart 0 is the run without restarts, bit for bit
+    plain = load_checkpoint(train_tac(scen, tiny_cfg(**validated), tmp_path / "plain").checkpoint)
+    first = load_checkpoint(tmp_path / "seq" / "restart-0" / "tac.pt")
+    assert all(torch.equal(plain["actor"][k], v) for k, v in first["actor"].items())
+    # restarts trained in worker processes give the same runs
+    par = train_tac(scen, tiny_cfg(**validated, restarts=3, restart_jobs=2), tmp_path / "par")
+    assert par.metrics["restart_validation_rewards"] == m["restart_validation_rewards"]
+    # --resume on finished restarts re-reads them and keeps the same choice
+    again = train_tac(scen, tiny_cfg(**validated, restarts=3), tmp_path / "seq", resume=True)
+    assert again.metrics["selected_restart"] == m["selected_restart"]
+    assert again.metrics["restart_validation_rewards"] == m["restart_validation_rewards"]

@@ -70,7 +70,11 @@ def train_cmd(
                 fields["episodes"] = episodes
             if rounds_per_episode:
                 fields["rounds_per_episode"] = rounds_per_episode
-            result = train_tac(scen, TACConfig.from_dict(fields), out_dir, resume=resume, progress=progress)
+            try:
+                cfg = TACConfig.from_dict(fields)
+            except (TypeError, ValueError) as err:  # an unknown field, restarts without validation rounds, ...
+                _fail(f"bad tac config: {err}")
+            result = train_tac(scen, cfg, out_dir, resume=resume, progress=progress)
         elif method == "happo":
             from cloud_trainer.baselines.happo import HAPPO_QUICK_OVERRIDES, HAPPOConfig, train_happo
 
@@ -94,7 +98,9 @@ def train_cmd(
     png = plot_curve([out_dir / f"curve_{method}.csv"], out_dir / f"curve_{method}.png", title=f"{method} on {scen.name}")
     summary = {"method": method, "scenario": scen.name, "scenario_hash": scen.scenario_hash(), "checkpoint": str(result.checkpoint),
                "wall_s": result.wall_s, "final_logged_weighted_reward": result.history[-1]["weighted_reward"] if result.history else None,
-               **{k: v for k, v in result.metrics.items() if k in ("selected_step", "selected_weighted_reward")}}  # dtac's kept student
+               # the kept DTAC student; the kept TAC actor (validation rounds) and restart
+               **{k: v for k, v in result.metrics.items() if k in ("selected_step", "selected_round", "selected_weighted_reward",
+                                                                  "selected_restart", "restart_validation_rewards")}}
     (out_dir / f"train_{method}.json").write_text(json.dumps(summary, indent=1))
     typer.echo(json.dumps(summary))
     typer.echo(f"curve: {out_dir / f'curve_{method}.csv'}, {png}")
