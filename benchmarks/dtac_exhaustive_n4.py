@@ -197,11 +197,15 @@ def main() -> None:
     else:
         result = train_tac(scen, cfg, args.runs, resume=args.resume)
         checkpoint, train_s = result.checkpoint, result.wall_s  # a resumed run's wall time includes the part before
-        print(f"TAC trained {train_s:.0f} s ({cfg.episodes} x {cfg.rounds_per_episode} rounds x {cfg.envs} envs)")
+        print(f"TAC trained {train_s:.0f} s ({cfg.episodes} x {cfg.rounds_per_episode} rounds x {cfg.envs} envs"
+              f"{f', {cfg.restarts} restarts together' if cfg.restarts > 1 else ''})")
     # with a validation set (validation_rounds > 0) tac.pt is the best-scoring actor, not the last
-    selected = (ckpt.get("metrics", {}) if args.checkpoint else result.metrics).get("selected_round")
+    kept = ckpt.get("metrics", {}) if args.checkpoint else result.metrics
+    selected = kept.get("selected_round")
+    restarts = ({"selected": kept["selected_restart"], "seeds": kept["restart_seeds"], "validation_rewards": kept["restart_validation_rewards"],
+                 "wall_s": kept["restart_wall_s"]} if "selected_restart" in kept else None)  # cfg.restarts > 1
     out = {"scenario": base, "tac_config": cfg.to_dict(), "tac_checkpoint": str(checkpoint), "tac_train_wall_s": train_s,
-           "tac_selected_round": selected,
+           "tac_selected_round": selected, "tac_restarts": restarts,
            "eval": {"rounds": args.eval_rounds, "envs": args.eval_envs, "seed": args.eval_seed, "grid": list(GRID)}, "methods": {}}
     methods = [("tac", load_policy("tac", checkpoint)),
                *([("tac_refined", load_policy("tac", checkpoint, args.refine_sweeps, args.refine_group))] if args.refine_sweeps > 0 else []),

@@ -528,6 +528,10 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         rounds = tc.get("episodes", 0) * (tc.get("rounds_per_episode") or 0)
         kept = (f", the actor of round {n4['tac_selected_round']:,}{f' of {rounds:,}' if rounds else ''}, the best on its validation rounds"
                 if n4.get("tac_selected_round") else "")
+        if n4.get("tac_restarts"):  # K runs (seed + k * 100003), the best-validated kept; the wall time is theirs together
+            rs = n4["tac_restarts"]
+            kept += (f", from restart {rs['selected']} (seed {rs['seeds'][rs['selected']]:,}) of {len(rs['seeds'])} independent runs, the best on "
+                     f"those rounds ({' / '.join(_fmt(v, 3) for v in rs['validation_rewards'])}; the wall time is all runs' together)")
         lines += [f"## N = 4 against the exhaustive optimum, {cells}", "", f"From `benchmarks/dtac_exhaustive_n4.py{flag}` ({cells}, 4 UEs, Fig. 5 radio / compute; "
                   f"TAC {sched}trained {_fmt(n4.get('tac_train_wall_s'), 0)} s with the benchmark's own settings{kept}; evaluation "
                   f"{ev.get('rounds', '?')} rounds x {ev.get('envs', '?')} envs, seed {ev.get('seed', 4242)}, the same for every method; "

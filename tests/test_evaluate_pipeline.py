@@ -152,6 +152,12 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     assert "## N = 4 against the exhaustive optimum, one edge server" in text and "dtac_exhaustive_n4.py --edge-servers 2` (two edge servers" in text
     assert "TAC 8 x 600 rounds x 16 envs, trained 12 s with the benchmark's own settings, the actor of round 4,050 of 4,800, the best on its validation rounds;" in text
     assert text.count("the best on its validation rounds") == 1  # the one-cell run (no selected round) says nothing of it
+    # restarts (TACConfig.restarts): which run was kept and what each scored on the validation rounds
+    n4_1 = {**n4, "tac_selected_round": 4500, "tac_restarts": {"selected": 1, "seeds": [0, 100003], "validation_rewards": [-1.4125, -1.3391]}}
+    (out / "n4_exhaustive.json").write_text(json.dumps(n4_1))
+    assert runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"]).exit_code == 0
+    assert ("the actor of round 4,500, the best on its validation rounds, from restart 1 (seed 100,003) of 2 independent runs, "
+            "the best on those rounds (-1.413 / -1.339; the wall time is all runs' together)") in page.read_text()
     rows = {t["target"]: t["met"] for t in json.loads((out / "results.json").read_text())["targets"]}
     assert rows["N=4 (one edge server): TAC within 5% of the exhaustive optimum"] is False
     assert rows["N=4 (two edge servers): TAC within 5% of the exhaustive optimum"] is True
