@@ -45,7 +45,6 @@ from cloud_trainer.tac import (
     decision_from_actions,
     load_tac,
     observation_tensors,
-    ratio_deviations,
     set_threads,
     validation_reward,
 )
@@ -89,11 +88,6 @@ class TransferConfig:
     # Gaussian noise on the student's played actions (std on the probabilities, half of
     # it on a, b; as TAC's exploration), so the refitted critic sees around the policy
     explore_std: float = 0.0
-    # > 0 (ours, refit only): every student round also puts this many copies of the played
-    # actions with every real UE's a and b drawn uniformly from [MIN_RATIO, 1], scored by
-    # the system model on the same round (tac.ratio_deviations), into the pool, so the
-    # refitted critic ranks the ratios the student does not play
-    ratio_counterfactuals: int = 0
     # 3. keep_best: the final checkpoint holds the best logged student (the copy at step
     #    0 included), not the last step; validation_rounds > 0 scores each on that many
     #    rounds of validation_envs episodes of the training scenario on one fixed
@@ -196,7 +190,7 @@ def train_transfer(
     obs = sim.reset()
     window: list[tuple[float, float, float]] = []
 
-    def play(actor_fn, explore: float = 0.0, counterfactuals: bool = False) -> None:
+    def play(actor_fn, explore: float = 0.0) -> None:
         nonlocal obs
         state, edge_id, mask = observation_tensors(obs)
         with torch.no_grad():
@@ -205,9 +199,6 @@ def train_transfer(
                 acts = add_exploration_noise(acts, explore, 0.5, gen)
         step = sim.step(decision_from_actions(*acts))
         pool.add(state, edge_id, mask, acts, torch.as_tensor(step.reward, dtype=torch.float32))
-        if counterfactuals:
-            env, dev, dev_reward = ratio_deviations(scenario.network_params, obs.tasks, acts, cfg.ratio_counterfactuals, gen)
-            pool.add(state[env], edge_id[env], mask[env], dev, dev_reward)
         window.append((float(step.result.objective.mean()), float(step.result.round_time_s.mean()), float(step.result.total_energy_j.mean())))
         obs = sim.reset() if step.episode_done else step.observation
 
@@ -236,7 +227,7 @@ def train_transfer(
 
     for step_i in range(start_step, cfg.steps):
         if step_i % cfg.refresh_every == 0:
-            play(student_fn, cfg.explore_std, refit and cfg.ratio_counterfactuals > 0)
+            play(student_fn, cfg.explore_std)
         if refit:
             critic.requires_grad_(True)
             for _ in range(cfg.critic_updates):
