@@ -721,10 +721,6 @@ def _restart_configs(cfg: TACConfig) -> list[TACConfig]:
                                  "restarts": 1, "restart_jobs": 1}) for k in range(cfg.restarts)]
 
 
-def _train_one_restart(scenario: Scenario, cfg: TACConfig, out_dir: str, resume: bool) -> TrainResult:
-    return train_tac(scenario, cfg, out_dir, resume=resume)  # module level: runs in a worker process
-
-
 def train_tac_restarts(scenario: Scenario, cfg: TACConfig, out_dir: str | Path, resume: bool = False,
                        progress: ProgressFn | None = None) -> TrainResult:
     """``cfg.restarts`` independent TAC runs (restart k: seed + k * RESTART_SEED_STRIDE, in
@@ -744,12 +740,12 @@ def train_tac_restarts(scenario: Scenario, cfg: TACConfig, out_dir: str | Path, 
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(max_workers=min(cfg.restart_jobs, cfg.restarts), mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_train_one_restart, scenario, sub, str(d), resume): k for k, (sub, d) in enumerate(zip(subs, dirs))}
+            futures = {pool.submit(train_tac, scenario, sub, str(d), resume): k for k, (sub, d) in enumerate(zip(subs, dirs))}
             done: dict[int, TrainResult] = {}
             for fut in as_completed(futures):
-                done[futures[fut]] = fut.result()
+                res = done[futures[fut]] = fut.result()
                 if progress:
-                    progress({"round": per_run * len(done), "total": total, "weighted_reward": done[futures[fut]].history[-1]["weighted_reward"]})
+                    progress({"round": per_run * len(done), "total": total, "weighted_reward": res.history[-1]["weighted_reward"]})
             results = [done[k] for k in range(cfg.restarts)]
     else:
         for k, (sub, d) in enumerate(zip(subs, dirs)):
