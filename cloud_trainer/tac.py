@@ -757,7 +757,6 @@ def train_tac_restarts(scenario: Scenario, cfg: TACConfig, out_dir: str | Path, 
     metrics = {**ckpt.get("metrics", {}), "wall_s": sum(r.wall_s for r in results), "restarts_elapsed_s": time.perf_counter() - t0,
                "selected_restart": best, "restart_validation_rewards": scores,
                "restart_seeds": [s.seed for s in subs], "restart_wall_s": [r.wall_s for r in results]}
-    ckpt.pop("format_version", None)
     ckpt.update(train_config=cfg.to_dict(), metrics=metrics)
     final = save_checkpoint(out_dir / "tac.pt", **ckpt)
     (out_dir / "curve_tac.csv").write_bytes((dirs[best] / "curve_tac.csv").read_bytes())
