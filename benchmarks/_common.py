@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
+
+from cloud_trainer.environment import run_environment
 
 
 def pin_one_core() -> None:
@@ -37,6 +38,6 @@ def median(xs) -> float:
 def write_json(path: str | Path, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"machine": {"python": platform.python_version(), "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count()}, **payload}
+    payload = {"machine": run_environment(), **payload}
     path.write_text(json.dumps(payload, indent=2))
     return path

@@ -10,6 +10,9 @@ A checkpoint is one ``torch.save`` file holding a dict:
 ``scenario``        the resolved scenario as a dict; ``scenario_hash`` its SHA-256
 ``progress``        episode counter, noise variance, ... (trainer-defined)
 ``metrics``         final figures (trainer-defined)
+``environment``     CPU, Python, numpy / torch versions of the run
+                    (:func:`cloud_trainer.environment.run_environment`; a training
+                    seed reproduces a run only in the same environment)
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from cloud_trainer.environment import run_environment
 from cloud_trainer.models import DTACActor, ModelConfig, TACActor, TACCritic
 
 FORMAT_VERSION = 1
@@ -33,7 +37,7 @@ def save_checkpoint(path: str | os.PathLike, **payload) -> Path:
         raise ValueError("a checkpoint needs at least kind, model_config and actor")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format_version": FORMAT_VERSION, **payload}
+    payload = {"format_version": FORMAT_VERSION, "environment": run_environment(), **payload}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:

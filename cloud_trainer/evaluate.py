@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from cloud_trainer.baselines import HEURISTIC_POLICIES
+from cloud_trainer.environment import describe as describe_environment
 from cloud_trainer.envs.simulator import BatchSimulator, Observation
 from cloud_trainer.scenario import Scenario, load_scenario
 from cloud_trainer.tac import decision_from_actions, observation_tensors
@@ -559,7 +560,8 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         lines += [f"## Another training seed: {check['training_seed']} (fig6, generalization)", "",
                   f"From `benchmarks/dtac_seed_check.py --seed {check['training_seed']}`: the same default schedules trained with seed "
                   f"{check['training_seed']}, evaluated like the tables above ({ev['rounds']} rounds x {ev['envs']} envs, seed {ev['seed']}). "
-                  "The targets table counts a target as met only if it is met for every training seed.", "",
+                  "The targets table counts a target as met only if it is met for every training seed. "
+                  f"Run on: {describe_environment(check.get('machine'))}.", "",
                   *_method_table_head("method (fig6)")]
         lines += [_method_row(LABELS[m], r) for m, r in check["fig6"].items()]
         lines += ["", f"Generalization: DTAC trained on fig7 {_fmt(g['dtac_trained_there']['weighted_reward'])}, trained on fig6 and tested on fig7 "

@@ -165,11 +165,12 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     row = lambda w: {"weighted_reward": w, "weighted_reward_median": w, "avg_round_time_s": 1.0, "avg_energy_per_task_j": 0.1,  # noqa: E731
                      "offload_preference": {"local": 1.0, "edge": 0.0, "cloud": 0.0}}
     check = {"training_seed": 3, "eval": {"rounds": 2, "envs": 1, "seed": 7}, "fig6": {"tac": row(-40.0), "dtac": row(-44.0)},
-             "fig7_tac": row(-39.0), "targets": [],
+             "fig7_tac": row(-39.0), "targets": [], "machine": {"cpu_model": "AMD EPYC 7B13", "cpus": 2, "numpy": "2.4.6", "torch": "2.13.0+cpu"},
              "generalization": {"dtac_trained_there": row(-38.0), "dtac_transferred": row(-76.0), "relative_change": -1.0}}
     (out / "seed_check_3.json").write_text(json.dumps(check))
     assert runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"]).exit_code == 0
     text = page.read_text()
     assert "## Another training seed: 3" in text and "| DTAC | -44.00 |" in text and "(-100.0%)" in text
+    assert "Run on: AMD EPYC 7B13, 2 CPUs, numpy 2.4.6, torch 2.13.0+cpu." in text  # a seed names a run only there
     r = runner.invoke(app, ["evaluate", "--out", str(tmp_path / "nothing"), "--page", str(page), "--page-only"])
     assert r.exit_code == 2 and "--page-only needs" in r.output

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +55,8 @@ def test_train_tac_writes_a_checkpoint_the_exporter_loads_and_resumes(tmp_path):
     ckpt = load_checkpoint(res.checkpoint)
     assert ckpt["kind"] == "tac" and ckpt["scenario_hash"] == scen.scenario_hash()
     assert ckpt["progress"]["round"] == 24 and ckpt["optimizers"]["actor"]["state"]
+    env = ckpt["environment"]  # the run is attributable: a seed reproduces it only here
+    assert env["numpy"] == np.__version__ and env["torch"] == torch.__version__ and env["cpus"] == os.cpu_count()
     actor, _ = load_actor(res.checkpoint)
     for n in (1, 3, 7):  # any N without retraining
         p_x, p_l, a, b = actor(torch.rand(2, n, 6), torch.zeros(2, n, dtype=torch.int64))
