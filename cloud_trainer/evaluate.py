@@ -327,6 +327,15 @@ def run_evaluation(runs_dir: str | Path, out_dir: str | Path, spec: EvalSpec, lo
     return refresh_benchmarks(results, out_dir)
 
 
+def seed_check_name(check: dict, checks: list[dict]) -> str:
+    """"training seed 1", and where the same seed was checked on two machines (a seed
+    names one run only on one machine, docs/training.md) also which machine."""
+    name = f"training seed {check['training_seed']}"
+    if sum(c["training_seed"] == check["training_seed"] for c in checks) > 1:
+        name += f" on {(check.get('machine') or {}).get('cpu_model') or 'an earlier, unrecorded machine'}"
+    return name
+
+
 def refresh_benchmarks(results: dict, out_dir: Path) -> dict:
     """Take in the benchmark scripts' JSON found in ``out_dir`` (benchmarks/dtac_exhaustive_n4.py,
     dtac_training_cost.py, ...), recheck the issue's targets and write ``results.json``."""
@@ -395,12 +404,13 @@ def target_checks(results: dict, scenario: str = "fig6") -> list[dict]:
         out.append({"target": f"{cost['scenario']}: full TAC + DTAC training under 30 min", "value": f"{cost['tac_plus_dtac_wall_s'] / 60:.1f} min",
                     "met": cost["tac_plus_dtac_wall_s"] < 1800})
     # other training seeds (benchmarks/dtac_seed_check.py): met only if met for every seed
-    for check in results.get("benchmarks", {}).get("seed_checks", []):
+    checks = results.get("benchmarks", {}).get("seed_checks", [])
+    for check in checks:
         again = {c["target"]: c for c in check["targets"]}
         for row in out:
             if row["target"] in again:
                 other = again[row["target"]]
-                row["value"] += f"; training seed {check['training_seed']}: {other['value']} ({'met' if other['met'] else 'missed'})"
+                row["value"] += f"; {seed_check_name(check, checks)}: {other['value']} ({'met' if other['met'] else 'missed'})"
                 row["met"] = row["met"] and other["met"]
     return out
 
@@ -557,7 +567,8 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
             lines += [split_analysis_sentence(n4["split_analysis"]), ""]
     for check in bench.get("seed_checks", []):
         g, ev = check["generalization"], check["eval"]
-        lines += [f"## Another training seed: {check['training_seed']} (fig6, generalization)", "",
+        title = seed_check_name(check, bench["seed_checks"]).replace("training seed ", "", 1)
+        lines += [f"## Another training seed: {title} (fig6, generalization)", "",
                   f"From `benchmarks/dtac_seed_check.py --seed {check['training_seed']}`: the same default schedules trained with seed "
                   f"{check['training_seed']}, evaluated like the tables above ({ev['rounds']} rounds x {ev['envs']} envs, seed {ev['seed']}). "
                   "The targets table counts a target as met only if it is met for every training seed. "

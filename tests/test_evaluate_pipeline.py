@@ -78,6 +78,12 @@ def test_a_target_is_met_only_if_every_training_seed_meets_it():
     assert not within["met"] and "training seed 1: DTAC -45.00 vs TAC -30.00" in within["value"] and "(missed)" in within["value"]
     assert not beat["met"] and "beats all; training seed 1: not better than TL, TL-transformer (missed)" in beat["value"]
     assert generalization["met"] and "training seed 1: -2.0% (met)" in generalization["value"]
+    # seed 1 again on another machine is another run (a seed names a run only on one machine)
+    rerun = {**check, "machine": {"cpu_model": "Intel Xeon", "cpus": 2},
+             "targets": target_checks({"scenarios": {"fig6": {"methods": seed1}}, "generalization": {**gen, "relative_change": -0.3}})}
+    generalization = target_checks({**results, "benchmarks": {"seed_checks": [check, rerun]}})[2]
+    assert not generalization["met"] and "training seed 1 on an earlier, unrecorded machine: -2.0% (met)" in generalization["value"]
+    assert "training seed 1 on Intel Xeon: -30.0% (missed)" in generalization["value"]
     assert all(c["met"] for c in target_checks({**results, "benchmarks": {}}))  # seed 0 alone meets all three
 
 
@@ -172,5 +178,11 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     text = page.read_text()
     assert "## Another training seed: 3" in text and "| DTAC | -44.00 |" in text and "(-100.0%)" in text
     assert "Run on: AMD EPYC 7B13, 2 CPUs, numpy 2.4.6, torch 2.13.0+cpu." in text  # a seed names a run only there
+    # the same seed retrained on another machine is another run: both kept, told apart by the machine
+    rerun = {**check, "machine": {"cpu_model": "Intel Xeon", "cpus": 2}}
+    (out / "seed_check_3_rerun.json").write_text(json.dumps(rerun))
+    assert runner.invoke(app, ["evaluate", "--out", str(out), "--page", str(page), "--page-only"]).exit_code == 0
+    text = page.read_text()
+    assert "## Another training seed: 3 on AMD EPYC 7B13 (fig6" in text and "## Another training seed: 3 on Intel Xeon (fig6" in text
     r = runner.invoke(app, ["evaluate", "--out", str(tmp_path / "nothing"), "--page", str(page), "--page-only"])
     assert r.exit_code == 2 and "--page-only needs" in r.output
