@@ -13,15 +13,18 @@ figures and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import evaluate_policy, headline, load_policy
-from cloud_trainer.scenario import load_scenario
-from edge_agent.system_model import LOCAL, Decision
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import write_json  # noqa: E402
+
+from cloud_trainer.envs.simulator import BatchSimulator  # noqa: E402
+from cloud_trainer.evaluate import evaluate_policy, headline, load_policy  # noqa: E402
+from cloud_trainer.scenario import load_scenario  # noqa: E402
+from edge_agent.system_model import LOCAL, Decision  # noqa: E402
 
 
 class Swapped:
@@ -79,8 +82,7 @@ def main() -> None:
             extra = f"  local b {r['local_cpu_ratio_mean']:.2f}" if "local_cpu_ratio_mean" in r else ""
             print(f"{sc} {name:32s} weighted reward {r['weighted_reward']:9.2f}  T {r['avg_round_time_s']:6.2f} s  "
                   f"E/task {r['avg_energy_per_task_j']:6.2f} J  local/edge/cloud {pref['local']:.2f}/{pref['edge']:.2f}/{pref['cloud']:.2f}{extra}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_json(args.out, out)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import torch
 
 from cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.models import DTACActor, LocalMLPActor, MLPConfig, ModelConfig
+from cloud_trainer.models import CPU_RATIO_HEADS, DTACActor, LocalMLPActor, MLPConfig, ModelConfig
 from cloud_trainer.scenario import Scenario
 from cloud_trainer.tac import (
     CurveWriter,
@@ -88,6 +88,8 @@ class TransferConfig:
     # Gaussian noise on the student's played actions (std on the probabilities, half of
     # it on a, b; as TAC's exploration), so the refitted critic sees around the policy
     explore_std: float = 0.0
+    # how the student gives b (ModelConfig.cpu_ratio_head; "sigmoid" = the paper's)
+    cpu_ratio_head: str = "sigmoid"
     # 3. keep_best: the final checkpoint holds the best logged student (the copy at step
     #    0 included), not the last step; validation_rounds > 0 scores each on that many
     #    rounds of validation_envs episodes of the training scenario on one fixed
@@ -98,6 +100,10 @@ class TransferConfig:
     keep_best: bool = True
     validation_rounds: int = 20
     validation_envs: int = 32
+
+    def __post_init__(self) -> None:
+        if self.cpu_ratio_head not in CPU_RATIO_HEADS:
+            raise ValueError(f"cpu_ratio_head must be one of {CPU_RATIO_HEADS}, got {self.cpu_ratio_head!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -158,8 +164,8 @@ def train_transfer(
         student.normalizer.load_state_dict(tac_actor.normalizer.state_dict())
         model_config = student.cfg.to_dict()
     else:
-        student = DTACActor.from_tac(tac_actor)
-        model_config = mcfg.to_dict()
+        student = DTACActor.from_tac(tac_actor, cpu_ratio_head=cfg.cpu_ratio_head)
+        model_config = student.cfg.to_dict()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_step, wall_before, history = 0, 0.0, []
     keep_best = cfg.keep_best and method == "dtac"

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
 
-from edge_agent.system_model import LOCAL_STATE_DIM
+from edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
 
 # Floors of the log transform: watts for the received power, seconds for the times.
 _LOG_FLOOR = (1e-18, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3)
@@ -68,9 +68,25 @@ class ModelConfig:
     # Tried on N = 4 and not adopted: the backbone's own channel logits outgrow its margin
     # (docs/results-n4.md)
     channel_slot_trainable: bool = True
+    # How the DTAC actor gives the CPU frequency ratio b (the TAC actor and the critic
+    # never use it). "sigmoid": the paper's b = sigmoid(z). "time_budget" (ours):
+    # b = sigmoid(z + ln(T1* / T_ref)) = T1* / (T1* + T_ref e^-z), T1* the UE's full-speed
+    # local time (local state field 1) and T_ref its geometric mean in the normalizer's
+    # statistics; the head then sets a completion time (a local task takes T1* / b), and
+    # "finish with the round", b proportional to T1*, is a constant output instead of a
+    # function the network has to learn from the few local UEs of its scenario.
+    cpu_ratio_head: str = "sigmoid"
+
+    def __post_init__(self) -> None:
+        if self.cpu_ratio_head not in CPU_RATIO_HEADS:
+            raise ValueError(f"cpu_ratio_head must be one of {CPU_RATIO_HEADS}, got {self.cpu_ratio_head!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+CPU_RATIO_HEADS = ("sigmoid", "time_budget")
+LOCAL_TIME_FIELD = LOCAL_STATE_FIELDS.index("local_compute_time_s")  # T1* = W / F_UE in the local state (14)
 
 
 class StateNormalizer(nn.Module):
@@ -215,10 +231,14 @@ class ActionHeads(nn.Module):
         self.channel = nn.Linear(cfg.d_model, cfg.num_channels)
         self.ratios = nn.Linear(cfg.d_model, 2)
 
-    def forward(self, h: torch.Tensor, channel_bias: torch.Tensor | None = None
+    def forward(self, h: torch.Tensor, channel_bias: torch.Tensor | None = None, cpu_offset: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``channel_bias`` (..., L), if given, is added to the channel logits."""
-        ratios = torch.sigmoid(self.ratios(h))
+        """``channel_bias`` (..., L), if given, is added to the channel logits;
+        ``cpu_offset`` (...), if given, to the logit of b."""
+        logits = self.ratios(h)
+        if cpu_offset is not None:
+            logits = torch.stack([logits[..., 0], logits[..., 1] + cpu_offset], dim=-1)
+        ratios = torch.sigmoid(logits)
         channel_logits = self.channel(h) if channel_bias is None else self.channel(h) + channel_bias
         return (
             torch.softmax(self.offload(h), dim=-1),
@@ -295,9 +315,11 @@ class DTACActor(nn.Module):
                 module.identity = True
 
     @classmethod
-    def from_tac(cls, tac: TACActor) -> "DTACActor":
-        """Algorithm 1, lines 14-15: copy the converged TAC actor, attention -> identity."""
-        dtac = cls(tac.cfg)
+    def from_tac(cls, tac: TACActor, cpu_ratio_head: str = "sigmoid") -> "DTACActor":
+        """Algorithm 1, lines 14-15: copy the converged TAC actor, attention -> identity.
+        ``cpu_ratio_head`` (ModelConfig) picks how the copy gives b; with "time_budget"
+        it gives the TAC's b for a task of the reference size T_ref."""
+        dtac = cls(replace(tac.cfg, cpu_ratio_head=cpu_ratio_head))
         result = dtac.load_state_dict(copy.deepcopy(tac.state_dict()), strict=False)
         if result.missing_keys != ["position_bias"]:
             raise RuntimeError(f"TAC -> DTAC copy mismatch: {result}")
@@ -306,13 +328,17 @@ class DTACActor(nn.Module):
         return dtac
 
     def forward(self, local_state: torch.Tensor):
-        h = self.backbone.embed(self.normalizer(local_state)) + self.position_bias
+        x = self.normalizer(local_state)
+        h = self.backbone.embed(x) + self.position_bias
         for layer in self.backbone.encoders:
             h = layer(h, None)
         memory = h
         for layer in self.backbone.decoders:
             h = layer(h, memory, None)
-        return self.heads(h)
+        offset = None
+        if self.cfg.cpu_ratio_head == "time_budget":  # ln((T1* + floor) / T_ref), from the normalized feature
+            offset = x[..., LOCAL_TIME_FIELD] * self.normalizer.std[LOCAL_TIME_FIELD]
+        return self.heads(h, cpu_offset=offset)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -78,6 +78,29 @@ def test_changing_other_ues_never_changes_a_ues_dtac_action(trained):
         obs.local_state = original
 
 
+def test_time_budget_dtac_trains_reloads_and_stays_local(trained, tmp_path):
+    """cpu_ratio_head "time_budget" (TransferConfig): the student's b comes from its own
+    T1*, so its decisions still depend on its local state alone; the checkpoint records
+    the head and plays back the same actions."""
+    scen, tac, _ = trained
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "cpu_ratio_head": "time_budget"})
+    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
+    actor, ckpt = load_actor(res.checkpoint)
+    assert ckpt["model_config"]["cpu_ratio_head"] == "time_budget" and actor.cfg.cpu_ratio_head == "time_budget"
+    assert ckpt["train_config"]["cpu_ratio_head"] == "time_budget"
+    states = torch.rand(2, 5, 6) * torch.tensor([1e-9, 20.0, 5.0, 5.0, 1.0, 5.0])
+    with torch.no_grad():
+        base = per_ue(actor, states)
+        moved = states.clone()
+        moved[:, 1:, 1] *= 3.0  # other UEs' local times
+        assert all(torch.equal(x[:, 0], y[:, 0]) for x, y in zip(base, per_ue(actor, moved)))
+        longer = states.clone()
+        longer[:, 0, 1] *= 3.0  # the UE's own local time changes its b
+        assert not torch.allclose(base[3][:, 0], per_ue(actor, longer)[3][:, 0])
+    with pytest.raises(ValueError, match="cpu_ratio_head"):
+        TransferConfig(cpu_ratio_head="deadline")
+
+
 def test_per_ue_matches_single_ue_calls(trained):
     _, _, dtac = trained
     actor, _ = load_actor(dtac.checkpoint)

@@ -100,6 +100,12 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     bad.write_text(json.dumps({"restarts": 2}))
     r = runner.invoke(app, ["train", "tac", "--scenario", "fig6", "--quick", "--out", str(runs), "--config", str(bad)])
     assert r.exit_code == 2 and "bad tac config" in r.output and "validation_rounds" in r.output
+    bad.write_text(json.dumps({"cpu_ratio_head": "deadline"}))  # a transfer option with a value it does not know
+    r = runner.invoke(app, ["train", "dtac", "--scenario", "fig5", "--quick", "--out", str(runs), "--config", str(bad)])
+    assert r.exit_code == 2 and "bad dtac config" in r.output and "time_budget" in r.output
+    bad.write_text(json.dumps({"stepz": 3}))
+    r = runner.invoke(app, ["train", "happo", "--scenario", "fig5", "--quick", "--out", str(runs), "--config", str(bad)])
+    assert r.exit_code == 2 and "bad happo config" in r.output and "stepz" in r.output
     assert not (runs / "fig6").exists()
     out, page = tmp_path / "eval", tmp_path / "results.md"
     r = runner.invoke(app, ["evaluate", "--runs", str(runs), "--out", str(out), "--page", str(page), "--scenarios", "fig5", "--quick"])

@@ -310,3 +310,33 @@ def test_onnxruntime_cpu_variant_of_the_dtac_actor(dtac, work, states):
         for o, r in zip(out, ref):
             assert o.shape == r[:batch].shape
             np.testing.assert_allclose(o, r[:batch], atol=2e-5)
+
+
+@pytest.mark.parametrize("variant", ["nano", "onnxruntime_cpu"])
+def test_time_budget_cpu_ratio_head_exports_exactly(dtac, work, states, variant):
+    """A DTAC with cpu_ratio_head "time_budget" reads the normalized T1* twice (backbone
+    and b's offset): every export and every rewrite must keep it."""
+    from dataclasses import replace
+
+    from cloud_trainer.models import DTACActor
+    from edge_agent.actions import heads_from_logits
+    from export.onnx_export import write_onnxruntime_cpu_variant
+
+    tb = DTACActor(replace(dtac.cfg, cpu_ratio_head="time_budget"))
+    tb.load_state_dict(dtac.state_dict())
+    tb.eval()
+    with torch.no_grad():
+        ref = [t.numpy() for t in tb(torch.as_tensor(states))]
+        plain_b = dtac(torch.as_tensor(states))[3].numpy()
+    assert not np.allclose(ref[3], plain_b, atol=1e-3)  # the offset changes b, and only b
+    np.testing.assert_allclose(ref[0], dtac(torch.as_tensor(states))[0].detach().numpy(), atol=1e-6)
+    if variant == "nano":
+        path = export_actor(tb, "dtac", work / "tb_nano.onnx", opset=16, ir_version=8)
+        out = _run(path, {"local_state": states})
+    else:
+        base = export_actor(tb, "dtac", work / "tb_laptop_base.onnx", opset=20, ort_contrib_ops=True)
+        path, _ = write_onnxruntime_cpu_variant(base, work / "tb_laptop_fast.onnx", 20)
+        out = _run(path, {"local_state": states})
+        out = heads_from_logits(out[0]) if len(out) == 1 else out
+    for o, r in zip(out, ref):
+        np.testing.assert_allclose(o, r, atol=2e-5)

@@ -293,6 +293,36 @@ def test_channel_slot_bias_only_separates_the_channels():
     assert not any("slot" in k for k in dtac.state_dict()) and dtac(torch.rand(3, 6))[1].shape == (3, 4)
 
 
+def test_time_budget_head_makes_b_proportional_to_the_local_time_at_a_fixed_output():
+    """cpu_ratio_head "time_budget": b = T1* / (T1* + T_ref e^-z). With the ratio head's
+    weights at zero (z = its bias for every state), b / (1 - b) grows exactly like T1*, so
+    every local task finishes at the same time T1* / b = T1* + T_ref e^-z."""
+    torch.manual_seed(0)
+    tac = TACActor(ModelConfig())
+    states = torch.rand(400, 6) * torch.tensor([1e-9, 20.0, 5.0, 5.0, 1.0, 5.0])
+    tac.normalizer.fit(states)
+    with torch.no_grad():
+        tac.heads.ratios.weight.zero_()
+        tac.heads.ratios.bias.copy_(torch.tensor([0.3, -0.7]))
+    plain, tb = DTACActor.from_tac(tac), DTACActor.from_tac(tac, cpu_ratio_head="time_budget")
+    assert tb.cfg.cpu_ratio_head == "time_budget" and tac.cfg.cpu_ratio_head == "sigmoid"  # the TAC keeps its head
+    probe = states[:5].clone()
+    probe[:, 1] = torch.tensor([0.5, 2.0, 4.0, 8.0, 16.0])  # T1* in seconds
+    p_x, p_l, a, b = tb(probe)
+    p_x0, p_l0, a0, b0 = plain(probe)
+    assert torch.allclose(p_x, p_x0) and torch.allclose(p_l, p_l0) and torch.allclose(a, a0)  # only b changes
+    assert torch.allclose(b0, torch.sigmoid(torch.tensor(-0.7)).expand(5))  # the paper's head: the same b for all
+    floor = tb.normalizer.floor[1]
+    odds = b / (1 - b)
+    assert torch.allclose(odds / odds[0], (probe[:, 1] + floor) / (probe[0, 1] + floor), rtol=1e-4)
+    finish = probe[:, 1] / b  # local execution time (2) at F_UE * b
+    t_ref = torch.exp(tb.normalizer.mean[1])
+    t1 = probe[:, 1]
+    assert torch.allclose(finish, t1 + t1 / (t1 + floor) * t_ref * math.exp(0.7), rtol=1e-4)  # T1* + T_ref e^-z, up to the log floor
+    with pytest.raises(ValueError, match="cpu_ratio_head"):
+        ModelConfig(cpu_ratio_head="deadline")
+
+
 def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
     scen = scenario_from_dict(TINY)
     cfg = tiny_cfg(episodes=1, channel_epsilon=0.3, offload_epsilon=0.1)

@@ -81,7 +81,11 @@ def train_cmd(
             fields = {**(HAPPO_QUICK_OVERRIDES if quick else {}), **overrides, "seed": seed, "threads": threads}
             if episodes:
                 fields["iterations"] = episodes
-            result = train_happo(scen, HAPPOConfig(**fields), out_dir, resume=resume, progress=progress)
+            try:
+                cfg = HAPPOConfig(**fields)
+            except (TypeError, ValueError) as err:  # an unknown field, ...
+                _fail(f"bad happo config: {err}")
+            result = train_happo(scen, cfg, out_dir, resume=resume, progress=progress)
         else:
             from cloud_trainer.dtac import TRANSFER_QUICK_OVERRIDES, TransferConfig, train_transfer
 
@@ -91,7 +95,11 @@ def train_cmd(
             fields = {**(TRANSFER_QUICK_OVERRIDES if quick else {}), **overrides, "seed": seed, "threads": threads}
             if episodes:
                 fields["steps"] = episodes
-            result = train_transfer(scen, tac_path, TransferConfig(**fields), out_dir, method=method, resume=resume, progress=progress)
+            try:
+                cfg = TransferConfig(**fields)
+            except (TypeError, ValueError) as err:  # an unknown field, an unknown cpu_ratio_head, ...
+                _fail(f"bad {method} config: {err}")
+            result = train_transfer(scen, tac_path, cfg, out_dir, method=method, resume=resume, progress=progress)
 
     from cloud_trainer.plots import plot_curve
 
