@@ -71,10 +71,12 @@ class ModelConfig:
     # How the DTAC actor gives the CPU frequency ratio b (the TAC actor and the critic
     # never use it). "sigmoid": the paper's b = sigmoid(z). "time_budget" (ours):
     # b = sigmoid(z + ln(T1* / T_ref)) = T1* / (T1* + T_ref e^-z), T1* the UE's full-speed
-    # local time (local state field 1) and T_ref its geometric mean in the normalizer's
+    # local time (LOCAL_TIME_FIELD of the local state) and T_ref its geometric mean in the normalizer's
     # statistics; the head then sets a completion time (a local task takes T1* / b), and
     # "finish with the round", b proportional to T1*, is a constant output instead of a
-    # function the network has to learn from the few local UEs of its scenario.
+    # function the network has to learn from the few local UEs of its scenario. Off by
+    # default: on training seeds 1, 5, 7 it moved the fig6 -> fig7 misses, it did not
+    # remove them (docs/training.md).
     cpu_ratio_head: str = "sigmoid"
 
     def __post_init__(self) -> None:
