@@ -2,10 +2,13 @@
 
 Plays the fig6-trained DTAC, the fig7-trained DTAC, and the fig6 one with one part of
 its decision taken from the fig7 one (the CPU frequency ratio b of its local UEs; its
-offload decisions), on both scenarios, with the evaluation's rounds. Prints the
-figures and writes JSON.
+offload decisions), on both scenarios, with the evaluation's rounds. For the two DTACs
+it also says how they set b on the UEs they keep local: the mean, its correlation with
+the UE's full-speed local time T1*, and how many times faster than the round's pace
+(b / (T1* / round time); 1 = the task ends with the round). Prints the figures and
+writes JSON.
 
-    .venv/bin/python benchmarks/dtac_generalization_parts.py --runs /tmp/exp/seed1 --out results/generalization_parts_seed1.json
+    .venv/bin/python benchmarks/dtac_generalization_parts.py --runs runs/seed1 --out docs/figures/dtac/generalization_parts_seed1_xeon.json
 
 ``--runs`` holds ``fig6/dtac.pt`` and ``fig7/dtac.pt`` (a seed check's layout).
 """
@@ -24,6 +27,7 @@ from _common import write_json  # noqa: E402
 from cloud_trainer.envs.simulator import BatchSimulator  # noqa: E402
 from cloud_trainer.evaluate import evaluate_policy, headline, load_policy  # noqa: E402
 from cloud_trainer.scenario import load_scenario  # noqa: E402
+from cloud_trainer.models import LOCAL_TIME_FIELD  # noqa: E402
 from edge_agent.system_model import LOCAL, Decision  # noqa: E402
 
 
@@ -41,17 +45,27 @@ class Swapped:
         return Decision(o.offload, d.channel, d.transmit_power_ratio, d.cpu_freq_ratio)
 
 
-def local_cpu_ratio(policy, scenario, rounds: int, envs: int, seed: int) -> float:
-    """Mean b of the UEs the policy keeps local, on the first rounds of the evaluation."""
+def local_cpu_ratio(policy, scenario, rounds: int, envs: int, seed: int) -> dict:
+    """How the policy sets b on the UEs it keeps local, on the first rounds of the
+    evaluation: the mean b; the correlation of b with the UE's full-speed local time T1*
+    (1: b proportional to T1*); the median of b / (T1* / round time), how many times
+    faster than "finish with the round" the UE runs (1: exactly with it)."""
     sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
-    obs, values = sim.reset(), []
+    obs, b, t1, speedup = sim.reset(), [], [], []
     for _ in range(rounds):
         d = policy.act(obs)
-        values.append(d.cpu_freq_ratio[(d.offload == LOCAL) & obs.ue_mask])
+        local = (d.offload == LOCAL) & obs.ue_mask
         step = sim.step(d)
+        t_local = obs.local_state[..., LOCAL_TIME_FIELD]
+        b.append(d.cpu_freq_ratio[local])
+        t1.append(t_local[local])
+        speedup.append((d.cpu_freq_ratio * step.result.round_time_s[:, None] / np.maximum(t_local, 1e-12))[local])
         obs = sim.reset() if step.episode_done else step.observation
-    values = np.concatenate(values)
-    return float(values.mean()) if values.size else float("nan")
+    b, t1, speedup = (np.concatenate(v) for v in (b, t1, speedup))
+    if not b.size:
+        return {"local_cpu_ratio_mean": float("nan"), "local_cpu_ratio_t1_corr": float("nan"), "local_speedup_median": float("nan")}
+    corr = float(np.corrcoef(t1, b)[0, 1]) if b.size > 1 and b.std() > 0 and t1.std() > 0 else float("nan")
+    return {"local_cpu_ratio_mean": float(b.mean()), "local_cpu_ratio_t1_corr": corr, "local_speedup_median": float(np.median(speedup))}
 
 
 def main() -> None:
@@ -76,10 +90,11 @@ def main() -> None:
         for name, pol in policies.items():
             r = headline(evaluate_policy(pol, scen, rounds=args.rounds, envs=args.envs, seed=args.seed))
             if name.startswith("dtac"):
-                r["local_cpu_ratio_mean"] = local_cpu_ratio(pol, scen, min(10, args.rounds), args.envs, args.seed)
+                r.update(local_cpu_ratio(pol, scen, min(10, args.rounds), args.envs, args.seed))
             rows[name] = r
             pref = r["offload_preference"]
-            extra = f"  local b {r['local_cpu_ratio_mean']:.2f}" if "local_cpu_ratio_mean" in r else ""
+            extra = (f"  local b {r['local_cpu_ratio_mean']:.2f} (corr. with T1* {r['local_cpu_ratio_t1_corr']:.2f}, "
+                     f"{r['local_speedup_median']:.2f}x the round's pace)") if "local_cpu_ratio_mean" in r else ""
             print(f"{sc} {name:32s} weighted reward {r['weighted_reward']:9.2f}  T {r['avg_round_time_s']:6.2f} s  "
                   f"E/task {r['avg_energy_per_task_j']:6.2f} J  local/edge/cloud {pref['local']:.2f}/{pref['edge']:.2f}/{pref['cloud']:.2f}{extra}")
     write_json(args.out, out)
