@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import torch
 
 from cloud_trainer.baselines.happo import HAPPOConfig, train_happo
 from cloud_trainer.dtac import TransferConfig, train_transfer
+from cloud_trainer.environment import run_environment
 from cloud_trainer.evaluate import rounds_to_fraction
 from cloud_trainer.scenario import load_scenario
 from cloud_trainer.tac import TACConfig, train_tac
@@ -63,7 +62,7 @@ def main() -> None:
     scen = load_scenario(args.scenario)
     run_dir = Path(args.runs) / scen.name
     out = {"scenario": scen.name, "scenario_hash": scen.scenario_hash(), "seed": args.seed,
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch_threads": 1},
+           "machine": {**run_environment(), "torch_threads": 1},
            "note": "wall times on a shared 2-core machine (other jobs running); curves are the noisy training rewards"}
 
     tac_cfg = TACConfig(seed=args.seed)

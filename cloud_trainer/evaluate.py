@@ -327,13 +327,13 @@ def run_evaluation(runs_dir: str | Path, out_dir: str | Path, spec: EvalSpec, lo
     return refresh_benchmarks(results, out_dir)
 
 
-def seed_check_name(check: dict, checks: list[dict]) -> str:
-    """"training seed 1", and where the same seed was checked on two machines (a seed
-    names one run only on one machine, docs/training.md) also which machine."""
-    name = f"training seed {check['training_seed']}"
+def seed_check_label(check: dict, checks: list[dict]) -> str:
+    """"1", and where the same seed was checked on two machines (a seed names one run
+    only on one machine, docs/training.md) also which machine: "1 on <CPU>"."""
+    label = str(check["training_seed"])
     if sum(c["training_seed"] == check["training_seed"] for c in checks) > 1:
-        name += f" on {(check.get('machine') or {}).get('cpu_model') or 'an earlier, unrecorded machine'}"
-    return name
+        label += f" on {(check.get('machine') or {}).get('cpu_model') or 'an earlier, unrecorded machine'}"
+    return label
 
 
 def refresh_benchmarks(results: dict, out_dir: Path) -> dict:
@@ -412,7 +412,7 @@ def target_checks(results: dict, scenario: str = "fig6") -> list[dict]:
         for row in out:
             if row["target"] in again:
                 other = again[row["target"]]
-                row["value"] += f"; {seed_check_name(check, checks)}: {other['value']} ({'met' if other['met'] else 'missed'})"
+                row["value"] += f"; training seed {seed_check_label(check, checks)}: {other['value']} ({'met' if other['met'] else 'missed'})"
                 row["met"] = row["met"] and other["met"]
     return out
 
@@ -569,8 +569,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
             lines += [split_analysis_sentence(n4["split_analysis"]), ""]
     for check in bench.get("seed_checks", []):
         g, ev = check["generalization"], check["eval"]
-        title = seed_check_name(check, bench["seed_checks"]).replace("training seed ", "", 1)
-        lines += [f"## Another training seed: {title} (fig6, generalization)", "",
+        lines += [f"## Another training seed: {seed_check_label(check, bench['seed_checks'])} (fig6, generalization)", "",
                   f"From `benchmarks/dtac_seed_check.py --seed {check['training_seed']}`: the same default schedules trained with seed "
                   f"{check['training_seed']}, evaluated like the tables above ({ev['rounds']} rounds x {ev['envs']} envs, seed {ev['seed']}). "
                   "The targets table counts a target as met only if it is met for every training seed. "
