@@ -14,12 +14,16 @@ met for every training seed checked.
     .venv/bin/python benchmarks/dtac_seed_check.py --seed 1 --runs runs/seed1 \
         --out docs/figures/dtac/seed_check_1.json
 
-About 25 minutes of one core for the training (TAC ~8.5 min per scenario).
+About 25 minutes of one core for the training (TAC ~8.5 min per scenario). ``--tac-config
+FILE`` trains both TACs with a candidate setting (JSON of TACConfig fields, stored in the
+result as ``tac_overrides``); keep such results out of docs/figures/dtac, whose checks are
+the defaults'.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -46,7 +50,7 @@ TRAIN = {"fig6": ("tac", "dtac", "tl_transformer", "tl", "happo"), "fig7": ("tac
 HEURISTICS = ("greedy", "local", "random")
 
 
-def train_missing(runs: Path, seed: int, log) -> dict:
+def train_missing(runs: Path, seed: int, log, tac_overrides: dict | None = None) -> dict:
     walls = {}
     for name, methods in TRAIN.items():
         scen, out = load_scenario(name), runs / name
@@ -57,7 +61,7 @@ def train_missing(runs: Path, seed: int, log) -> dict:
             log(f"[{name}] training {method} (seed {seed})")
             t0 = time.perf_counter()
             if method == "tac":
-                train_tac(scen, TACConfig(seed=seed), out)
+                train_tac(scen, TACConfig.from_dict({**(tac_overrides or {}), "seed": seed}), out)
             elif method == "happo":
                 train_happo(scen, HAPPOConfig(seed=seed), out)
             else:
@@ -74,13 +78,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=50)
     ap.add_argument("--envs", type=int, default=32)
     ap.add_argument("--eval-seed", type=int, default=1000)
+    ap.add_argument("--tac-config", type=Path, default=None,
+                    help="JSON of TACConfig fields for both TACs (a candidate setting; the page's checks use the defaults, "
+                         "so write such a run's JSON elsewhere than docs/figures/dtac)")
     args = ap.parse_args()
+    tac_overrides = json.loads(args.tac_config.read_text()) if args.tac_config else {}
     runs = args.runs or Path("runs") / f"seed{args.seed}"
     out = args.out or Path("docs/figures/dtac") / f"seed_check_{args.seed}.json"
     torch.set_num_threads(1)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
 
-    walls = train_missing(runs, args.seed, log)
+    walls = train_missing(runs, args.seed, log, tac_overrides)
     fig6, fig7 = load_scenario("fig6"), load_scenario("fig7")
     ck6, ck7 = discover_checkpoints(runs, "fig6"), discover_checkpoints(runs, "fig7")
 
@@ -96,7 +104,7 @@ def main() -> None:
     gen = generalization_entry("fig6", "fig7", there, moved)
     targets = target_checks({"scenarios": {"fig6": {"methods": methods}}, "generalization": gen})
     result = {"benchmark": "dtac_seed_check", "run_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "training_seed": args.seed,
-              "runs": str(runs), "train_wall_s": walls, "eval": {"rounds": args.rounds, "envs": args.envs, "seed": args.eval_seed},
+              "runs": str(runs), "tac_overrides": tac_overrides, "train_wall_s": walls, "eval": {"rounds": args.rounds, "envs": args.envs, "seed": args.eval_seed},
               "fig6": methods, "fig7_tac": ev(make_policy("tac", fig7, ck7), fig7), "generalization": gen, "targets": targets}
     print(f"\ntraining seed {args.seed}: fig6 weighted reward (27), {args.rounds} rounds x {args.envs} envs, seed {args.eval_seed}")
     for m, r in methods.items():
