@@ -32,7 +32,7 @@ import torch
 
 from cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.models import CPU_RATIO_HEADS, DTACActor, LocalMLPActor, MLPConfig, ModelConfig
+from cloud_trainer.models import DTACActor, LocalMLPActor, MLPConfig, ModelConfig, check_cpu_ratio_head
 from cloud_trainer.scenario import Scenario
 from cloud_trainer.tac import (
     CurveWriter,
@@ -101,9 +101,8 @@ class TransferConfig:
     validation_rounds: int = 20
     validation_envs: int = 32
 
-    def __post_init__(self) -> None:
-        if self.cpu_ratio_head not in CPU_RATIO_HEADS:
-            raise ValueError(f"cpu_ratio_head must be one of {CPU_RATIO_HEADS}, got {self.cpu_ratio_head!r}")
+    def __post_init__(self) -> None:  # said before the TAC checkpoint is loaded
+        check_cpu_ratio_head(self.cpu_ratio_head)
 
     def to_dict(self) -> dict:
         return asdict(self)

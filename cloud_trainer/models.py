@@ -43,6 +43,15 @@ from edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
 _LOG_FLOOR = (1e-18, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3)
 
 
+CPU_RATIO_HEADS = ("sigmoid", "time_budget")
+LOCAL_TIME_FIELD = LOCAL_STATE_FIELDS.index("local_compute_time_s")  # T1* = W / F_UE in the local state (14)
+
+
+def check_cpu_ratio_head(value: str) -> None:
+    if value not in CPU_RATIO_HEADS:
+        raise ValueError(f"cpu_ratio_head must be one of {CPU_RATIO_HEADS}, got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """Sizes of the TAC / DTAC networks. The defaults give about 8k parameters per
@@ -80,15 +89,10 @@ class ModelConfig:
     cpu_ratio_head: str = "sigmoid"
 
     def __post_init__(self) -> None:
-        if self.cpu_ratio_head not in CPU_RATIO_HEADS:
-            raise ValueError(f"cpu_ratio_head must be one of {CPU_RATIO_HEADS}, got {self.cpu_ratio_head!r}")
+        check_cpu_ratio_head(self.cpu_ratio_head)
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-CPU_RATIO_HEADS = ("sigmoid", "time_budget")
-LOCAL_TIME_FIELD = LOCAL_STATE_FIELDS.index("local_compute_time_s")  # T1* = W / F_UE in the local state (14)
 
 
 class StateNormalizer(nn.Module):
