@@ -16,8 +16,9 @@ met for every training seed checked.
 
 About 25 minutes of one core for the training (TAC ~8.5 min per scenario). ``--tac-config
 FILE`` trains both TACs with a candidate setting (JSON of TACConfig fields, stored in the
-result as ``tac_overrides``); keep such results out of docs/figures/dtac, whose checks are
-the defaults'.
+result as ``tac_overrides``), ``--dtac-config FILE`` both DTACs (TransferConfig fields,
+``dtac_overrides``); keep such results out of docs/figures/dtac, whose checks are the
+defaults'.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ TRAIN = {"fig6": ("tac", "dtac", "tl_transformer", "tl", "happo"), "fig7": ("tac
 HEURISTICS = ("greedy", "local", "random")
 
 
-def train_missing(runs: Path, seed: int, log, tac_overrides: dict | None = None) -> dict:
+def train_missing(runs: Path, seed: int, log, tac_overrides: dict | None = None, dtac_overrides: dict | None = None) -> dict:
     walls = {}
     for name, methods in TRAIN.items():
         scen, out = load_scenario(name), runs / name
@@ -65,7 +66,8 @@ def train_missing(runs: Path, seed: int, log, tac_overrides: dict | None = None)
             elif method == "happo":
                 train_happo(scen, HAPPOConfig(seed=seed), out)
             else:
-                train_transfer(scen, out / "tac.pt", TransferConfig(seed=seed), out, method=method)
+                extra = (dtac_overrides or {}) if method == "dtac" else {}
+                train_transfer(scen, out / "tac.pt", TransferConfig(**{**extra, "seed": seed}), out, method=method)
             walls[f"{name}/{method}"] = time.perf_counter() - t0
     return walls
 
@@ -81,14 +83,18 @@ def main() -> None:
     ap.add_argument("--tac-config", type=Path, default=None,
                     help="JSON of TACConfig fields for both TACs (a candidate setting; the page's checks use the defaults, "
                          "so write such a run's JSON elsewhere than docs/figures/dtac)")
+    ap.add_argument("--dtac-config", type=Path, default=None,
+                    help="JSON of TransferConfig fields for both DTACs (a candidate setting, as --tac-config; the other "
+                         "checkpoints of RUNS are reused, so copying a default run's into RUNS compares the DTACs alone)")
     args = ap.parse_args()
     tac_overrides = json.loads(args.tac_config.read_text()) if args.tac_config else {}
+    dtac_overrides = json.loads(args.dtac_config.read_text()) if args.dtac_config else {}
     runs = args.runs or Path("runs") / f"seed{args.seed}"
     out = args.out or Path("docs/figures/dtac") / f"seed_check_{args.seed}.json"
     torch.set_num_threads(1)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
 
-    walls = train_missing(runs, args.seed, log, tac_overrides)
+    walls = train_missing(runs, args.seed, log, tac_overrides, dtac_overrides)
     fig6, fig7 = load_scenario("fig6"), load_scenario("fig7")
     ck6, ck7 = discover_checkpoints(runs, "fig6"), discover_checkpoints(runs, "fig7")
 
@@ -104,7 +110,7 @@ def main() -> None:
     gen = generalization_entry("fig6", "fig7", there, moved)
     targets = target_checks({"scenarios": {"fig6": {"methods": methods}}, "generalization": gen})
     result = {"benchmark": "dtac_seed_check", "run_at": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "training_seed": args.seed,
-              "runs": str(runs), "tac_overrides": tac_overrides, "train_wall_s": walls, "eval": {"rounds": args.rounds, "envs": args.envs, "seed": args.eval_seed},
+              "runs": str(runs), "tac_overrides": tac_overrides, "dtac_overrides": dtac_overrides, "train_wall_s": walls, "eval": {"rounds": args.rounds, "envs": args.envs, "seed": args.eval_seed},
               "fig6": methods, "fig7_tac": ev(make_policy("tac", fig7, ck7), fig7), "generalization": gen, "targets": targets}
     print(f"\ntraining seed {args.seed}: fig6 weighted reward (27), {args.rounds} rounds x {args.envs} envs, seed {args.eval_seed}")
     for m, r in methods.items():

@@ -44,6 +44,8 @@ from cloud_trainer.tac import (
     critic_update,
     decision_from_actions,
     load_tac,
+    local_deviations,
+    local_ratio_loss,
     observation_tensors,
     set_threads,
     validation_reward,
@@ -88,6 +90,15 @@ class TransferConfig:
     # Gaussian noise on the student's played actions (std on the probabilities, half of
     # it on a, b; as TAC's exploration), so the refitted critic sees around the policy
     explore_std: float = 0.0
+    # > 0 (ours): every round played also stores this many copies of it with a random
+    # subset of real UEs (one UE up to all) computing locally at a uniform b, scored by
+    # the system model, in the refit critic's pool (tac.local_deviations)
+    local_counterfactuals: int = 0
+    # > 0 (ours): adds this weight times tac.local_ratio_loss to (22): b is also trained
+    # as if a random subset of UEs computed locally. b matters only to a local UE, so a
+    # student that offloads nearly everything leaves it untrained, and a UE that turns
+    # local in another scenario runs at whatever b the copy drifted to
+    local_ratio_coef: float = 0.0
     # how the student gives b (ModelConfig.cpu_ratio_head; "sigmoid" = the paper's)
     cpu_ratio_head: str = "sigmoid"
     # 3. keep_best: the final checkpoint holds the best logged student (the copy at step
@@ -103,6 +114,8 @@ class TransferConfig:
 
     def __post_init__(self) -> None:  # said before the TAC checkpoint is loaded
         check_cpu_ratio_head(self.cpu_ratio_head)
+        if self.local_counterfactuals < 0 or self.local_ratio_coef < 0:
+            raise ValueError(f"local_counterfactuals and local_ratio_coef must be >= 0, got {self.local_counterfactuals} and {self.local_ratio_coef}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -204,6 +217,9 @@ def train_transfer(
                 acts = add_exploration_noise(acts, explore, 0.5, gen)
         step = sim.step(decision_from_actions(*acts))
         pool.add(state, edge_id, mask, acts, torch.as_tensor(step.reward, dtype=torch.float32))
+        if refit and cfg.local_counterfactuals > 0:
+            env, dev, dev_reward = local_deviations(scenario.network_params, obs.tasks, acts, cfg.local_counterfactuals, gen)
+            pool.add(state[env], edge_id[env], mask[env], dev, dev_reward)
         window.append((float(step.result.objective.mean()), float(step.result.round_time_s.mean()), float(step.result.total_energy_j.mean())))
         obs = sim.reset() if step.episode_done else step.observation
 
@@ -243,6 +259,8 @@ def train_transfer(
         acts = student_fn(s, e, m)
         if method == "dtac" and step_i >= cfg.align_steps:
             loss = actor_loss(critic, s, e, m, acts, cfg)  # (22)
+            if cfg.local_ratio_coef > 0:
+                loss = loss + cfg.local_ratio_coef * local_ratio_loss(critic, s, e, m, acts, cfg, gen)
         else:
             with torch.no_grad():
                 target = tac_actor(s, e, m)  # teacher labels A*_t

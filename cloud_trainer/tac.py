@@ -47,7 +47,7 @@ from cloud_trainer.envs.simulator import BatchSimulator, Observation, sample_loc
 from cloud_trainer.models import ModelConfig, TACActor, TACCritic
 from cloud_trainer.scenario import Scenario
 from edge_agent.actions import MIN_RATIO
-from edge_agent.system_model import Decision, RoundTasks, evaluate_round, vector_reward
+from edge_agent.system_model import LOCAL, Decision, RoundTasks, evaluate_round, vector_reward
 
 
 # ---------------------------------------------------------------------------
@@ -329,6 +329,51 @@ def ratio_deviations(params, tasks, actions, copies: int, generator: torch.Gener
     draw = lambda t: torch.where(m, MIN_RATIO + (1 - MIN_RATIO) * torch.rand(t.shape, generator=generator), t)  # noqa: E731
     dev = (p_x[env], p_l[env], draw(a[env]), draw(b[env]))
     return env, dev, score_on_rounds(params, tasks, env, dev)
+
+
+def local_switch_mask(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random subset of each row's real UEs (B, N): per row a fraction u ~ U(0, 1), then
+    each real UE independently with probability u, so the rows range from one UE to
+    every UE (the all-local round) of the played joint action."""
+    u = torch.rand(mask.shape[0], 1, generator=generator)
+    return mask & (torch.rand(mask.shape, generator=generator) < u)
+
+
+def switch_to_local(p_x: torch.Tensor, switch: torch.Tensor) -> torch.Tensor:
+    """p_x with the rows of ``switch`` (B, N) replaced by one-hot(LOCAL)."""
+    local = torch.zeros_like(p_x)
+    local[..., LOCAL] = 1.0
+    return torch.where(switch[..., None], local, p_x)
+
+
+def local_deviations(params, tasks, actions, copies: int, generator: torch.Generator):
+    """``copies`` versions of each env's played joint ``actions`` (ours, for the DTAC
+    transfer's critic data) with a random subset of real UEs (:func:`local_switch_mask`)
+    computing locally at a b drawn uniformly from [MIN_RATIO, 1], everything else as
+    played, scored by the system model on the same round. A policy that offloads most
+    tasks leaves the critic, and so the b it teaches, with few local rounds to learn
+    from; these cover rounds from one local UE to all. Returns (env index (M,), actions,
+    vector reward (M, N, 2)), M = ``copies`` x envs."""
+    p_x, p_l, a, b = actions
+    mask = torch.as_tensor(tasks.ue_mask)
+    env = torch.arange(p_x.shape[0]).repeat(copies)
+    switch = local_switch_mask(mask[env], generator)
+    drawn = MIN_RATIO + (1 - MIN_RATIO) * torch.rand(switch.shape, generator=generator)
+    dev = (switch_to_local(p_x[env], switch), p_l[env], a[env], torch.where(switch, drawn, b[env]))
+    return env, dev, score_on_rounds(params, tasks, env, dev)
+
+
+def local_ratio_loss(critic, state, edge_id, mask, actions, cfg, generator: torch.Generator) -> torch.Tensor:
+    """Minus the critic objective (19) of the actor's joint action with a random subset of
+    real UEs switched to local (:func:`local_switch_mask`), differentiated in b only (ours,
+    the DTAC transfer's ``local_ratio_coef``). b matters only to a UE that computes
+    locally, so where the policy offloads nearly everything (22) leaves b untrained, and
+    a UE that turns local in another scenario runs at whatever b the copy drifted to.
+    This trains b as if the UE computed locally, in rounds from one local UE to all."""
+    p_x, p_l, a, b = actions
+    switch = local_switch_mask(mask, generator)
+    q = critic(state, edge_id, switch_to_local(p_x.detach(), switch), p_l.detach(), a.detach(), b, mask)
+    return -config_objective(q, mask, cfg).mean()
 
 
 def entropy(p: torch.Tensor) -> torch.Tensor:

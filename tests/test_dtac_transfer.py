@@ -101,6 +101,27 @@ def test_time_budget_dtac_trains_reloads_and_stays_local(trained, tmp_path):
         TransferConfig(cpu_ratio_head="deadline")
 
 
+def test_local_counterfactuals_and_local_ratio_loss_train_and_are_recorded(trained, tmp_path):
+    """local_counterfactuals / local_ratio_coef (TransferConfig): the refit critic also
+    fits system-model-scored local copies of each round, and (22) also trains b as if UEs
+    computed locally; b moves away from the run without them, nothing else is needed."""
+    scen, tac, _ = trained
+    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 14, "log_every": 7, "align_steps": 4, "keep_best": False}
+    plain = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "plain", method="dtac")
+    cfg = TransferConfig(**{**base, "local_counterfactuals": 2, "local_ratio_coef": 1.0})
+    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "local", method="dtac")
+    ckpt = load_actor(res.checkpoint)[1]
+    assert ckpt["train_config"]["local_counterfactuals"] == 2 and ckpt["train_config"]["local_ratio_coef"] == 1.0
+    states = torch.as_tensor(BatchSimulator(scen, batch_size=4, seed=5).reset().local_state, dtype=torch.float32)
+    with torch.no_grad():
+        b_plain = per_ue(load_actor(plain.checkpoint)[0], states)[3]
+        b_local = per_ue(load_actor(res.checkpoint)[0], states)[3]
+    assert not torch.allclose(b_plain, b_local)
+    for bad in ({"local_counterfactuals": -1}, {"local_ratio_coef": -0.5}):
+        with pytest.raises(ValueError, match="local_counterfactuals and local_ratio_coef"):
+            TransferConfig(**bad)
+
+
 def test_per_ue_matches_single_ue_calls(trained):
     _, _, dtac = trained
     actor, _ = load_actor(dtac.checkpoint)

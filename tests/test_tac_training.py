@@ -239,6 +239,55 @@ def test_conditional_ratio_loss_trains_b_of_ues_the_actor_offloads():
     assert torch.isclose(conditional_ratio_loss(Critic(), s, e, m, (p_x, acts[1], acts[2], b0), cfg), -value / 6)
 
 
+def test_local_deviations_switch_real_ues_to_local_at_a_drawn_b_and_score_like_the_simulator():
+    from cloud_trainer.tac import decision_from_actions, local_deviations
+    from edge_agent.actions import MIN_RATIO
+    from edge_agent.system_model import LOCAL
+
+    scen, obs, m, acts = _played_round()
+    env, dev, reward = local_deviations(scen.network_params, obs.tasks, acts, 40, torch.Generator().manual_seed(1))
+    assert len(env) == 240 and reward.shape == (240, scen.max_ues, 2)
+    played, changed = decision_from_actions(*acts), decision_from_actions(*dev)
+    real = m[env].numpy()
+    switched = (changed.cpu_freq_ratio != played.cpu_freq_ratio[env]) & real
+    # a switched UE computes locally at a b drawn from the range; the rest is as played
+    assert (changed.offload[switched] == LOCAL).all()
+    assert (changed.cpu_freq_ratio[switched] >= MIN_RATIO).all() and changed.cpu_freq_ratio[switched].std() > 0.2
+    keep = ~switched
+    assert (changed.offload[keep] == played.offload[env][keep]).all() and (changed.channel == played.channel[env]).all()
+    assert (changed.transmit_power_ratio == played.transmit_power_ratio[env]).all()
+    assert not switched[~real].any()  # padded UEs keep theirs
+    # rows range from a few switched UEs to every real UE of the round
+    share = switched.sum(1) / real.sum(1)
+    assert share.min() < 0.5 and (share == 1).any()
+    _assert_scored_like_the_simulator(scen, played, changed, env, reward, (0, 7, 239))
+
+
+def test_local_ratio_loss_trains_b_as_if_ues_computed_locally():
+    from cloud_trainer.tac import actor_loss, local_ratio_loss
+
+    class Critic(torch.nn.Module):  # b matters only to a local UE, a only to an offloading one
+        def forward(self, s, e, p_x, p_l, a, b, m):
+            energy = -p_x[..., 0] * (b - 0.3) ** 2 - p_x[..., 1:].sum(-1) * 0.1 * a
+            return torch.stack([torch.zeros_like(energy), energy], -1)
+
+    cfg = TACConfig(entropy_coef=0.0)
+    p_x = torch.tensor([[[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]]).repeat(64, 1, 1)  # every UE offloads
+    b = torch.tensor([[0.9, 0.05, 0.6]]).repeat(64, 1).requires_grad_(True)
+    a = torch.ones(64, 3, requires_grad=True)
+    acts = (p_x, torch.full((64, 3, 4), 0.25), a, b)
+    s, e = torch.rand(64, 3, 6), torch.zeros(64, 3, dtype=torch.int64)
+    m = torch.tensor([[True, True, False]]).repeat(64, 1)  # the third UE is padding
+    actor_loss(Critic(), s, e, m, acts, cfg).backward()
+    assert b.grad.abs().max() == 0 and a.grad.abs().max() > 0  # at the played action (22) trains a, not b
+    a.grad = None
+    local_ratio_loss(Critic(), s, e, m, acts, cfg, torch.Generator().manual_seed(0)).backward()
+    # descending the loss moves each real UE's b toward 0.3, the best b if it computed locally
+    assert (b.grad[:, 0] >= 0).all() and b.grad[:, 0].sum() > 0
+    assert (b.grad[:, 1] <= 0).all() and b.grad[:, 1].sum() < 0
+    assert b.grad[:, 2].abs().max() == 0 and a.grad is None  # padding never switches; a is not trained here
+
+
 def test_discrete_epsilon_plays_uniform_choices_and_keeps_the_stored_vector_consistent():
     gen = torch.Generator().manual_seed(0)
     p_x = torch.softmax(torch.randn(4000, 4, 3, generator=gen), -1)
