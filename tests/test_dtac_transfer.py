@@ -102,12 +102,14 @@ def test_time_budget_dtac_trains_reloads_and_stays_local(trained, tmp_path):
 
 
 def test_local_counterfactuals_and_local_ratio_loss_train_and_are_recorded(trained, tmp_path):
-    """local_counterfactuals / local_ratio_coef (TransferConfig): the refit critic also
-    fits system-model-scored local copies of each round, and (22) also trains b as if UEs
-    computed locally; b moves away from the run without them, nothing else is needed."""
+    """local_counterfactuals / local_ratio_coef (TransferConfig, on by default): the refit
+    critic also fits system-model-scored local copies of each round, and (22) also trains
+    b as if UEs computed locally; b moves away from the run without them (0, 0)."""
     scen, tac, _ = trained
+    assert TransferConfig().local_counterfactuals > 0 and TransferConfig().local_ratio_coef > 0
     base = {**TRANSFER_QUICK_OVERRIDES, "steps": 14, "log_every": 7, "align_steps": 4, "keep_best": False}
-    plain = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "plain", method="dtac")
+    plain_cfg = TransferConfig(**{**base, "local_counterfactuals": 0, "local_ratio_coef": 0.0})
+    plain = train_transfer(scen, tac.checkpoint, plain_cfg, tmp_path / "plain", method="dtac")
     cfg = TransferConfig(**{**base, "local_counterfactuals": 2, "local_ratio_coef": 1.0})
     res = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "local", method="dtac")
     ckpt = load_actor(res.checkpoint)[1]
