@@ -333,8 +333,8 @@ def ratio_deviations(params, tasks, actions, copies: int, generator: torch.Gener
 
 def local_switch_mask(mask: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A random subset of each row's real UEs (B, N): per row a fraction u ~ U(0, 1), then
-    each real UE independently with probability u, so the rows range from one UE to
-    every UE (the all-local round) of the played joint action."""
+    each real UE independently with probability u, so the rows range from none or one
+    UE to every UE (the all-local round) of the played joint action."""
     u = torch.rand(mask.shape[0], 1, generator=generator)
     return mask & (torch.rand(mask.shape, generator=generator) < u)
 
@@ -352,7 +352,7 @@ def local_deviations(params, tasks, actions, copies: int, generator: torch.Gener
     computing locally at a b drawn uniformly from [MIN_RATIO, 1], everything else as
     played, scored by the system model on the same round. A policy that offloads most
     tasks leaves the critic, and so the b it teaches, with few local rounds to learn
-    from; these cover rounds from one local UE to all. Returns (env index (M,), actions,
+    from; these cover rounds from one more local UE to all. Returns (env index (M,), actions,
     vector reward (M, N, 2)), M = ``copies`` x envs."""
     p_x, p_l, a, b = actions
     mask = torch.as_tensor(tasks.ue_mask)
