@@ -316,6 +316,12 @@ def score_on_rounds(params, tasks, env: torch.Tensor, actions) -> torch.Tensor:
     return torch.as_tensor(reward, dtype=torch.float32)
 
 
+def redraw_ratios(where: torch.Tensor, ratios: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """``ratios`` (a or b) with the entries of ``where`` replaced by draws uniform on
+    [MIN_RATIO, 1]: the ratio counterfactuals' and the local ones' redraw."""
+    return torch.where(where, MIN_RATIO + (1 - MIN_RATIO) * torch.rand(ratios.shape, generator=generator), ratios)
+
+
 def ratio_deviations(params, tasks, actions, copies: int, generator: torch.Generator):
     """``copies`` versions of each env's played joint ``actions`` (ours, for the critic's
     data) with every real UE's a and b drawn uniformly from [MIN_RATIO, 1], the offload
@@ -326,8 +332,7 @@ def ratio_deviations(params, tasks, actions, copies: int, generator: torch.Gener
     mask = torch.as_tensor(tasks.ue_mask)
     env = torch.arange(p_x.shape[0]).repeat(copies)
     m = mask[env]
-    draw = lambda t: torch.where(m, MIN_RATIO + (1 - MIN_RATIO) * torch.rand(t.shape, generator=generator), t)  # noqa: E731
-    dev = (p_x[env], p_l[env], draw(a[env]), draw(b[env]))
+    dev = (p_x[env], p_l[env], redraw_ratios(m, a[env], generator), redraw_ratios(m, b[env], generator))
     return env, dev, score_on_rounds(params, tasks, env, dev)
 
 
@@ -358,8 +363,7 @@ def local_deviations(params, tasks, actions, copies: int, generator: torch.Gener
     mask = torch.as_tensor(tasks.ue_mask)
     env = torch.arange(p_x.shape[0]).repeat(copies)
     switch = local_switch_mask(mask[env], generator)
-    drawn = MIN_RATIO + (1 - MIN_RATIO) * torch.rand(switch.shape, generator=generator)
-    dev = (switch_to_local(p_x[env], switch), p_l[env], a[env], torch.where(switch, drawn, b[env]))
+    dev = (switch_to_local(p_x[env], switch), p_l[env], a[env], redraw_ratios(switch, b[env], generator))
     return env, dev, score_on_rounds(params, tasks, env, dev)
 
 
