@@ -47,6 +47,7 @@ from cloud_trainer.tac import (
     local_deviations,
     local_ratio_loss,
     observation_tensors,
+    offload_deviations,
     set_threads,
     validation_reward,
 )
@@ -114,11 +115,21 @@ class TransferConfig:
     #    and a UE that turns local in another scenario runs at whatever b the copy
     #    drifted to (fig6 seed 1: b 0.99 on fig7, where the fig7-trained DTAC runs 0.3).
     local_ratio_coef: float = 3.0
+    # Trial options (ours, off by default; docs/training.md has what they gave):
+    # offload_counterfactuals: every round played also stores this many copies with a
+    # random subset of real UEs playing another offload decision (tac.offload_deviations);
+    # offload_search_coef: adds this weight times the cross-entropy of each UE's p_x
+    # toward the option the refit critic scores best, the other UEs as the student plays
+    # (tac.discrete_search_loss; (22) moves p_x only along the critic's slope).
+    offload_counterfactuals: int = 0
+    offload_search_coef: float = 0.0
 
     def __post_init__(self) -> None:  # said before the TAC checkpoint is loaded
         check_cpu_ratio_head(self.cpu_ratio_head)
         if self.local_counterfactuals < 0 or self.local_ratio_coef < 0:
             raise ValueError(f"local_counterfactuals and local_ratio_coef must be >= 0, got {self.local_counterfactuals} and {self.local_ratio_coef}")
+        if self.offload_counterfactuals < 0 or self.offload_search_coef < 0:
+            raise ValueError(f"offload_counterfactuals and offload_search_coef must be >= 0, got {self.offload_counterfactuals} and {self.offload_search_coef}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -222,6 +233,9 @@ def train_transfer(
         pool.add(state, edge_id, mask, acts, torch.as_tensor(step.reward, dtype=torch.float32))
         if refit and cfg.local_counterfactuals > 0:
             env, dev, dev_reward = local_deviations(scenario.network_params, obs.tasks, acts, cfg.local_counterfactuals, gen)
+            pool.add(state[env], edge_id[env], mask[env], dev, dev_reward)
+        if refit and cfg.offload_counterfactuals > 0:
+            env, dev, dev_reward = offload_deviations(scenario.network_params, obs.tasks, acts, cfg.offload_counterfactuals, gen)
             pool.add(state[env], edge_id[env], mask[env], dev, dev_reward)
         window.append((float(step.result.objective.mean()), float(step.result.round_time_s.mean()), float(step.result.total_energy_j.mean())))
         obs = sim.reset() if step.episode_done else step.observation

@@ -367,6 +367,23 @@ def local_deviations(params, tasks, actions, copies: int, generator: torch.Gener
     return env, dev, score_on_rounds(params, tasks, env, dev)
 
 
+def offload_deviations(params, tasks, actions, copies: int, generator: torch.Generator):
+    """``copies`` versions of each env's played joint ``actions`` (ours, a trial option of
+    the DTAC transfer's critic data) with a random subset of real UEs
+    (:func:`local_switch_mask`) each playing a uniformly drawn other offload decision,
+    channel, a and b as played, scored by the system model on the same round. The critic
+    then sees what offloading (or not) costs the UEs the student decides otherwise for.
+    Returns (env index (M,), actions, vector reward (M, N, 2)), M = ``copies`` x envs."""
+    p_x, p_l, a, b = actions
+    mask = torch.as_tensor(tasks.ue_mask)
+    env = torch.arange(p_x.shape[0]).repeat(copies)
+    switch = local_switch_mask(mask[env], generator)
+    px = p_x[env]
+    other = (px.argmax(-1) + torch.randint(1, px.shape[-1], switch.shape, generator=generator)) % px.shape[-1]
+    dev = (swap_to_argmax(px, switch, other), p_l[env], a[env], b[env])
+    return env, dev, score_on_rounds(params, tasks, env, dev)
+
+
 def local_ratio_loss(critic, state, edge_id, mask, actions, cfg, generator: torch.Generator) -> torch.Tensor:
     """Minus the critic objective (19) of the actor's joint action with a random subset of
     real UEs switched to local (:func:`local_switch_mask`), differentiated in b only (ours,
@@ -429,7 +446,7 @@ def actor_loss(critic, state, edge_id, mask, actions, cfg) -> torch.Tensor:
     value = config_objective(q, mask, cfg)
     ent = ((entropy(p_x) + entropy(p_l)) * mask).sum(-1)
     loss = (-value - cfg.entropy_coef * ent).mean()
-    # getattr: the DTAC transfer's (22) calls this with a TransferConfig, which has no search
+    # getattr: the DTAC transfer's (22) calls this with a TransferConfig, which has the offload search only
     for head, coef in enumerate((getattr(cfg, "offload_search_coef", 0.0), getattr(cfg, "channel_search_coef", 0.0))):
         if coef > 0:
             loss = loss + coef * discrete_search_loss(critic, state, edge_id, mask, actions, cfg, head)

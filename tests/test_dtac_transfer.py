@@ -124,6 +124,29 @@ def test_local_counterfactuals_and_local_ratio_loss_train_and_are_recorded(train
             TransferConfig(**bad)
 
 
+def test_offload_counterfactuals_and_offload_search_train_and_are_recorded(trained, tmp_path):
+    """The trial options offload_counterfactuals / offload_search_coef (off by default):
+    the refit critic also fits system-model-scored copies of each round with other
+    offload choices, and (22) adds the cross-entropy toward the critic's best option; the
+    student's p_x moves away from the run without them."""
+    scen, tac, _ = trained
+    assert TransferConfig().offload_counterfactuals == 0 and TransferConfig().offload_search_coef == 0
+    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 14, "log_every": 7, "align_steps": 4, "keep_best": False}
+    plain = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "plain", method="dtac")
+    cfg = TransferConfig(**{**base, "offload_counterfactuals": 2, "offload_search_coef": 1.0})
+    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "offload", method="dtac")
+    ckpt = load_actor(res.checkpoint)[1]
+    assert ckpt["train_config"]["offload_counterfactuals"] == 2 and ckpt["train_config"]["offload_search_coef"] == 1.0
+    states = torch.as_tensor(BatchSimulator(scen, batch_size=4, seed=5).reset().local_state, dtype=torch.float32)
+    with torch.no_grad():
+        px_plain = per_ue(load_actor(plain.checkpoint)[0], states)[0]
+        px_search = per_ue(load_actor(res.checkpoint)[0], states)[0]
+    assert not torch.allclose(px_plain, px_search)
+    for bad in ({"offload_counterfactuals": -1}, {"offload_search_coef": -0.5}):
+        with pytest.raises(ValueError, match="offload_counterfactuals and offload_search_coef"):
+            TransferConfig(**bad)
+
+
 def test_per_ue_matches_single_ue_calls(trained):
     _, _, dtac = trained
     actor, _ = load_actor(dtac.checkpoint)

@@ -263,6 +263,30 @@ def test_local_deviations_switch_real_ues_to_local_at_a_drawn_b_and_score_like_t
     _assert_scored_like_the_simulator(scen, played, changed, env, reward, (0, 7, 239))
 
 
+def test_offload_deviations_give_a_random_subset_of_real_ues_another_offload_choice():
+    import numpy as np
+
+    from cloud_trainer.tac import decision_from_actions, offload_deviations
+
+    scen, obs, m, acts = _played_round()
+    env, dev, reward = offload_deviations(scen.network_params, obs.tasks, acts, 40, torch.Generator().manual_seed(2))
+    assert len(env) == 240 and reward.shape == (240, scen.max_ues, 2)
+    played, changed = decision_from_actions(*acts), decision_from_actions(*dev)
+    real = m[env].numpy()
+    switched = changed.offload != played.offload[env]
+    assert not switched[~real].any()  # padded UEs keep theirs
+    # a switched UE draws either of its two other choices, and the vector keeps its values
+    # (argmax = what is stored)
+    was = played.offload[env][switched]
+    common = np.bincount(was).argmax()
+    assert set(changed.offload[switched][was == common].tolist()) == {0, 1, 2} - {common}
+    assert torch.allclose(dev[0].sort(-1).values, acts[0][env].sort(-1).values)
+    assert (changed.channel == played.channel[env]).all() and (changed.cpu_freq_ratio == played.cpu_freq_ratio[env]).all()
+    share = switched.sum(1) / real.sum(1)
+    assert share.min() < 0.5 and (share == 1).any()
+    _assert_scored_like_the_simulator(scen, played, changed, env, reward, (0, 11, 239))
+
+
 def test_local_ratio_loss_trains_b_as_if_ues_computed_locally():
     from cloud_trainer.tac import actor_loss, local_ratio_loss
 
