@@ -101,27 +101,32 @@ def test_time_budget_dtac_trains_reloads_and_stays_local(trained, tmp_path):
         TransferConfig(cpu_ratio_head="deadline")
 
 
+def _option_moves_the_student(trained, tmp_path, off: dict, on: dict, head: int, match: str):
+    """Two short dtac transfers, with the TransferConfig fields ``off`` and ``on``: ``on`` is
+    recorded in the checkpoint and the student's output ``head`` (0 p_x, 3 b) differs
+    between them; a negative value of each field is refused with ``match``."""
+    scen, tac, _ = trained
+    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 14, "log_every": 7, "align_steps": 4, "keep_best": False}
+    plain = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, **off}), tmp_path / "off", method="dtac")
+    res = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, **on}), tmp_path / "on", method="dtac")
+    assert {k: load_actor(res.checkpoint)[1]["train_config"][k] for k in on} == on
+    states = torch.as_tensor(BatchSimulator(scen, batch_size=4, seed=5).reset().local_state, dtype=torch.float32)
+    with torch.no_grad():
+        out_off = per_ue(load_actor(plain.checkpoint)[0], states)[head]
+        out_on = per_ue(load_actor(res.checkpoint)[0], states)[head]
+    assert not torch.allclose(out_off, out_on)
+    for key in on:
+        with pytest.raises(ValueError, match=match):
+            TransferConfig(**{key: -1})
+
+
 def test_local_counterfactuals_and_local_ratio_loss_train_and_are_recorded(trained, tmp_path):
     """local_counterfactuals / local_ratio_coef (TransferConfig, on by default): the refit
     critic also fits system-model-scored local copies of each round, and (22) also trains
     b as if UEs computed locally; b moves away from the run without them (0, 0)."""
-    scen, tac, _ = trained
     assert TransferConfig().local_counterfactuals > 0 and TransferConfig().local_ratio_coef > 0
-    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 14, "log_every": 7, "align_steps": 4, "keep_best": False}
-    plain_cfg = TransferConfig(**{**base, "local_counterfactuals": 0, "local_ratio_coef": 0.0})
-    plain = train_transfer(scen, tac.checkpoint, plain_cfg, tmp_path / "plain", method="dtac")
-    cfg = TransferConfig(**{**base, "local_counterfactuals": 2, "local_ratio_coef": 1.0})
-    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "local", method="dtac")
-    ckpt = load_actor(res.checkpoint)[1]
-    assert ckpt["train_config"]["local_counterfactuals"] == 2 and ckpt["train_config"]["local_ratio_coef"] == 1.0
-    states = torch.as_tensor(BatchSimulator(scen, batch_size=4, seed=5).reset().local_state, dtype=torch.float32)
-    with torch.no_grad():
-        b_plain = per_ue(load_actor(plain.checkpoint)[0], states)[3]
-        b_local = per_ue(load_actor(res.checkpoint)[0], states)[3]
-    assert not torch.allclose(b_plain, b_local)
-    for bad in ({"local_counterfactuals": -1}, {"local_ratio_coef": -0.5}):
-        with pytest.raises(ValueError, match="local_counterfactuals and local_ratio_coef"):
-            TransferConfig(**bad)
+    _option_moves_the_student(trained, tmp_path, {"local_counterfactuals": 0, "local_ratio_coef": 0.0},
+                              {"local_counterfactuals": 2, "local_ratio_coef": 1.0}, 3, "local_counterfactuals and local_ratio_coef")
 
 
 def test_offload_counterfactuals_and_offload_search_train_and_are_recorded(trained, tmp_path):
@@ -129,22 +134,9 @@ def test_offload_counterfactuals_and_offload_search_train_and_are_recorded(train
     the refit critic also fits system-model-scored copies of each round with other
     offload choices, and (22) adds the cross-entropy toward the critic's best option; the
     student's p_x moves away from the run without them."""
-    scen, tac, _ = trained
     assert TransferConfig().offload_counterfactuals == 0 and TransferConfig().offload_search_coef == 0
-    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 14, "log_every": 7, "align_steps": 4, "keep_best": False}
-    plain = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "plain", method="dtac")
-    cfg = TransferConfig(**{**base, "offload_counterfactuals": 2, "offload_search_coef": 1.0})
-    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "offload", method="dtac")
-    ckpt = load_actor(res.checkpoint)[1]
-    assert ckpt["train_config"]["offload_counterfactuals"] == 2 and ckpt["train_config"]["offload_search_coef"] == 1.0
-    states = torch.as_tensor(BatchSimulator(scen, batch_size=4, seed=5).reset().local_state, dtype=torch.float32)
-    with torch.no_grad():
-        px_plain = per_ue(load_actor(plain.checkpoint)[0], states)[0]
-        px_search = per_ue(load_actor(res.checkpoint)[0], states)[0]
-    assert not torch.allclose(px_plain, px_search)
-    for bad in ({"offload_counterfactuals": -1}, {"offload_search_coef": -0.5}):
-        with pytest.raises(ValueError, match="offload_counterfactuals and offload_search_coef"):
-            TransferConfig(**bad)
+    _option_moves_the_student(trained, tmp_path, {}, {"offload_counterfactuals": 2, "offload_search_coef": 1.0}, 0,
+                              "offload_counterfactuals and offload_search_coef")
 
 
 def test_per_ue_matches_single_ue_calls(trained):

@@ -239,16 +239,24 @@ def test_conditional_ratio_loss_trains_b_of_ues_the_actor_offloads():
     assert torch.isclose(conditional_ratio_loss(Critic(), s, e, m, (p_x, acts[1], acts[2], b0), cfg), -value / 6)
 
 
+def _subset_deviations(deviations, seed: int):
+    """40 copies of each of the 6 envs of :func:`_played_round` from ``deviations`` (a
+    tac.*_deviations function): the scenario, the played and changed decisions, the env
+    index, the reward and the real-UE mask of each copy."""
+    from cloud_trainer.tac import decision_from_actions
+
+    scen, obs, m, acts = _played_round()
+    env, dev, reward = deviations(scen.network_params, obs.tasks, acts, 40, torch.Generator().manual_seed(seed))
+    assert len(env) == 240 and reward.shape == (240, scen.max_ues, 2)
+    return scen, acts, dev, decision_from_actions(*acts), decision_from_actions(*dev), env, reward, m[env].numpy()
+
+
 def test_local_deviations_switch_real_ues_to_local_at_a_drawn_b_and_score_like_the_simulator():
-    from cloud_trainer.tac import decision_from_actions, local_deviations
+    from cloud_trainer.tac import local_deviations
     from edge_agent.actions import MIN_RATIO
     from edge_agent.system_model import LOCAL
 
-    scen, obs, m, acts = _played_round()
-    env, dev, reward = local_deviations(scen.network_params, obs.tasks, acts, 40, torch.Generator().manual_seed(1))
-    assert len(env) == 240 and reward.shape == (240, scen.max_ues, 2)
-    played, changed = decision_from_actions(*acts), decision_from_actions(*dev)
-    real = m[env].numpy()
+    scen, _, _, played, changed, env, reward, real = _subset_deviations(local_deviations, 1)
     switched = (changed.cpu_freq_ratio != played.cpu_freq_ratio[env]) & real
     # a switched UE computes locally at a b drawn from the range; the rest is as played
     assert (changed.offload[switched] == LOCAL).all()
@@ -266,13 +274,9 @@ def test_local_deviations_switch_real_ues_to_local_at_a_drawn_b_and_score_like_t
 def test_offload_deviations_give_a_random_subset_of_real_ues_another_offload_choice():
     import numpy as np
 
-    from cloud_trainer.tac import decision_from_actions, offload_deviations
+    from cloud_trainer.tac import offload_deviations
 
-    scen, obs, m, acts = _played_round()
-    env, dev, reward = offload_deviations(scen.network_params, obs.tasks, acts, 40, torch.Generator().manual_seed(2))
-    assert len(env) == 240 and reward.shape == (240, scen.max_ues, 2)
-    played, changed = decision_from_actions(*acts), decision_from_actions(*dev)
-    real = m[env].numpy()
+    scen, acts, dev, played, changed, env, reward, real = _subset_deviations(offload_deviations, 2)
     switched = changed.offload != played.offload[env]
     assert not switched[~real].any()  # padded UEs keep theirs
     # a switched UE draws either of its two other choices, and the vector keeps its values
