@@ -44,6 +44,15 @@ _LOG_FLOOR = (1e-18, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3)
 
 
 CPU_RATIO_HEADS = ("sigmoid", "time_budget")
+_PRIOR_FLOOR_S = 1e-3  # seconds, floor of the offload prior's log (ModelConfig.offload_prior)
+
+
+def lower_bound_times(local_state: torch.Tensor) -> torch.Tensor:
+    """(..., 3) lower-bound time of local / edge / cloud execution from the local state
+    (14): T1*, edge compute + UE-edge transfer, cloud compute + UE-edge + edge-cloud
+    transfer (the greedy baseline's rule, cloud_trainer.baselines.lower_bound_times)."""
+    s = local_state
+    return torch.stack([s[..., 1], s[..., 2] + s[..., 3], s[..., 4] + s[..., 3] + s[..., 5]], dim=-1)
 LOCAL_TIME_FIELD = LOCAL_STATE_FIELDS.index("local_compute_time_s")  # T1* = W / F_UE in the local state (14)
 
 
@@ -87,9 +96,18 @@ class ModelConfig:
     # default: on training seeds 1, 5, 7 it moved the fig6 -> fig7 misses, it did not
     # remove them (docs/training.md).
     cpu_ratio_head: str = "sigmoid"
+    # DTAC actor only (ours, 0 = off, the paper's head, in every shipped model): adds
+    # -offload_prior * ln(T_lb(x) + floor) to the logit of each offload option x, T_lb the
+    # option's lower-bound time from the local state (greedy baseline's
+    # lower_bound_times). The learned logits are only trained on the UEs of the training
+    # scenario; the prior keeps "a longer lower bound makes the option less likely"
+    # true beyond them (a UE farther from its edge server than any seen in training).
+    offload_prior: float = 0.0
 
     def __post_init__(self) -> None:
         check_cpu_ratio_head(self.cpu_ratio_head)
+        if not (self.offload_prior >= 0 and math.isfinite(self.offload_prior)):
+            raise ValueError(f"offload_prior must be a finite number >= 0, got {self.offload_prior!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -237,17 +255,18 @@ class ActionHeads(nn.Module):
         self.channel = nn.Linear(cfg.d_model, cfg.num_channels)
         self.ratios = nn.Linear(cfg.d_model, 2)
 
-    def forward(self, h: torch.Tensor, channel_bias: torch.Tensor | None = None, cpu_offset: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, h: torch.Tensor, channel_bias: torch.Tensor | None = None, cpu_offset: torch.Tensor | None = None,
+                offload_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``channel_bias`` (..., L), if given, is added to the channel logits;
-        ``cpu_offset`` (...), if given, to the logit of b."""
+        ``cpu_offset`` (...), if given, to the logit of b; ``offload_bias`` (..., 3) to
+        the offload logits."""
         logits = self.ratios(h)
         if cpu_offset is not None:
             logits = torch.stack([logits[..., 0], logits[..., 1] + cpu_offset], dim=-1)
         ratios = torch.sigmoid(logits)
         channel_logits = self.channel(h) if channel_bias is None else self.channel(h) + channel_bias
         return (
-            torch.softmax(self.offload(h), dim=-1),
+            torch.softmax(self.offload(h) if offload_bias is None else self.offload(h) + offload_bias, dim=-1),
             torch.softmax(channel_logits, dim=-1),
             ratios[..., 0],
             ratios[..., 1],
@@ -321,11 +340,12 @@ class DTACActor(nn.Module):
                 module.identity = True
 
     @classmethod
-    def from_tac(cls, tac: TACActor, cpu_ratio_head: str = "sigmoid") -> "DTACActor":
+    def from_tac(cls, tac: TACActor, cpu_ratio_head: str = "sigmoid", offload_prior: float = 0.0) -> "DTACActor":
         """Algorithm 1, lines 14-15: copy the converged TAC actor, attention -> identity.
         ``cpu_ratio_head`` (ModelConfig) picks how the copy gives b; with "time_budget"
-        it gives the TAC's b for a task of the reference size T_ref."""
-        dtac = cls(replace(tac.cfg, cpu_ratio_head=cpu_ratio_head))
+        it gives the TAC's b for a task of the reference size T_ref. ``offload_prior``
+        (ModelConfig) adds the lower-bound-time prior to the copy's offload logits."""
+        dtac = cls(replace(tac.cfg, cpu_ratio_head=cpu_ratio_head, offload_prior=offload_prior))
         result = dtac.load_state_dict(copy.deepcopy(tac.state_dict()), strict=False)
         if result.missing_keys != ["position_bias"]:
             raise RuntimeError(f"TAC -> DTAC copy mismatch: {result}")
@@ -344,7 +364,10 @@ class DTACActor(nn.Module):
         offset = None
         if self.cfg.cpu_ratio_head == "time_budget":  # ln((T1* + floor) / T_ref), from the normalized feature
             offset = x[..., LOCAL_TIME_FIELD] * self.normalizer.std[LOCAL_TIME_FIELD]
-        return self.heads(h, cpu_offset=offset)
+        bias = None
+        if self.cfg.offload_prior > 0:
+            bias = -self.cfg.offload_prior * torch.log(lower_bound_times(local_state.clamp_min(0)) + _PRIOR_FLOOR_S)
+        return self.heads(h, cpu_offset=offset, offload_bias=bias)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -101,6 +101,27 @@ def test_time_budget_dtac_trains_reloads_and_stays_local(trained, tmp_path):
         TransferConfig(cpu_ratio_head="deadline")
 
 
+def test_offload_prior_dtac_trains_reloads_and_stays_local(trained, tmp_path):
+    """offload_prior (TransferConfig): the student's offload logits carry the prior of its
+    own lower-bound times, recorded in the checkpoint; decisions stay per-UE."""
+    scen, tac, _ = trained
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "offload_prior": 1.0})
+    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
+    actor, ckpt = load_actor(res.checkpoint)
+    assert ckpt["model_config"]["offload_prior"] == 1.0 and actor.cfg.offload_prior == 1.0
+    states = torch.rand(2, 5, 6) * torch.tensor([1e-9, 20.0, 5.0, 5.0, 1.0, 5.0])
+    with torch.no_grad():
+        base = per_ue(actor, states)
+        moved = states.clone()
+        moved[:, 1:, 3] *= 30.0  # other UEs' uplink times
+        assert all(torch.equal(x[:, 0], y[:, 0]) for x, y in zip(base, per_ue(actor, moved)))
+        slower = states.clone()
+        slower[:, 0, 3] *= 30.0  # the UE's own uplink changes its offload probabilities
+        assert not torch.allclose(base[0][:, 0], per_ue(actor, slower)[0][:, 0])
+    with pytest.raises(ValueError, match="offload_prior"):
+        TransferConfig(offload_prior=-1.0)
+
+
 def _option_moves_the_student(trained, tmp_path, off: dict, on: dict, head: int, match: str):
     """Two short dtac transfers, with the TransferConfig fields ``off`` and ``on``: ``on`` is
     recorded in the checkpoint and the student's output ``head`` (0 p_x, 3 b) differs

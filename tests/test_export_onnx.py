@@ -315,23 +315,26 @@ def test_onnxruntime_cpu_variant_of_the_dtac_actor(dtac, work, states):
 
 
 @pytest.mark.parametrize("variant", ["nano", "onnxruntime_cpu"])
-def test_time_budget_cpu_ratio_head_exports_exactly(dtac, work, states, variant):
+@pytest.mark.parametrize("option", [{"cpu_ratio_head": "time_budget"}, {"offload_prior": 1.0}])
+def test_dtac_head_options_export_exactly(dtac, work, states, variant, option):
     """A DTAC with cpu_ratio_head "time_budget" reads the normalized T1* twice (backbone
-    and b's offset): every export and every rewrite must keep it."""
+    and b's offset); one with offload_prior reads the raw local state a second time for
+    the offload logits: every export and every rewrite must keep that."""
     from dataclasses import replace
 
     from cloud_trainer.models import DTACActor
     from edge_agent.actions import heads_from_logits
     from export.onnx_export import write_onnxruntime_cpu_variant
 
-    tb = DTACActor(replace(dtac.cfg, cpu_ratio_head="time_budget"))
+    tb = DTACActor(replace(dtac.cfg, **option))
     tb.load_state_dict(dtac.state_dict())
     tb.eval()
+    changed = 3 if "cpu_ratio_head" in option else 0  # b, or p_x
     with torch.no_grad():
         ref = [t.numpy() for t in tb(torch.as_tensor(states))]
-        plain_b = dtac(torch.as_tensor(states))[3].numpy()
-    assert not np.allclose(ref[3], plain_b, atol=1e-3)  # the offset changes b, and only b
-    np.testing.assert_allclose(ref[0], dtac(torch.as_tensor(states))[0].detach().numpy(), atol=1e-6)
+        plain = [t.numpy() for t in dtac(torch.as_tensor(states))]
+    for i, (r, p) in enumerate(zip(ref, plain)):  # the option changes its head, and only it
+        assert not np.allclose(r, p, atol=1e-3) if i == changed else np.allclose(r, p, atol=1e-6)
     if variant == "nano":
         path = export_actor(tb, "dtac", work / "tb_nano.onnx", opset=16, ir_version=8)
         out = _run(path, {"local_state": states})

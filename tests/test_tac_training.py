@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from cloud_trainer.checkpoint import load_actor, load_checkpoint
+from cloud_trainer.baselines import lower_bound_times
 from cloud_trainer.models import DTACActor, ModelConfig, TACActor, TACCritic, cell_slot
 from cloud_trainer.scenario import scenario_from_dict
 from cloud_trainer.tac import QUICK_OVERRIDES, RewardTransform, TACConfig, actor_objective, add_discrete_exploration, train_tac
@@ -398,6 +399,38 @@ def test_time_budget_head_makes_b_proportional_to_the_local_time_at_a_fixed_outp
     assert torch.allclose(finish, t1 + t1 / (t1 + floor) * t_ref * math.exp(0.7), rtol=1e-4)  # T1* + T_ref e^-z, up to the log floor
     with pytest.raises(ValueError, match="cpu_ratio_head"):
         ModelConfig(cpu_ratio_head="deadline")
+
+
+def test_offload_prior_adds_minus_log_lower_bound_times_to_the_offload_logits():
+    """offload_prior w: the DTAC's offload logits get -w ln(T_lb + floor) per option (T_lb:
+    the greedy baseline's lower bounds), so an option whose lower bound grows beyond any
+    training state keeps losing probability; the channel, a and b heads are untouched."""
+    torch.manual_seed(0)
+    tac = TACActor(ModelConfig())
+    states = torch.rand(400, 6) * torch.tensor([1e-9, 20.0, 5.0, 5.0, 1.0, 5.0])
+    tac.normalizer.fit(states)
+    plain, prior = DTACActor.from_tac(tac), DTACActor.from_tac(tac, offload_prior=1.5)
+    assert prior.cfg.offload_prior == 1.5 and tac.cfg.offload_prior == 0.0
+    probe = states[:6].clone()
+    with torch.no_grad():
+        p_x, p_l, a, b = prior(probe)
+        p_x0, p_l0, a0, b0 = plain(probe)
+    assert torch.allclose(p_l, p_l0) and torch.allclose(a, a0) and torch.allclose(b, b0)
+    lb = torch.tensor(lower_bound_times(probe.numpy()))  # the greedy baseline's rule
+    expected = torch.softmax(torch.log(p_x0) - 1.5 * torch.log(lb + 1e-3), dim=-1)
+    assert torch.allclose(p_x, expected, atol=1e-5)
+    near = probe.clone()
+    near[:, 3] = 1.0  # UE-edge transfer lower bound, s
+    far = near.clone()
+    far[:, 3] = 1e3  # far beyond the states the normalizer saw
+    with torch.no_grad():  # how much the prior lowers edge / cloud against local (log-odds)
+        shift_near, shift_far = (torch.log(prior(s)[0] / plain(s)[0]) for s in (near, far))
+    for option in (1, 2):  # edge and cloud both go through the uplink
+        drop = (shift_near[:, option] - shift_near[:, 0]) - (shift_far[:, option] - shift_far[:, 0])
+        assert (drop > 1.5 * math.log(100)).all()
+    for bad in (-0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="offload_prior"):
+            ModelConfig(offload_prior=bad)
 
 
 def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
