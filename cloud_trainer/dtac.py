@@ -93,8 +93,9 @@ class TransferConfig:
     explore_std: float = 0.0
     # how the student gives b (ModelConfig.cpu_ratio_head; "sigmoid" = the paper's)
     cpu_ratio_head: str = "sigmoid"
-    # weight of the student's lower-bound-time prior on its offload logits
-    # (ModelConfig.offload_prior; 0 = the paper's head)
+    # weight of the DTAC student's lower-bound-time prior on its offload logits
+    # (ModelConfig.offload_prior; 0 = the paper's head). TL-transformer, the paper's
+    # behaviour-cloning baseline, keeps the paper's head.
     offload_prior: float = 0.0
     # 3. keep_best: the final checkpoint holds the best logged student (the copy at step
     #    0 included), not the last step; validation_rounds > 0 scores each on that many
@@ -194,7 +195,8 @@ def train_transfer(
         student.normalizer.load_state_dict(tac_actor.normalizer.state_dict())
         model_config = student.cfg.to_dict()
     else:
-        student = DTACActor.from_tac(tac_actor, cpu_ratio_head=cfg.cpu_ratio_head, offload_prior=cfg.offload_prior)
+        student = DTACActor.from_tac(tac_actor, cpu_ratio_head=cfg.cpu_ratio_head,
+                                     offload_prior=cfg.offload_prior if method == "dtac" else 0.0)
         model_config = student.cfg.to_dict()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_step, wall_before, history = 0, 0.0, []

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from cloud_trainer.checkpoint import load_actor
+from cloud_trainer.checkpoint import load_actor, load_checkpoint
 from cloud_trainer.dtac import TRANSFER_QUICK_OVERRIDES, TransferConfig, per_ue, train_transfer
 from cloud_trainer.envs.simulator import BatchSimulator
 from cloud_trainer.evaluate import load_policy
@@ -102,8 +102,9 @@ def test_time_budget_dtac_trains_reloads_and_stays_local(trained, tmp_path):
 
 
 def test_offload_prior_dtac_trains_reloads_and_stays_local(trained, tmp_path):
-    """offload_prior (TransferConfig): the student's offload logits carry the prior of its
-    own lower-bound times, recorded in the checkpoint; decisions stay per-UE."""
+    """offload_prior (TransferConfig): the DTAC student's offload logits carry the prior of
+    its own lower-bound times, recorded in the checkpoint; decisions stay per-UE.
+    TL-transformer trained with the same config keeps the paper's head."""
     scen, tac, _ = trained
     cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "offload_prior": 1.0})
     res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
@@ -118,6 +119,8 @@ def test_offload_prior_dtac_trains_reloads_and_stays_local(trained, tmp_path):
         slower = states.clone()
         slower[:, 0, 3] *= 30.0  # the UE's own uplink changes its offload probabilities
         assert not torch.allclose(base[0][:, 0], per_ue(actor, slower)[0][:, 0])
+    tl = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "tl", method="tl_transformer")
+    assert load_checkpoint(tl.checkpoint)["model_config"]["offload_prior"] == 0.0  # the paper's baseline keeps its head
     with pytest.raises(ValueError, match="offload_prior"):
         TransferConfig(offload_prior=-1.0)
 
