@@ -96,7 +96,7 @@ class TransferConfig:
     # weight of the DTAC student's lower-bound-time prior on its offload logits
     # (ModelConfig.offload_prior; 0 = the paper's head). TL-transformer, the paper's
     # behaviour-cloning baseline, keeps the paper's head.
-    offload_prior: float = 0.0
+    offload_prior: float = 1.5
     # 3. keep_best: the final checkpoint holds the best logged student (the copy at step
     #    0 included), not the last step; validation_rounds > 0 scores each on that many
     #    rounds of validation_envs episodes of the training scenario on one fixed

@@ -96,7 +96,8 @@ class ModelConfig:
     # default: on training seeds 1, 5, 7 it moved the fig6 -> fig7 misses, it did not
     # remove them (docs/training.md).
     cpu_ratio_head: str = "sigmoid"
-    # DTAC actor only (ours, 0 = off, the paper's head, in every shipped model): adds
+    # DTAC actor only (ours; 0 = the paper's head, as in the shipped dtac_fig5.pt; the
+    # DTAC transfer sets it from TransferConfig.offload_prior, default 1.5): adds
     # -offload_prior * ln(T_lb(x) + floor) to the logit of each offload option x, T_lb the
     # option's lower-bound time from the local state (greedy baseline's
     # lower_bound_times). The learned logits are only trained on the UEs of the training

@@ -209,7 +209,8 @@ def test_dtac_refits_the_critic_by_default_and_keeps_it_frozen_when_asked(traine
 
 def test_align_steps_are_the_imitation_of_26_before_22(trained, tmp_path):
     scen, tac, _ = trained
-    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 6, "log_every": 3, "checkpoint_every": 3, "keep_best": False, "critic_updates": 0}
+    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 6, "log_every": 3, "checkpoint_every": 3, "keep_best": False, "critic_updates": 0,
+            "offload_prior": 0.0}  # on the same head as TL-transformer
     aligned = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 6}), tmp_path / "a", method="dtac")
     cloned = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "t", method="tl_transformer")
     critic = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 3}), tmp_path / "c", method="dtac")
@@ -243,6 +244,6 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     final = load_checkpoint(res.checkpoint)
     replayed = evaluate_policy(load_policy("dtac", res.checkpoint), scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert replayed == pytest.approx(final["metrics"]["selected_weighted_reward"], rel=1e-6)
-    copy0 = ActorPolicy("dtac", DTACActor.from_tac(load_actor(tac.checkpoint)[0]), "local")
+    copy0 = ActorPolicy("dtac", DTACActor.from_tac(load_actor(tac.checkpoint)[0], offload_prior=cfg.offload_prior), "local")
     step0 = evaluate_policy(copy0, scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert final["metrics"]["selected_weighted_reward"] == max([step0, *scores.values()])  # the copy (step 0) competes too
