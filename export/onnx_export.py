@@ -541,8 +541,11 @@ def pack_action_heads(model: onnx.ModelProto) -> int:
     first maximum as of the softmax) and the sigmoid of two numbers in Python, and
     :func:`edge_agent.actions.heads_from_logits` gives the four heads back. For
     onnxruntime-only artifacts: the outputs change, so TensorRT / INT8 variants keep
-    the four heads. In place; returns 1 if rewritten, 0 if the heads are not of this
-    form (e.g. the TAC actor, whose heads are MatMul + Add on (rounds, N, d))."""
+    the four heads. A term added to the offload logits before their softmax (the DTAC's
+    ``offload_prior``: ``Add(Gemm(h), bias)``) is kept: it is padded with zeros to the
+    packed width and added to the packed Gemm. In place; returns 1 if rewritten, 0 if
+    the heads are not of this form (e.g. the TAC actor, whose heads are MatMul + Add on
+    (rounds, N, d))."""
     graph = model.graph
     if [o.name for o in graph.output] != list(ACTOR_OUTPUTS):
         return 0
@@ -564,6 +567,12 @@ def pack_action_heads(model: onnx.ModelProto) -> int:
     if sigmoid is None or sigmoid.op_type != "Sigmoid" or consumers[sigmoid.output[0]] != 2:
         return 0
     gemms = [producer.get(n.input[0]) for n in (soft_x, soft_l, sigmoid)]
+    offload_add, offload_bias = gemms[0], None
+    if offload_add is not None and offload_add.op_type == "Add" and consumers[offload_add.output[0]] == 1:
+        from_gemm = [i for i in offload_add.input if producer.get(i) is not None and producer[i].op_type == "Gemm"]
+        if len(from_gemm) == 1:  # Add(Gemm(h), bias): the offload prior
+            offload_bias = next(i for i in offload_add.input if i != from_gemm[0])
+            gemms[0] = producer[from_gemm[0]]
     if any(g is None or consumers[g.output[0]] != 1 for g in gemms) or len({g.input[0] for g in gemms}) != 1:
         return 0
     parts = [_plain_gemm(g, inits) for g in gemms]
@@ -576,9 +585,15 @@ def pack_action_heads(model: onnx.ModelProto) -> int:
     graph.initializer.extend([numpy_helper.from_array(np.ascontiguousarray(m.T, dtype=np.float32), wname),
                               numpy_helper.from_array(b.astype(np.float32), bname)])
     batch = graph.output[0].type.tensor_type.shape.dim[0]
-    for n in (soft_x, soft_l, gather_a, gather_b, sigmoid, *gemms):
+    for n in (soft_x, soft_l, gather_a, gather_b, sigmoid, *gemms, *([offload_add] if offload_bias else [])):
         graph.node.remove(n)
-    graph.node.append(helper.make_node("Gemm", [gemms[0].input[0], wname, bname], [PACKED_OUTPUT], name=f"{base}_packed", transB=1))
+    packed = f"{base}_packed_raw" if offload_bias else PACKED_OUTPUT
+    graph.node.append(helper.make_node("Gemm", [gemms[0].input[0], wname, bname], [packed], name=f"{base}_packed", transB=1))
+    if offload_bias:  # (batch, 3) -> (batch, 3 + L + 2), zeros after the offload logits
+        pads = f"{base}_packed_bias_pads"
+        graph.initializer.append(numpy_helper.from_array(np.array([0, 0, 0, m.shape[1] - 3], dtype=np.int64), pads))
+        graph.node.append(helper.make_node("Pad", [offload_bias, pads], [f"{base}_packed_bias"], name=f"{base}_packed_bias_pad"))
+        graph.node.append(helper.make_node("Add", [packed, f"{base}_packed_bias"], [PACKED_OUTPUT], name=f"{base}_packed_add"))
     out = helper.make_tensor_value_info(PACKED_OUTPUT, onnx.TensorProto.FLOAT, [batch.dim_param or batch.dim_value or "batch", m.shape[1]])
     del graph.output[:]
     graph.output.append(out)

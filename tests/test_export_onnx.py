@@ -342,6 +342,8 @@ def test_dtac_head_options_export_exactly(dtac, work, states, variant, option):
         base = export_actor(tb, "dtac", work / "tb_laptop_base.onnx", opset=20, ort_contrib_ops=True)
         path, _ = write_onnxruntime_cpu_variant(base, work / "tb_laptop_fast.onnx", 20)
         out = _run(path, {"local_state": states})
+        # the prior's term is packed with the heads (padded and added to the offload logits)
+        assert len(out) == (1 if "offload_prior" in option else 4)
         out = heads_from_logits(out[0]) if len(out) == 1 else out
     for o, r in zip(out, ref):  # the onnxruntime folds reorder float32 sums (see the test above)
         np.testing.assert_allclose(o, r, atol=2e-5 if variant == "nano" else 1e-4)
