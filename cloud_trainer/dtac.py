@@ -93,10 +93,12 @@ class TransferConfig:
     explore_std: float = 0.0
     # how the student gives b (ModelConfig.cpu_ratio_head; "sigmoid" = the paper's)
     cpu_ratio_head: str = "sigmoid"
-    # weight of the DTAC student's lower-bound-time prior on its offload logits
-    # (ModelConfig.offload_prior; 0 = the paper's head). TL-transformer, the paper's
+    # trial option (ours, 0 = the paper's head; docs/training.md has what it gave): weight
+    # and form of the DTAC student's lower-bound-time prior on its offload logits
+    # (ModelConfig.offload_prior / offload_prior_form). TL-transformer, the paper's
     # behaviour-cloning baseline, keeps the paper's head.
-    offload_prior: float = 1.5
+    offload_prior: float = 0.0
+    offload_prior_form: str = "above_local"
     # 3. keep_best: the final checkpoint holds the best logged student (the copy at step
     #    0 included), not the last step; validation_rounds > 0 scores each on that many
     #    rounds of validation_envs episodes of the training scenario on one fixed
@@ -130,7 +132,7 @@ class TransferConfig:
 
     def __post_init__(self) -> None:  # said before the TAC checkpoint is loaded
         check_cpu_ratio_head(self.cpu_ratio_head)
-        ModelConfig(offload_prior=self.offload_prior)  # says what is wrong with the value
+        ModelConfig(offload_prior=self.offload_prior, offload_prior_form=self.offload_prior_form)  # says what is wrong
         if self.local_counterfactuals < 0 or self.local_ratio_coef < 0:
             raise ValueError(f"local_counterfactuals and local_ratio_coef must be >= 0, got {self.local_counterfactuals} and {self.local_ratio_coef}")
         if self.offload_counterfactuals < 0 or self.offload_search_coef < 0:
@@ -196,7 +198,8 @@ def train_transfer(
         model_config = student.cfg.to_dict()
     else:
         student = DTACActor.from_tac(tac_actor, cpu_ratio_head=cfg.cpu_ratio_head,
-                                     offload_prior=cfg.offload_prior if method == "dtac" else 0.0)
+                                     offload_prior=cfg.offload_prior if method == "dtac" else 0.0,
+                                     offload_prior_form=cfg.offload_prior_form)
         model_config = student.cfg.to_dict()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_step, wall_before, history = 0, 0.0, []

@@ -425,17 +425,15 @@ DEVIATIONS = (
     "TAC schedule: the default 7 noise-decay episodes of 600 rounds x 16 envs on every scenario, each in one `edgepilot train tac` run "
     "(two scenarios at a time on the 2 cores); the training-cost comparison with HAPPO is its own timed run (benchmarks/dtac_training_cost.py). "
     "That is still far fewer rounds than the paper's training.",
-    "DTAC transfer (ours, six changes to Algorithm 1 lines 13-19, each switchable back in TransferConfig): the student's offload logits "
-    "get a prior of -1.5 ln(lower-bound time) per option from its own local state (the option a UE's local state says takes longer stays "
-    "less likely also beyond the distances of the training scenario); the identity copy is first "
+    "DTAC transfer (ours, five changes to Algorithm 1 lines 13-19, each switchable back in TransferConfig): the identity copy is first "
     "aligned to the TAC's actions by the MSE (26) for 500 steps; during (22) the centralized critic keeps being fitted by (18) on the "
     "student's own rounds instead of staying frozen, with four copies of each round in which a random subset of UEs computes locally at "
     "a random b, scored by the system model; (22) gets a second term, weight 3, that scores the student's b with such a subset switched "
     "to local (b matters only to a local UE, so a student that offloads nearly everything leaves it untrained otherwise); the student "
     "kept is the best of the logged ones (the copy included) on one fixed "
     "validation set of training-scenario rounds (20 rounds x 32 envs, its own simulator seed, never the evaluation seed). With the paper's "
-    "frozen critic the fig6 result held for one training seed of three; without the offload prior the generalization held for seven "
-    "training seeds of ten (docs/training.md).",
+    "frozen critic the fig6 result held for one training seed of three; without the local terms the generalization held for four of "
+    "five (docs/training.md).",
     "No TensorBoard (not installable here): training curves are CSV + PNG.",
     "Training curves are the noisy exploration rewards of the training rounds, not deterministic evaluations.",
 )

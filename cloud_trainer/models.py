@@ -45,6 +45,7 @@ _LOG_FLOOR = (1e-18, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3)
 
 CPU_RATIO_HEADS = ("sigmoid", "time_budget")
 _PRIOR_FLOOR_S = 1e-3  # seconds, floor of the offload prior's log (ModelConfig.offload_prior)
+OFFLOAD_PRIOR_FORMS = ("above_local", "two_sided")
 
 
 def lower_bound_times(local_state: torch.Tensor) -> torch.Tensor:
@@ -96,17 +97,24 @@ class ModelConfig:
     # default: on training seeds 1, 5, 7 it moved the fig6 -> fig7 misses, it did not
     # remove them (docs/training.md).
     cpu_ratio_head: str = "sigmoid"
-    # DTAC actor only (ours; 0 = the paper's head, as in the shipped dtac_fig5.pt; the
-    # DTAC transfer sets it from TransferConfig.offload_prior, default 1.5): adds
-    # -offload_prior * ln(T_lb(x) + floor) to the logit of each offload option x, T_lb the
-    # option's lower-bound time from the local state (greedy baseline's
-    # lower_bound_times). The learned logits are only trained on the UEs of the training
-    # scenario; the prior keeps "a longer lower bound makes the option less likely"
-    # true beyond them (a UE farther from its edge server than any seen in training).
+    # DTAC actor only (ours; 0 = the paper's head, as in every shipped model; the DTAC
+    # transfer sets it from TransferConfig.offload_prior): a prior of weight w on the
+    # offload logits from the option's lower-bound time T_lb(x) in the local state (the
+    # greedy baseline's lower_bound_times; floor 1 ms). The learned logits are only
+    # trained on the UEs of the training scenario; the prior keeps "an option whose lower
+    # bound is longer is less likely" true beyond them (a UE farther from its edge or
+    # cloud than any seen in training). offload_prior_form "above_local": edge and cloud
+    # get -w max(0, ln(T_lb(x) / T1*)), i.e. only an option whose lower bound exceeds
+    # the UE's full-speed local time is pushed down, the rest is left to the network;
+    # "two_sided": every option gets -w ln(T_lb(x)), which also pushes a UE very near
+    # its edge server to offload (fig6 seed 1: rare rounds of 10^5 s, docs/training.md).
     offload_prior: float = 0.0
+    offload_prior_form: str = "above_local"
 
     def __post_init__(self) -> None:
         check_cpu_ratio_head(self.cpu_ratio_head)
+        if self.offload_prior_form not in OFFLOAD_PRIOR_FORMS:
+            raise ValueError(f"offload_prior_form must be one of {OFFLOAD_PRIOR_FORMS}, got {self.offload_prior_form!r}")
         if not (self.offload_prior >= 0 and math.isfinite(self.offload_prior)):
             raise ValueError(f"offload_prior must be a finite number >= 0, got {self.offload_prior!r}")
 
@@ -341,12 +349,15 @@ class DTACActor(nn.Module):
                 module.identity = True
 
     @classmethod
-    def from_tac(cls, tac: TACActor, cpu_ratio_head: str = "sigmoid", offload_prior: float = 0.0) -> "DTACActor":
+    def from_tac(cls, tac: TACActor, cpu_ratio_head: str = "sigmoid", offload_prior: float = 0.0,
+                 offload_prior_form: str = "above_local") -> "DTACActor":
         """Algorithm 1, lines 14-15: copy the converged TAC actor, attention -> identity.
         ``cpu_ratio_head`` (ModelConfig) picks how the copy gives b; with "time_budget"
         it gives the TAC's b for a task of the reference size T_ref. ``offload_prior``
-        (ModelConfig) adds the lower-bound-time prior to the copy's offload logits."""
-        dtac = cls(replace(tac.cfg, cpu_ratio_head=cpu_ratio_head, offload_prior=offload_prior))
+        and ``offload_prior_form`` (ModelConfig) add the lower-bound-time prior to the
+        copy's offload logits."""
+        dtac = cls(replace(tac.cfg, cpu_ratio_head=cpu_ratio_head, offload_prior=offload_prior,
+                           offload_prior_form=offload_prior_form))
         result = dtac.load_state_dict(copy.deepcopy(tac.state_dict()), strict=False)
         if result.missing_keys != ["position_bias"]:
             raise RuntimeError(f"TAC -> DTAC copy mismatch: {result}")
@@ -367,7 +378,10 @@ class DTACActor(nn.Module):
             offset = x[..., LOCAL_TIME_FIELD] * self.normalizer.std[LOCAL_TIME_FIELD]
         bias = None
         if self.cfg.offload_prior > 0:
-            bias = -self.cfg.offload_prior * torch.log(lower_bound_times(local_state.clamp_min(0)) + _PRIOR_FLOOR_S)
+            log_t = torch.log(lower_bound_times(local_state.clamp_min(0)) + _PRIOR_FLOOR_S)
+            if self.cfg.offload_prior_form == "above_local":  # local: relu(0) = 0
+                log_t = torch.relu(log_t - log_t[..., :1])
+            bias = -self.cfg.offload_prior * log_t
         return self.heads(h, cpu_offset=offset, offload_bias=bias)
 
 

@@ -244,6 +244,7 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     final = load_checkpoint(res.checkpoint)
     replayed = evaluate_policy(load_policy("dtac", res.checkpoint), scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert replayed == pytest.approx(final["metrics"]["selected_weighted_reward"], rel=1e-6)
-    copy0 = ActorPolicy("dtac", DTACActor.from_tac(load_actor(tac.checkpoint)[0], offload_prior=cfg.offload_prior), "local")
+    copy0 = ActorPolicy("dtac", DTACActor.from_tac(load_actor(tac.checkpoint)[0], offload_prior=cfg.offload_prior,
+                                                       offload_prior_form=cfg.offload_prior_form), "local")
     step0 = evaluate_policy(copy0, scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert final["metrics"]["selected_weighted_reward"] == max([step0, *scores.values()])  # the copy (step 0) competes too

@@ -315,7 +315,8 @@ def test_onnxruntime_cpu_variant_of_the_dtac_actor(dtac, work, states):
 
 
 @pytest.mark.parametrize("variant", ["nano", "onnxruntime_cpu"])
-@pytest.mark.parametrize("option", [{"cpu_ratio_head": "time_budget"}, {"offload_prior": 1.0}])
+@pytest.mark.parametrize("option", [{"cpu_ratio_head": "time_budget"}, {"offload_prior": 1.0},
+                                    {"offload_prior": 1.0, "offload_prior_form": "two_sided"}])
 def test_dtac_head_options_export_exactly(dtac, work, states, variant, option):
     """A DTAC with cpu_ratio_head "time_budget" reads the normalized T1* twice (backbone
     and b's offset); one with offload_prior reads the raw local state a second time for

@@ -401,26 +401,30 @@ def test_time_budget_head_makes_b_proportional_to_the_local_time_at_a_fixed_outp
         ModelConfig(cpu_ratio_head="deadline")
 
 
-def test_offload_prior_adds_minus_log_lower_bound_times_to_the_offload_logits():
-    """offload_prior w: the DTAC's offload logits get -w ln(T_lb + floor) per option (T_lb:
-    the greedy baseline's lower bounds), so an option whose lower bound grows beyond any
-    training state keeps losing probability; the channel, a and b heads are untouched."""
+@pytest.mark.parametrize("form", ["above_local", "two_sided"])
+def test_offload_prior_lowers_options_by_their_lower_bound_times(form):
+    """offload_prior w: "two_sided" adds -w ln(T_lb + floor) to every offload logit (T_lb:
+    the greedy baseline's lower bounds); "above_local" adds -w max(0, ln((T_lb + floor) /
+    (T1* + floor))) to edge and cloud only. Either way an option whose lower bound grows
+    beyond any training state keeps losing probability, and the channel, a and b heads
+    are untouched."""
     torch.manual_seed(0)
     tac = TACActor(ModelConfig())
     states = torch.rand(400, 6) * torch.tensor([1e-9, 20.0, 5.0, 5.0, 1.0, 5.0])
     tac.normalizer.fit(states)
-    plain, prior = DTACActor.from_tac(tac), DTACActor.from_tac(tac, offload_prior=1.5)
-    assert prior.cfg.offload_prior == 1.5 and tac.cfg.offload_prior == 0.0
+    plain, prior = DTACActor.from_tac(tac), DTACActor.from_tac(tac, offload_prior=1.5, offload_prior_form=form)
+    assert prior.cfg.offload_prior == 1.5 and prior.cfg.offload_prior_form == form and tac.cfg.offload_prior == 0.0
     probe = states[:6].clone()
     with torch.no_grad():
         p_x, p_l, a, b = prior(probe)
         p_x0, p_l0, a0, b0 = plain(probe)
     assert torch.allclose(p_l, p_l0) and torch.allclose(a, a0) and torch.allclose(b, b0)
-    lb = torch.tensor(lower_bound_times(probe.numpy()))  # the greedy baseline's rule
-    expected = torch.softmax(torch.log(p_x0) - 1.5 * torch.log(lb + 1e-3), dim=-1)
-    assert torch.allclose(p_x, expected, atol=1e-5)
+    log_t = torch.log(torch.tensor(lower_bound_times(probe.numpy()), dtype=torch.float32) + 1e-3)  # the greedy baseline's rule
+    if form == "above_local":
+        log_t = (log_t - log_t[:, :1]).clamp_min(0)
+    assert torch.allclose(p_x, torch.softmax(torch.log(p_x0) - 1.5 * log_t, dim=-1), atol=1e-5)
     near = probe.clone()
-    near[:, 3] = 1.0  # UE-edge transfer lower bound, s
+    near[:, 1], near[:, 3] = 2.0, 1.0  # T1* and the UE-edge transfer lower bound, s
     far = near.clone()
     far[:, 3] = 1e3  # far beyond the states the normalizer saw
     with torch.no_grad():  # how much the prior lowers edge / cloud against local (log-odds)
@@ -428,9 +432,16 @@ def test_offload_prior_adds_minus_log_lower_bound_times_to_the_offload_logits():
     for option in (1, 2):  # edge and cloud both go through the uplink
         drop = (shift_near[:, option] - shift_near[:, 0]) - (shift_far[:, option] - shift_far[:, 0])
         assert (drop > 1.5 * math.log(100)).all()
+    if form == "above_local":  # offloading that may beat local: the network alone decides
+        quick = probe.clone()
+        quick[:, 1], quick[:, 2:] = 30.0, 0.1
+        with torch.no_grad():
+            assert torch.equal(prior(quick)[0], plain(quick)[0])
     for bad in (-0.5, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="offload_prior"):
             ModelConfig(offload_prior=bad)
+    with pytest.raises(ValueError, match="offload_prior_form"):
+        ModelConfig(offload_prior=1.0, offload_prior_form="one_sided")
 
 
 def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
