@@ -78,51 +78,34 @@ def test_changing_other_ues_never_changes_a_ues_dtac_action(trained):
         obs.local_state = original
 
 
-def test_time_budget_dtac_trains_reloads_and_stays_local(trained, tmp_path):
-    """cpu_ratio_head "time_budget" (TransferConfig): the student's b comes from its own
-    T1*, so its decisions still depend on its local state alone; the checkpoint records
-    the head and plays back the same actions."""
+@pytest.mark.parametrize("option, field, head", [({"cpu_ratio_head": "time_budget"}, 1, 3), ({"offload_prior": 1.0}, 3, 0)])
+def test_head_options_train_reload_and_stay_local(trained, tmp_path, option, field, head):
+    """TransferConfig head options: cpu_ratio_head "time_budget" gives b from the UE's own
+    T1* (local state field 1); offload_prior adds the prior of its own lower-bound times
+    (field 3: the uplink) to its offload logits. The checkpoint records the option, the
+    decisions still depend on the UE's local state alone, and the UE's own field moves
+    the head the option feeds. TL-transformer keeps the paper's offload head."""
     scen, tac, _ = trained
-    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "cpu_ratio_head": "time_budget"})
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, **option})
     res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
     actor, ckpt = load_actor(res.checkpoint)
-    assert ckpt["model_config"]["cpu_ratio_head"] == "time_budget" and actor.cfg.cpu_ratio_head == "time_budget"
-    assert ckpt["train_config"]["cpu_ratio_head"] == "time_budget"
+    for key, value in option.items():
+        assert ckpt["model_config"][key] == value == getattr(actor.cfg, key) and ckpt["train_config"][key] == value
     states = torch.rand(2, 5, 6) * torch.tensor([1e-9, 20.0, 5.0, 5.0, 1.0, 5.0])
     with torch.no_grad():
         base = per_ue(actor, states)
         moved = states.clone()
-        moved[:, 1:, 1] *= 3.0  # other UEs' local times
+        moved[:, 1:, field] *= 30.0  # the other UEs' states
         assert all(torch.equal(x[:, 0], y[:, 0]) for x, y in zip(base, per_ue(actor, moved)))
-        longer = states.clone()
-        longer[:, 0, 1] *= 3.0  # the UE's own local time changes its b
-        assert not torch.allclose(base[3][:, 0], per_ue(actor, longer)[3][:, 0])
-    with pytest.raises(ValueError, match="cpu_ratio_head"):
-        TransferConfig(cpu_ratio_head="deadline")
-
-
-def test_offload_prior_dtac_trains_reloads_and_stays_local(trained, tmp_path):
-    """offload_prior (TransferConfig): the DTAC student's offload logits carry the prior of
-    its own lower-bound times, recorded in the checkpoint; decisions stay per-UE.
-    TL-transformer trained with the same config keeps the paper's head."""
-    scen, tac, _ = trained
-    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "offload_prior": 1.0})
-    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
-    actor, ckpt = load_actor(res.checkpoint)
-    assert ckpt["model_config"]["offload_prior"] == 1.0 and actor.cfg.offload_prior == 1.0
-    states = torch.rand(2, 5, 6) * torch.tensor([1e-9, 20.0, 5.0, 5.0, 1.0, 5.0])
-    with torch.no_grad():
-        base = per_ue(actor, states)
-        moved = states.clone()
-        moved[:, 1:, 3] *= 30.0  # other UEs' uplink times
-        assert all(torch.equal(x[:, 0], y[:, 0]) for x, y in zip(base, per_ue(actor, moved)))
-        slower = states.clone()
-        slower[:, 0, 3] *= 30.0  # the UE's own uplink changes its offload probabilities
-        assert not torch.allclose(base[0][:, 0], per_ue(actor, slower)[0][:, 0])
-    tl = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "tl", method="tl_transformer")
-    assert load_checkpoint(tl.checkpoint)["model_config"]["offload_prior"] == 0.0  # the paper's baseline keeps its head
-    with pytest.raises(ValueError, match="offload_prior"):
-        TransferConfig(offload_prior=-1.0)
+        own = states.clone()
+        own[:, 0, field] *= 30.0  # the UE's own state
+        assert not torch.allclose(base[head][:, 0], per_ue(actor, own)[head][:, 0])
+    if "offload_prior" in option:
+        tl = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "tl", method="tl_transformer")
+        assert load_checkpoint(tl.checkpoint)["model_config"]["offload_prior"] == 0.0
+    key = next(iter(option))
+    with pytest.raises(ValueError, match=key):
+        TransferConfig(**{key: "deadline" if key == "cpu_ratio_head" else -1.0})
 
 
 def _option_moves_the_student(trained, tmp_path, off: dict, on: dict, head: int, match: str):
