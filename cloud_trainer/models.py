@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch import nn
 
+from cloud_trainer.baselines import lower_bound_times
 from edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
 
 # Floors of the log transform: watts for the received power, seconds for the times.
@@ -46,14 +47,6 @@ _LOG_FLOOR = (1e-18, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3)
 CPU_RATIO_HEADS = ("sigmoid", "time_budget")
 _PRIOR_FLOOR_S = 1e-3  # seconds, floor of the offload prior's log (ModelConfig.offload_prior)
 OFFLOAD_PRIOR_FORMS = ("above_local", "two_sided")
-
-
-def lower_bound_times(local_state: torch.Tensor) -> torch.Tensor:
-    """(..., 3) lower-bound time of local / edge / cloud execution from the local state
-    (14): T1*, edge compute + UE-edge transfer, cloud compute + UE-edge + edge-cloud
-    transfer (the greedy baseline's rule, cloud_trainer.baselines.lower_bound_times)."""
-    s = local_state
-    return torch.stack([s[..., 1], s[..., 2] + s[..., 3], s[..., 4] + s[..., 3] + s[..., 5]], dim=-1)
 LOCAL_TIME_FIELD = LOCAL_STATE_FIELDS.index("local_compute_time_s")  # T1* = W / F_UE in the local state (14)
 
 
