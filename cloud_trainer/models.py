@@ -99,8 +99,8 @@ class ModelConfig:
     # cloud than any seen in training). offload_prior_form "above_local": edge and cloud
     # get -w max(0, ln(T_lb(x) / T1*)), i.e. only an option whose lower bound exceeds
     # the UE's full-speed local time is pushed down, the rest is left to the network;
-    # "two_sided": every option gets -w ln(T_lb(x)), which also pushes a UE very near
-    # its edge server to offload (fig6 seed 1: rare rounds of 10^5 s, docs/training.md).
+    # "two_sided": every option gets -w ln(T_lb(x)), which also rewards a short lower
+    # bound (with it, fig6 seed 1's DTAC had rare rounds of 10^5 s; docs/training.md).
     offload_prior: float = 0.0
     offload_prior_form: str = "above_local"
 
