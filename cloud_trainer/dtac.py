@@ -32,7 +32,7 @@ import torch
 
 from cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.models import DTACActor, LocalMLPActor, MLPConfig, ModelConfig, check_cpu_ratio_head
+from cloud_trainer.models import DTACActor, LocalMLPActor, MLPConfig, ModelConfig
 from cloud_trainer.scenario import Scenario
 from cloud_trainer.tac import (
     CurveWriter,
@@ -131,8 +131,8 @@ class TransferConfig:
     offload_search_coef: float = 0.0
 
     def __post_init__(self) -> None:  # said before the TAC checkpoint is loaded
-        check_cpu_ratio_head(self.cpu_ratio_head)
-        ModelConfig(offload_prior=self.offload_prior, offload_prior_form=self.offload_prior_form)  # says what is wrong
+        # the student's head options, checked by the model config that will carry them
+        ModelConfig(cpu_ratio_head=self.cpu_ratio_head, offload_prior=self.offload_prior, offload_prior_form=self.offload_prior_form)
         if self.local_counterfactuals < 0 or self.local_ratio_coef < 0:
             raise ValueError(f"local_counterfactuals and local_ratio_coef must be >= 0, got {self.local_counterfactuals} and {self.local_ratio_coef}")
         if self.offload_counterfactuals < 0 or self.offload_search_coef < 0:

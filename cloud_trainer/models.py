@@ -342,15 +342,13 @@ class DTACActor(nn.Module):
                 module.identity = True
 
     @classmethod
-    def from_tac(cls, tac: TACActor, cpu_ratio_head: str = "sigmoid", offload_prior: float = 0.0,
-                 offload_prior_form: str = "above_local") -> "DTACActor":
+    def from_tac(cls, tac: TACActor, **head_options) -> "DTACActor":
         """Algorithm 1, lines 14-15: copy the converged TAC actor, attention -> identity.
-        ``cpu_ratio_head`` (ModelConfig) picks how the copy gives b; with "time_budget"
-        it gives the TAC's b for a task of the reference size T_ref. ``offload_prior``
-        and ``offload_prior_form`` (ModelConfig) add the lower-bound-time prior to the
-        copy's offload logits."""
-        dtac = cls(replace(tac.cfg, cpu_ratio_head=cpu_ratio_head, offload_prior=offload_prior,
-                           offload_prior_form=offload_prior_form))
+        ``head_options`` are the DTAC-only ModelConfig fields: ``cpu_ratio_head`` (with
+        "time_budget" the copy gives the TAC's b for a task of the reference size T_ref),
+        ``offload_prior`` and ``offload_prior_form`` (the lower-bound-time prior on the
+        copy's offload logits)."""
+        dtac = cls(replace(tac.cfg, **head_options))
         result = dtac.load_state_dict(copy.deepcopy(tac.state_dict()), strict=False)
         if result.missing_keys != ["position_bias"]:
             raise RuntimeError(f"TAC -> DTAC copy mismatch: {result}")
