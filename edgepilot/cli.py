@@ -10,6 +10,7 @@ on a board where only the base install is present.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 
 import typer
@@ -44,6 +45,20 @@ def _register_all() -> None:
             continue
         module = importlib.import_module(f"{commands.__name__}.{info.name}")
         module.register(app)
+    _one_line_short_help(app)
+
+
+def _one_line_short_help(group: typer.Typer) -> None:
+    """A command list shows each command's first docstring paragraph with its hard line
+    breaks kept; give every command (sub-groups included) that paragraph as one line for
+    rich to wrap."""
+    for cmd in group.registered_commands:
+        if cmd.short_help is None and cmd.callback is not None:
+            doc = cmd.help or inspect.getdoc(cmd.callback) or ""
+            cmd.short_help = " ".join(doc.split("\n\n")[0].split()) or None
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_short_help(sub.typer_instance)
 
 
 _register_all()
