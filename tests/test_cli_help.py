@@ -32,7 +32,7 @@ def test_command_has_one_line_short_help_and_its_help_runs(path, cmd):
     assert cmd.short_help and "\n" not in cmd.short_help, f"{' '.join(path)}: {cmd.short_help!r}"
     result = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
-    assert " ".join(result.output.split()).find(" ".join(cmd.short_help.split()[:4])) >= 0
+    assert " ".join(cmd.short_help.split()[:4]) in " ".join(result.output.split())
 
 
 def test_command_list_wraps_the_first_paragraph():
