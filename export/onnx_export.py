@@ -591,7 +591,7 @@ def pack_action_heads(model: onnx.ModelProto) -> int:
     graph.node.append(helper.make_node("Gemm", [gemms[0].input[0], wname, bname], [packed], name=f"{base}_packed", transB=1))
     if offload_bias:  # (batch, 3) -> (batch, 3 + L + 2), zeros after the offload logits
         pads = f"{base}_packed_bias_pads"
-        graph.initializer.append(numpy_helper.from_array(np.array([0, 0, 0, m.shape[1] - 3], dtype=np.int64), pads))
+        graph.initializer.append(numpy_helper.from_array(np.array([0, 0, 0, m.shape[1] - parts[0][0].shape[1]], dtype=np.int64), pads))
         graph.node.append(helper.make_node("Pad", [offload_bias, pads], [f"{base}_packed_bias"], name=f"{base}_packed_bias_pad"))
         graph.node.append(helper.make_node("Add", [packed, f"{base}_packed_bias"], [PACKED_OUTPUT], name=f"{base}_packed_add"))
     out = helper.make_tensor_value_info(PACKED_OUTPUT, onnx.TensorProto.FLOAT, [batch.dim_param or batch.dim_value or "batch", m.shape[1]])
