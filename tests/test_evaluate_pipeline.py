@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cloud_trainer.baselines import LocalPolicy
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import evaluate_policy, local_round_analysis, local_round_sentence, rounds_to_fraction, target_checks
+from cloud_trainer.evaluate import evaluate_policy, local_round_analysis, local_round_sentence, rounds_to_fraction, runs_met_label, target_checks
 from cloud_trainer.scenario import load_scenario
 from edgepilot.cli import app
 
@@ -84,6 +84,10 @@ def test_a_target_is_met_only_if_every_training_seed_meets_it():
     generalization = target_checks({**results, "benchmarks": {"seed_checks": [check, rerun]}})[2]
     assert not generalization["met"] and "training seed 1 on an earlier, unrecorded machine: -2.0% (met)" in generalization["value"]
     assert "training seed 1 on Intel Xeon: -30.0% (missed)" in generalization["value"]
+    # the page's "met" cell counts the runs the target holds on
+    assert generalization["runs"] == [True, True, False] and runs_met_label(generalization) == "**no** (2 of 3 runs)"
+    assert runs_met_label(target_checks(results)[2]) == "yes (2 of 2 runs)"
+    assert runs_met_label(target_checks({**results, "benchmarks": {}})[2]) == "yes"  # no seed check: no count
     assert all(c["met"] for c in target_checks({**results, "benchmarks": {}}))  # seed 0 alone meets all three
     # far better than the DTAC trained there: met, and said to be weak evidence
     far = target_checks({"scenarios": {"fig6": {"methods": seed0}}, "generalization": {**gen, "relative_change": 0.5}})[2]
