@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -67,8 +68,6 @@ def reuse_checkpoints(source: Path, runs: Path, tac_overrides: dict | None, dtac
     """Copy into RUNS the checkpoints of SOURCE (a default run's RUNS) that the candidate
     setting does not change and RUNS does not have yet, so that only the candidate's part
     is retrained. Returns the copied ones as "<scenario>/<method>"."""
-    import shutil
-
     copied = []
     for name, methods in reusable(tac_overrides, dtac_overrides).items():
         for method in methods:
@@ -118,7 +117,7 @@ def main() -> None:
                          "so write such a run's JSON elsewhere than docs/figures/dtac)")
     ap.add_argument("--dtac-config", type=Path, default=None,
                     help="JSON of TransferConfig fields for both DTACs (a candidate setting, as --tac-config; the other "
-                         "checkpoints of RUNS are reused, so copying a default run's into RUNS compares the DTACs alone)")
+                         "checkpoints of RUNS are reused; --reuse-from fills RUNS from a default run so the DTACs alone are compared)")
     ap.add_argument("--reuse-from", type=Path, default=None, metavar="DIR",
                     help="a default run's RUNS (same seed): copy from it every checkpoint the candidate setting does not "
                          "change (with --dtac-config all but the DTACs, with --tac-config HAPPO only), so only the "
