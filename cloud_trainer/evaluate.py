@@ -445,7 +445,7 @@ DEVIATIONS = (
     "validation set of training-scenario rounds (20 rounds x 32 envs, its own simulator seed, never the evaluation seed). With the paper's "
     "frozen critic the fig6 result held for one training seed of three; without the local terms the generalization held for four of "
     "five (docs/training.md).",
-    "No TensorBoard (not installable here): training curves are CSV + PNG.",
+    "Training curves are CSV + PNG, and TensorBoard events beside them (runs/<scenario>/tensorboard/; the page's runs predate them).",
     "Training curves are the noisy exploration rewards of the training rounds, not deterministic evaluations.",
 )
 

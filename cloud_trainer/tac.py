@@ -598,9 +598,13 @@ class TrainResult:
 
 
 class CurveWriter:
-    """Training curve to CSV (one row per logged point)."""
+    """Training curve to CSV (one row per logged point) and, where the ``tensorboard``
+    package is installed (the ``trainer`` extra has it), the same scalars as TensorBoard
+    events in ``<dir>/tensorboard/<method>/`` (``tensorboard --logdir <dir>/tensorboard``),
+    each at its row's ``round`` (TAC / HAPPO: collection rounds; transfer: gradient steps)."""
 
     FIELDS = ["method", "episode", "round", "rounds_total", "wall_s", "weighted_reward", "round_time_s", "energy_j", "critic_loss", "actor_loss", "noise_std", "validation_reward"]
+    SCALARS = ("weighted_reward", "validation_reward", "round_time_s", "energy_j", "critic_loss", "actor_loss", "noise_std")
 
     def __init__(self, path: Path, append: bool = False) -> None:
         self.path = path
@@ -610,13 +614,28 @@ class CurveWriter:
         self.writer = csv.DictWriter(self.fh, fieldnames=self.FIELDS, extrasaction="ignore")
         if fresh:
             self.writer.writeheader()
+        self.tb = None
+        self.tb_dir = path.parent / "tensorboard" / path.stem.removeprefix("curve_")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # torch without the tensorboard package: the CSV is the curve
+            return
+        self.tb = SummaryWriter(log_dir=str(self.tb_dir))
 
     def write(self, row: dict) -> None:
         self.writer.writerow(row)
         self.fh.flush()
+        if self.tb is not None:
+            for key in self.SCALARS:
+                value = row.get(key)
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    self.tb.add_scalar(f"{row['method']}/{key}", value, int(row["round"]))
+            self.tb.flush()
 
     def close(self) -> None:
         self.fh.close()
+        if self.tb is not None:
+            self.tb.close()
 
 
 def _rounds_per_episode(cfg, scenario: Scenario) -> int:

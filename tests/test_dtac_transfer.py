@@ -221,6 +221,10 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     with open(tmp_path / "curve_dtac.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [float(r["validation_reward"]) for r in rows] == [scores[k] for k in sorted(scores)]  # the curve has them too
+    from tests.tb_events import tensorboard_scalars
+
+    events = tensorboard_scalars(tmp_path / "tensorboard" / "dtac")  # and TensorBoard, at each gradient step
+    assert events["dtac/validation_reward"] == [(k, pytest.approx(scores[k])) for k in sorted(scores)]
     series = curve_series(rows)
     assert sorted(series) == ["dtac", "dtac (validation set)"] and len(series["dtac (validation set)"][1]) == 4
     assert sorted(curve_series([{**r, "validation_reward": ""} for r in rows])) == ["dtac"]  # tac / tl curves: one line

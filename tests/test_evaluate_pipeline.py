@@ -100,6 +100,8 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     for method in ("tac", "dtac"):
         r = runner.invoke(app, ["train", method, "--scenario", "fig5", "--quick", "--out", str(runs), "--episodes", "1" if method == "tac" else "8"])
         assert r.exit_code == 0, r.output
+        assert f"tensorboard --logdir {runs / 'fig5' / 'tensorboard'}" in r.output
+        assert any((runs / "fig5" / "tensorboard" / method).glob("events.out.tfevents.*"))
     assert (runs / "fig5" / "curve_tac.png").exists() and (runs / "fig5" / "dtac.pt").exists()
     r = runner.invoke(app, ["train", "dtac", "--scenario", "fig6", "--quick", "--out", str(runs)])
     assert r.exit_code != 0 and "tac.pt" in r.output  # DTAC needs a converged TAC first

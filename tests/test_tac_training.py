@@ -14,6 +14,7 @@ from cloud_trainer.baselines import lower_bound_times
 from cloud_trainer.models import DTACActor, ModelConfig, TACActor, TACCritic, cell_slot
 from cloud_trainer.scenario import scenario_from_dict
 from cloud_trainer.tac import QUICK_OVERRIDES, RewardTransform, TACConfig, actor_objective, add_discrete_exploration, train_tac
+from tests.tb_events import tensorboard_scalars
 
 TINY = {"name": "tiny", "topology": {"num_edge_servers": 2, "edge_radius_m": 100, "cloud_radius_m": 300, "ues_per_edge_min": 1, "ues_per_edge_max": 2},
         "tasks": {"num_task_types": 10}, "episode": {"rounds": 10}}
@@ -68,6 +69,10 @@ def test_train_tac_writes_a_checkpoint_the_exporter_loads_and_resumes(tmp_path):
     res2 = train_tac(scen, tiny_cfg(episodes=3), tmp_path, resume=True)
     assert load_checkpoint(res2.checkpoint)["progress"]["round"] == 36
     assert res2.history[0]["round"] == res.history[0]["round"]  # history carried over
+    # the same curve as TensorBoard events, at each row's round, the resumed rows after the first run's
+    events = tensorboard_scalars(tmp_path / "tensorboard" / "tac")
+    assert [(s, v) for s, v in events["tac/weighted_reward"]] == [(h["round"], pytest.approx(h["weighted_reward"])) for h in res2.history]
+    assert "tac/critic_loss" in events and "tac/noise_std" in events
 
 
 def test_training_is_seeded(tmp_path):
