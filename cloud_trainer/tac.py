@@ -615,12 +615,11 @@ class CurveWriter:
         if fresh:
             self.writer.writeheader()
         self.tb = None
-        self.tb_dir = path.parent / "tensorboard" / path.stem.removeprefix("curve_")
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # torch without the tensorboard package: the CSV is the curve
             return
-        self.tb = SummaryWriter(log_dir=str(self.tb_dir))
+        self.tb = SummaryWriter(log_dir=str(path.parent / "tensorboard" / path.stem.removeprefix("curve_")))
 
     def write(self, row: dict) -> None:
         self.writer.writerow(row)
