@@ -597,6 +597,11 @@ class TrainResult:
     metrics: dict
 
 
+def tensorboard_dir(out_dir: Path, method: str) -> Path:
+    """Where CurveWriter puts a method's TensorBoard events (``--logdir`` is its parent)."""
+    return Path(out_dir) / "tensorboard" / method
+
+
 class CurveWriter:
     """Training curve to CSV (one row per logged point) and, where the ``tensorboard``
     package is installed (the ``trainer`` extra has it), the same scalars as TensorBoard
@@ -619,7 +624,7 @@ class CurveWriter:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # torch without the tensorboard package: the CSV is the curve
             return
-        self.tb = SummaryWriter(log_dir=str(path.parent / "tensorboard" / path.stem.removeprefix("curve_")))
+        self.tb = SummaryWriter(log_dir=str(tensorboard_dir(path.parent, path.stem.removeprefix("curve_"))))
 
     def write(self, row: dict) -> None:
         self.writer.writerow(row)

@@ -111,7 +111,9 @@ def train_cmd(
                                                                   "selected_restart", "restart_validation_rewards")}}
     (out_dir / f"train_{method}.json").write_text(json.dumps(summary, indent=1))
     typer.echo(json.dumps(summary))
-    tb = out_dir / "tensorboard" / method
+    from cloud_trainer.tac import tensorboard_dir
+
+    tb = tensorboard_dir(out_dir, method)
     typer.echo(f"curve: {out_dir / f'curve_{method}.csv'}, {png}" + (f"; tensorboard --logdir {tb.parent}" if tb.is_dir() else ""))
 
 
