@@ -32,7 +32,7 @@ import torch
 
 from cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.models import DTACActor, LocalMLPActor, MLPConfig, ModelConfig
+from cloud_trainer.models import LOCAL_TIME_FIELD, ROUND_BUDGET_MIN_B, DTACActor, LocalMLPActor, MLPConfig, ModelConfig
 from cloud_trainer.scenario import Scenario
 from cloud_trainer.tac import (
     CurveWriter,
@@ -50,7 +50,9 @@ from cloud_trainer.tac import (
     offload_deviations,
     set_threads,
     validation_reward,
+    validation_seed,
 )
+from edge_agent.system_model import LOCAL, Decision, evaluate_round
 
 TRANSFER_METHODS = ("dtac", "tl_transformer", "tl")
 
@@ -99,6 +101,9 @@ class TransferConfig:
     # behaviour-cloning baseline, keeps the paper's head.
     offload_prior: float = 0.0
     offload_prior_form: str = "above_local"
+    # DTAC student only, like the prior (ModelConfig.offload_mask): an offload option whose
+    # lower-bound time exceeds the UE's full-speed local time gets probability 0
+    offload_mask: bool = False
     # 3. keep_best: the final checkpoint holds the best logged student (the copy at step
     #    0 included), not the last step; validation_rounds > 0 scores each on that many
     #    rounds of validation_envs episodes of the training scenario on one fixed
@@ -132,7 +137,8 @@ class TransferConfig:
 
     def __post_init__(self) -> None:  # said before the TAC checkpoint is loaded
         # the student's head options, checked by the model config that will carry them
-        ModelConfig(cpu_ratio_head=self.cpu_ratio_head, offload_prior=self.offload_prior, offload_prior_form=self.offload_prior_form)
+        ModelConfig(cpu_ratio_head=self.cpu_ratio_head, offload_prior=self.offload_prior, offload_prior_form=self.offload_prior_form,
+                    offload_mask=self.offload_mask)
         if self.local_counterfactuals < 0 or self.local_ratio_coef < 0:
             raise ValueError(f"local_counterfactuals and local_ratio_coef must be >= 0, got {self.local_counterfactuals} and {self.local_ratio_coef}")
         if self.offload_counterfactuals < 0 or self.offload_search_coef < 0:
@@ -197,9 +203,11 @@ def train_transfer(
         student.normalizer.load_state_dict(tac_actor.normalizer.state_dict())
         model_config = student.cfg.to_dict()
     else:
-        student = DTACActor.from_tac(tac_actor, cpu_ratio_head=cfg.cpu_ratio_head,
-                                     offload_prior=cfg.offload_prior if method == "dtac" else 0.0,
-                                     offload_prior_form=cfg.offload_prior_form)
+        dtac_only = method == "dtac"  # TL-transformer, the paper's behaviour-cloning baseline, keeps the paper's heads
+        student = DTACActor.from_tac(tac_actor,
+                                     cpu_ratio_head=cfg.cpu_ratio_head if dtac_only or cfg.cpu_ratio_head != "round_budget" else "sigmoid",
+                                     offload_prior=cfg.offload_prior if dtac_only else 0.0,
+                                     offload_prior_form=cfg.offload_prior_form, offload_mask=cfg.offload_mask and dtac_only)
         model_config = student.cfg.to_dict()
     opt = torch.optim.AdamW(student.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     start_step, wall_before, history = 0, 0.0, []
@@ -210,7 +218,11 @@ def train_transfer(
     def student_fn(s, e, m):
         return student_actions(method, student, s, e, m)
 
+    budgeted = isinstance(student, DTACActor) and student.cfg.cpu_ratio_head == "round_budget"
+
     def validation_score() -> float:  # the student played like `edgepilot evaluate` plays a DTAC, on the validation seed
+        if budgeted:  # R for the student's current offload decisions, on the same rounds
+            fit_round_budget(student, scenario, cfg.validation_rounds or 20, cfg.validation_envs or 32, validation_seed(cfg))
         return validation_reward(method, student, "local", scenario, cfg)
 
     if resume and last_path.exists():
@@ -254,6 +266,8 @@ def train_transfer(
     window.clear()
     if validate and start_step == 0:  # the copy itself is a candidate
         best.update(reward=validation_score(), step=0, actor=copy.deepcopy(student.state_dict()))
+    elif budgeted and start_step == 0:  # no validation: R is fitted once, for the copy's decisions
+        fit_round_budget(student, scenario, cfg.validation_rounds or 20, cfg.validation_envs or 32, validation_seed(cfg))
     curve = CurveWriter(out_dir / f"curve_{method}.csv", append=resume and start_step > 0)
     t0 = time.perf_counter()
     loss_acc, nloss, closs_acc, ncloss = 0.0, 0, 0.0, 0
@@ -324,9 +338,47 @@ def train_transfer(
     if keep_best and best["actor"] is not None:
         student.load_state_dict(best["actor"])
         metrics.update(selected_step=best["step"], selected_weighted_reward=best["reward"])
+    if budgeted:
+        metrics["round_budget_s"] = float(student.round_budget_s)
     checkpoint(final_path, cfg.steps, metrics)
     curve.close()
     return TrainResult(final_path, history, wall, metrics)
+
+
+ROUND_BUDGET_GRID_S = np.geomspace(0.1, 1000.0, 41)  # coarse grid of R, ratio 1.26; refined around the best
+
+
+def fit_round_budget(actor: DTACActor, scenario: Scenario, rounds: int, envs: int, seed: int) -> float:
+    """Set the round time R of a ``round_budget`` DTAC (b = min(1, T1* / R) for a local UE)
+    to the one that minimises the mean objective (13) of ``rounds`` x ``envs`` rounds of
+    ``scenario`` (simulator seed ``seed``) played by the actor. b changes neither an
+    offload decision nor a cache, so the rounds are played once and each R rescores them
+    with the system model. Returns R in seconds."""
+    from cloud_trainer.evaluate import ActorPolicy  # evaluate imports this module
+
+    training = actor.training
+    policy = ActorPolicy("dtac", actor, "local")
+    sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
+    obs, played = sim.reset(), []
+    for _ in range(rounds):
+        decision = policy.act(obs)
+        played.append((obs.tasks, decision, obs.local_state[..., LOCAL_TIME_FIELD], decision.offload == LOCAL))
+        step = sim.step(decision)
+        obs = sim.reset() if step.episode_done else step.observation
+    actor.train(training)
+    params = scenario.network_params
+
+    def cost(r: float) -> float:
+        return float(np.mean([
+            evaluate_round(params, tasks, Decision(d.offload, d.channel, d.transmit_power_ratio,
+                                                   np.where(local, np.clip(t1 / r, ROUND_BUDGET_MIN_B, 1.0), d.cpu_freq_ratio))).objective
+            for tasks, d, t1, local in played]))
+
+    best = min(ROUND_BUDGET_GRID_S, key=cost)
+    best = min(np.geomspace(best / 1.26, best * 1.26, 11), key=cost)
+    with torch.no_grad():
+        actor.round_budget_s.fill_(float(best))
+    return float(best)
 
 
 def load_transfer_actor(path: str | Path) -> tuple[torch.nn.Module, dict]:

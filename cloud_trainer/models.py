@@ -44,7 +44,9 @@ from edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
 _LOG_FLOOR = (1e-18, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3)
 
 
-CPU_RATIO_HEADS = ("sigmoid", "time_budget")
+CPU_RATIO_HEADS = ("sigmoid", "time_budget", "round_budget")
+ROUND_BUDGET_MIN_B = 1e-3  # floor of b = T1* / R (a UE with no work still gets a valid ratio)
+OFFLOAD_MASK_LOGIT = 1e4  # subtracted from a masked option's offload logit (exp(-1e4) = 0, no inf / nan)
 _PRIOR_FLOOR_S = 1e-3  # seconds, floor of the offload prior's log (ModelConfig.offload_prior)
 OFFLOAD_PRIOR_FORMS = ("above_local", "two_sided")
 LOCAL_TIME_FIELD = LOCAL_STATE_FIELDS.index("local_compute_time_s")  # T1* = W / F_UE in the local state (14)
@@ -88,7 +90,12 @@ class ModelConfig:
     # "finish with the round", b proportional to T1*, is a constant output instead of a
     # function the network has to learn from the few local UEs of its scenario. Off by
     # default: on training seeds 1, 5, 7 it moved the fig6 -> fig7 misses, it did not
-    # remove them (docs/training.md).
+    # remove them (docs/training.md). "round_budget" (ours): b = min(1, T1* / R), every
+    # local UE finishes with a planned round time R, one number per model (the buffer
+    # DTACActor.round_budget_s), which the transfer fits on the training scenario's rounds
+    # with the system model (cloud_trainer.dtac.fit_round_budget) instead of learning b
+    # per state: the round time a UE should plan for is a property of the whole round,
+    # which no local state shows.
     cpu_ratio_head: str = "sigmoid"
     # DTAC actor only (ours; 0 = the paper's head, as in every shipped model; the DTAC
     # transfer sets it from TransferConfig.offload_prior): a prior of weight w on the
@@ -103,6 +110,13 @@ class ModelConfig:
     # bound (with it, fig6 seed 1's DTAC had rare rounds of 10^5 s; docs/training.md).
     offload_prior: float = 0.0
     offload_prior_form: str = "above_local"
+    # DTAC actor only (ours; False = the paper's head): an offload option whose lower-bound
+    # time T_lb(x) (no interference, no queue, full power) exceeds the UE's full-speed
+    # local time T1* gets probability 0, so a UE never offloads a task that would be
+    # slower than computing it locally even in the best case. Such a UE is rare in the
+    # training scenario, so the learned logits say little about it there; beyond it (a UE
+    # farther from its edge than any seen in training) they extrapolate.
+    offload_mask: bool = False
 
     def __post_init__(self) -> None:
         check_cpu_ratio_head(self.cpu_ratio_head)
@@ -110,6 +124,8 @@ class ModelConfig:
             raise ValueError(f"offload_prior_form must be one of {OFFLOAD_PRIOR_FORMS}, got {self.offload_prior_form!r}")
         if not (self.offload_prior >= 0 and math.isfinite(self.offload_prior)):
             raise ValueError(f"offload_prior must be a finite number >= 0, got {self.offload_prior!r}")
+        if not isinstance(self.offload_mask, bool):
+            raise ValueError(f"offload_mask must be true or false, got {self.offload_mask!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -340,6 +356,8 @@ class DTACActor(nn.Module):
         for module in self.backbone.modules():
             if isinstance(module, Attention):
                 module.identity = True
+        if cfg.cpu_ratio_head == "round_budget":  # R in seconds, set by from_tac and fit_round_budget
+            self.register_buffer("round_budget_s", torch.tensor(1.0))
 
     @classmethod
     def from_tac(cls, tac: TACActor, **head_options) -> "DTACActor":
@@ -350,10 +368,13 @@ class DTACActor(nn.Module):
         copy's offload logits)."""
         dtac = cls(replace(tac.cfg, **head_options))
         result = dtac.load_state_dict(copy.deepcopy(tac.state_dict()), strict=False)
-        if result.missing_keys != ["position_bias"]:
+        own = {"position_bias"} | ({"round_budget_s"} if dtac.cfg.cpu_ratio_head == "round_budget" else set())
+        if set(result.missing_keys) != own or result.unexpected_keys:
             raise RuntimeError(f"TAC -> DTAC copy mismatch: {result}")
         with torch.no_grad():
             dtac.position_bias.copy_(tac.backbone.position.weight.mean(0))
+            if dtac.cfg.cpu_ratio_head == "round_budget":  # a start only: the transfer fits R before it trains
+                dtac.round_budget_s.fill_(3.0 * float(torch.exp(dtac.normalizer.mean[LOCAL_TIME_FIELD])))
         return dtac
 
     def forward(self, local_state: torch.Tensor):
@@ -373,7 +394,15 @@ class DTACActor(nn.Module):
             if self.cfg.offload_prior_form == "above_local":  # local: relu(0) = 0
                 log_t = torch.relu(log_t - log_t[..., :1])
             bias = -self.cfg.offload_prior * log_t
-        return self.heads(h, cpu_offset=offset, offload_bias=bias)
+        if self.cfg.offload_mask:
+            lb = lower_bound_times(local_state.clamp_min(0))
+            slower = (lb[..., 1:] > lb[..., :1]).to(h.dtype)  # edge, cloud; local is never masked
+            mask = -OFFLOAD_MASK_LOGIT * torch.cat([torch.zeros_like(slower[..., :1]), slower], dim=-1)
+            bias = mask if bias is None else bias + mask
+        p_x, p_l, a, b = self.heads(h, cpu_offset=offset, offload_bias=bias)
+        if self.cfg.cpu_ratio_head == "round_budget":
+            b = (local_state[..., LOCAL_TIME_FIELD].clamp_min(0) / self.round_budget_s).clamp(ROUND_BUDGET_MIN_B, 1.0)
+        return p_x, p_l, a, b
 
 
 def count_parameters(module: nn.Module) -> int:

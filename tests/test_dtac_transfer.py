@@ -78,13 +78,15 @@ def test_changing_other_ues_never_changes_a_ues_dtac_action(trained):
         obs.local_state = original
 
 
-@pytest.mark.parametrize("option, field, head", [({"cpu_ratio_head": "time_budget"}, 1, 3), ({"offload_prior": 1.0}, 3, 0)])
+@pytest.mark.parametrize("option, field, head", [({"cpu_ratio_head": "time_budget"}, 1, 3), ({"offload_prior": 1.0}, 3, 0),
+                                                 ({"cpu_ratio_head": "round_budget"}, 1, 3), ({"offload_mask": True}, 3, 0)])
 def test_head_options_train_reload_and_stay_local(trained, tmp_path, option, field, head):
-    """TransferConfig head options: cpu_ratio_head "time_budget" gives b from the UE's own
-    T1* (local state field 1); offload_prior adds the prior of its own lower-bound times
-    (field 3: the uplink) to its offload logits. The checkpoint records the option, the
+    """TransferConfig head options: cpu_ratio_head "time_budget" and "round_budget" give b
+    from the UE's own T1* (local state field 1); offload_prior adds the prior of its own
+    lower-bound times (field 3: the uplink) to its offload logits, offload_mask masks the
+    options they make slower than local. The checkpoint records the option, the
     decisions still depend on the UE's local state alone, and the UE's own field moves
-    the head the option feeds. TL-transformer keeps the paper's offload head."""
+    the head the option feeds. TL-transformer keeps the paper's offload head (and b)."""
     scen, tac, _ = trained
     cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, **option})
     res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
@@ -100,12 +102,66 @@ def test_head_options_train_reload_and_stay_local(trained, tmp_path, option, fie
         own = states.clone()
         own[:, 0, field] *= 30.0  # the UE's own state
         assert not torch.allclose(base[head][:, 0], per_ue(actor, own)[head][:, 0])
-    if "offload_prior" in option:
+    if option != {"cpu_ratio_head": "time_budget"}:
         tl = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "tl", method="tl_transformer")
-        assert load_checkpoint(tl.checkpoint)["model_config"]["offload_prior"] == 0.0
+        tl_cfg = load_checkpoint(tl.checkpoint)["model_config"]
+        assert (tl_cfg["offload_prior"], tl_cfg["offload_mask"], tl_cfg["cpu_ratio_head"]) == (0.0, False, "sigmoid")
     key = next(iter(option))
     with pytest.raises(ValueError, match=key):
         TransferConfig(**{key: "deadline" if key == "cpu_ratio_head" else -1.0})
+
+
+def test_round_budget_b_finishes_local_tasks_with_the_fitted_round_time(trained, tmp_path):
+    """cpu_ratio_head "round_budget": b = min(1, T1* / R) with the one R of the model, which
+    the transfer fits on the training scenario's rounds (checkpoint metrics, kept by the
+    reload); the fitted R plays better than half or twice it on those rounds."""
+    from cloud_trainer.dtac import fit_round_budget
+    from cloud_trainer.evaluate import ActorPolicy, evaluate_policy
+
+    scen, tac, _ = trained
+    cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "cpu_ratio_head": "round_budget"})
+    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path, method="dtac")
+    actor, ckpt = load_actor(res.checkpoint)
+    r = float(actor.round_budget_s)
+    assert ckpt["metrics"]["round_budget_s"] == pytest.approx(r) and r > 0
+    states = torch.rand(64, 6) * torch.tensor([1e-9, 20.0, 5.0, 5.0, 1.0, 5.0])
+    with torch.no_grad():
+        b = actor(states)[3]
+    torch.testing.assert_close(b, (states[:, 1] / r).clamp(1e-3, 1.0))
+    assert (b < 1).any() and (b == 1).any()
+
+    fresh = DTACActor.from_tac(load_actor(tac.checkpoint)[0], cpu_ratio_head="round_budget")
+    fitted = fit_round_budget(fresh, scen, 6, 8, 77)
+    assert float(fresh.round_budget_s) == pytest.approx(fitted)
+
+    def played(budget: float) -> float:
+        fresh.round_budget_s.fill_(budget)
+        return evaluate_policy(ActorPolicy("dtac", fresh, "local"), scen, 6, 8, 77)["weighted_reward"]
+
+    assert played(fitted) >= max(played(fitted / 2), played(fitted * 2))
+
+
+def test_offload_mask_removes_exactly_the_options_slower_than_local(trained):
+    """offload_mask: p_x of an option whose lower-bound time exceeds T1* is 0; a UE with no
+    such option gets the unmasked head's p_x."""
+    from dataclasses import replace
+
+    from cloud_trainer.baselines import lower_bound_times
+
+    scen, tac, _ = trained
+    plain = DTACActor.from_tac(load_actor(tac.checkpoint)[0])
+    masked = DTACActor(replace(plain.cfg, offload_mask=True))
+    masked.load_state_dict(plain.state_dict())
+    states = torch.rand(400, 6) * torch.tensor([1e-9, 20.0, 5.0, 15.0, 1.0, 15.0])
+    with torch.no_grad():
+        p_plain, p_masked = plain(states)[0], masked(states)[0]
+    lb = lower_bound_times(states)
+    slower = lb[:, 1:] > lb[:, :1]
+    assert slower.any() and (~slower).all(1).any()
+    assert torch.all(p_masked[:, 1:][slower] == 0)
+    free = (~slower).all(1)
+    torch.testing.assert_close(p_masked[free], p_plain[free])
+    torch.testing.assert_close(p_masked.sum(1), torch.ones(400))
 
 
 def _option_moves_the_student(trained, tmp_path, off: dict, on: dict, head: int, match: str):

@@ -316,11 +316,14 @@ def test_onnxruntime_cpu_variant_of_the_dtac_actor(dtac, work, states):
 
 @pytest.mark.parametrize("variant", ["nano", "onnxruntime_cpu"])
 @pytest.mark.parametrize("option", [{"cpu_ratio_head": "time_budget"}, {"offload_prior": 1.0},
-                                    {"offload_prior": 1.0, "offload_prior_form": "two_sided"}])
+                                    {"offload_prior": 1.0, "offload_prior_form": "two_sided"},
+                                    {"cpu_ratio_head": "round_budget"}, {"offload_mask": True},
+                                    {"cpu_ratio_head": "round_budget", "offload_mask": True}])
 def test_dtac_head_options_export_exactly(dtac, work, states, variant, option):
     """A DTAC with cpu_ratio_head "time_budget" reads the normalized T1* twice (backbone
-    and b's offset); one with offload_prior reads the raw local state a second time for
-    the offload logits: every export and every rewrite must keep that."""
+    and b's offset); one with offload_prior or offload_mask reads the raw local state a
+    second time for the offload logits, one with "round_budget" for b: every export and
+    every rewrite must keep that."""
     from dataclasses import replace
 
     from cloud_trainer.models import DTACActor
@@ -328,14 +331,16 @@ def test_dtac_head_options_export_exactly(dtac, work, states, variant, option):
     from export.onnx_export import write_onnxruntime_cpu_variant
 
     tb = DTACActor(replace(dtac.cfg, **option))
-    tb.load_state_dict(dtac.state_dict())
+    tb.load_state_dict({**tb.state_dict(), **dtac.state_dict()})
+    if "round_budget" in option.values():
+        tb.round_budget_s.fill_(float(np.median(states[:, 1])) * 1.5)  # some b below 1, some at it
     tb.eval()
-    changed = 3 if "cpu_ratio_head" in option else 0  # b, or p_x
+    changed = {0, 3} if len(option) == 2 and "offload_mask" in option else {3} if "cpu_ratio_head" in option else {0}  # b, p_x
     with torch.no_grad():
         ref = [t.numpy() for t in tb(torch.as_tensor(states))]
         plain = [t.numpy() for t in dtac(torch.as_tensor(states))]
     for i, (r, p) in enumerate(zip(ref, plain)):  # the option changes its head, and only it
-        assert not np.allclose(r, p, atol=1e-3) if i == changed else np.allclose(r, p, atol=1e-6)
+        assert not np.allclose(r, p, atol=1e-3) if i in changed else np.allclose(r, p, atol=1e-6)
     if variant == "nano":
         path = export_actor(tb, "dtac", work / "tb_nano.onnx", opset=16, ir_version=8)
         out = _run(path, {"local_state": states})
@@ -344,7 +349,7 @@ def test_dtac_head_options_export_exactly(dtac, work, states, variant, option):
         path, _ = write_onnxruntime_cpu_variant(base, work / "tb_laptop_fast.onnx", 20)
         out = _run(path, {"local_state": states})
         # the prior's term is packed with the heads (padded and added to the offload logits)
-        assert len(out) == (1 if "offload_prior" in option else 4)
+        assert len(out) == (1 if ("offload_prior" in option or "offload_mask" in option) and "cpu_ratio_head" not in option else 4)
         out = heads_from_logits(out[0]) if len(out) == 1 else out
     for o, r in zip(out, ref):  # the onnxruntime folds reorder float32 sums (see the test above)
         np.testing.assert_allclose(o, r, atol=2e-5 if variant == "nano" else 1e-4)
