@@ -365,11 +365,12 @@ class DTACActor(nn.Module):
         ``head_options`` are the DTAC-only ModelConfig fields: ``cpu_ratio_head`` (with
         "time_budget" the copy gives the TAC's b for a task of the reference size T_ref),
         ``offload_prior`` and ``offload_prior_form`` (the lower-bound-time prior on the
-        copy's offload logits)."""
+        copy's offload logits), ``offload_mask``; with "round_budget" R starts at three
+        times the geometric-mean T1* of the normalizer's statistics, until a fit."""
         dtac = cls(replace(tac.cfg, **head_options))
         result = dtac.load_state_dict(copy.deepcopy(tac.state_dict()), strict=False)
         own = {"position_bias"} | ({"round_budget_s"} if dtac.cfg.cpu_ratio_head == "round_budget" else set())
-        if set(result.missing_keys) != own or result.unexpected_keys:
+        if set(result.missing_keys) != own:  # unexpected keys: TAC-only parts (channel_slot), which the DTAC never uses
             raise RuntimeError(f"TAC -> DTAC copy mismatch: {result}")
         with torch.no_grad():
             dtac.position_bias.copy_(tac.backbone.position.weight.mean(0))

@@ -164,12 +164,13 @@ def test_offload_mask_removes_exactly_the_options_slower_than_local(trained):
     torch.testing.assert_close(p_masked.sum(1), torch.ones(400))
 
 
-def _option_moves_the_student(trained, tmp_path, off: dict, on: dict, head: int, match: str):
-    """Two short dtac transfers, with the TransferConfig fields ``off`` and ``on``: ``on`` is
-    recorded in the checkpoint and the student's output ``head`` (0 p_x, 3 b) differs
-    between them; a negative value of each field is refused with ``match``."""
+def _option_moves_the_student(trained, tmp_path, off: dict, on: dict, head: int, match: str, common: dict | None = None):
+    """Two short dtac transfers, with the TransferConfig fields ``off`` and ``on`` (and
+    ``common`` in both): ``on`` is recorded in the checkpoint and the student's output
+    ``head`` (0 p_x, 3 b) differs between them; a negative value of each field is
+    refused with ``match``."""
     scen, tac, _ = trained
-    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 14, "log_every": 7, "align_steps": 4, "keep_best": False}
+    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 14, "log_every": 7, "align_steps": 4, "keep_best": False, **(common or {})}
     plain = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, **off}), tmp_path / "off", method="dtac")
     res = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, **on}), tmp_path / "on", method="dtac")
     assert {k: load_actor(res.checkpoint)[1]["train_config"][k] for k in on} == on
@@ -186,10 +187,12 @@ def _option_moves_the_student(trained, tmp_path, off: dict, on: dict, head: int,
 def test_local_counterfactuals_and_local_ratio_loss_train_and_are_recorded(trained, tmp_path):
     """local_counterfactuals / local_ratio_coef (TransferConfig, on by default): the refit
     critic also fits system-model-scored local copies of each round, and (22) also trains
-    b as if UEs computed locally; b moves away from the run without them (0, 0)."""
+    b as if UEs computed locally; a learned b (the paper's sigmoid head) moves away from
+    the run without them (0, 0)."""
     assert TransferConfig().local_counterfactuals > 0 and TransferConfig().local_ratio_coef > 0
     _option_moves_the_student(trained, tmp_path, {"local_counterfactuals": 0, "local_ratio_coef": 0.0},
-                              {"local_counterfactuals": 2, "local_ratio_coef": 1.0}, 3, "local_counterfactuals and local_ratio_coef")
+                              {"local_counterfactuals": 2, "local_ratio_coef": 1.0}, 3, "local_counterfactuals and local_ratio_coef",
+                              common={"cpu_ratio_head": "sigmoid"})
 
 
 def test_offload_counterfactuals_and_offload_search_train_and_are_recorded(trained, tmp_path):
@@ -249,7 +252,7 @@ def test_dtac_refits_the_critic_by_default_and_keeps_it_frozen_when_asked(traine
 def test_align_steps_are_the_imitation_of_26_before_22(trained, tmp_path):
     scen, tac, _ = trained
     base = {**TRANSFER_QUICK_OVERRIDES, "steps": 6, "log_every": 3, "checkpoint_every": 3, "keep_best": False, "critic_updates": 0,
-            "offload_prior": 0.0}  # on the same head as TL-transformer
+            "offload_prior": 0.0, "offload_mask": False, "cpu_ratio_head": "sigmoid"}  # on the same heads as TL-transformer
     aligned = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 6}), tmp_path / "a", method="dtac")
     cloned = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "t", method="tl_transformer")
     critic = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 3}), tmp_path / "c", method="dtac")
@@ -287,7 +290,11 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     final = load_checkpoint(res.checkpoint)
     replayed = evaluate_policy(load_policy("dtac", res.checkpoint), scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert replayed == pytest.approx(final["metrics"]["selected_weighted_reward"], rel=1e-6)
-    copy0 = ActorPolicy("dtac", DTACActor.from_tac(load_actor(tac.checkpoint)[0], offload_prior=cfg.offload_prior,
-                                                       offload_prior_form=cfg.offload_prior_form), "local")
+    from cloud_trainer.dtac import fit_round_budget
+
+    first = DTACActor.from_tac(load_actor(tac.checkpoint)[0], offload_prior=cfg.offload_prior, offload_prior_form=cfg.offload_prior_form,
+                               cpu_ratio_head=cfg.cpu_ratio_head, offload_mask=cfg.offload_mask)
+    fit_round_budget(first, scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)  # its R, as the transfer fits it before validating
+    copy0 = ActorPolicy("dtac", first, "local")
     step0 = evaluate_policy(copy0, scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert final["metrics"]["selected_weighted_reward"] == max([step0, *scores.values()])  # the copy (step 0) competes too
