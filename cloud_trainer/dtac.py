@@ -231,9 +231,12 @@ def train_transfer(
 
     budgeted = isinstance(student, DTACActor) and student.cfg.cpu_ratio_head == "round_budget"
 
+    def fit_budget() -> None:  # R for the student's current offload decisions, on the validation rounds
+        fit_round_budget(student, scenario, cfg.validation_rounds or 20, cfg.validation_envs or 32, validation_seed(cfg))
+
     def validation_score() -> float:  # the student played like `edgepilot evaluate` plays a DTAC, on the validation seed
-        if budgeted:  # R for the student's current offload decisions, on the same rounds
-            fit_round_budget(student, scenario, cfg.validation_rounds or 20, cfg.validation_envs or 32, validation_seed(cfg))
+        if budgeted:
+            fit_budget()
         return validation_reward(method, student, "local", scenario, cfg)
 
     if resume and last_path.exists():
@@ -278,7 +281,7 @@ def train_transfer(
     if validate and start_step == 0:  # the copy itself is a candidate
         best.update(reward=validation_score(), step=0, actor=copy.deepcopy(student.state_dict()))
     elif budgeted and start_step == 0:  # no validation: R is fitted once, for the copy's decisions
-        fit_round_budget(student, scenario, cfg.validation_rounds or 20, cfg.validation_envs or 32, validation_seed(cfg))
+        fit_budget()
     curve = CurveWriter(out_dir / f"curve_{method}.csv", append=resume and start_step > 0)
     t0 = time.perf_counter()
     loss_acc, nloss, closs_acc, ncloss = 0.0, 0, 0.0, 0
@@ -356,7 +359,8 @@ def train_transfer(
     return TrainResult(final_path, history, wall, metrics)
 
 
-ROUND_BUDGET_GRID_S = np.geomspace(0.1, 1000.0, 41)  # coarse grid of R, ratio 1.26; refined around the best
+ROUND_BUDGET_GRID_S = np.geomspace(0.1, 1000.0, 41)  # coarse grid of R, step 10^0.1
+ROUND_BUDGET_REFINE = 1.26  # the fine grid: 11 points from best / this to best * this (about one coarse step)
 
 
 def fit_round_budget(actor: DTACActor, scenario: Scenario, rounds: int, envs: int, seed: int) -> float:
@@ -391,7 +395,7 @@ def fit_round_budget(actor: DTACActor, scenario: Scenario, rounds: int, envs: in
         return float(evaluate_round(params, joined, Decision(d.offload, d.channel, d.transmit_power_ratio, b)).objective.mean())
 
     best = min(ROUND_BUDGET_GRID_S, key=cost)
-    best = min(np.geomspace(best / 1.26, best * 1.26, 11), key=cost)
+    best = min(np.geomspace(best / ROUND_BUDGET_REFINE, best * ROUND_BUDGET_REFINE, 11), key=cost)
     with torch.no_grad():
         actor.round_budget_s.fill_(float(best))
     return float(best)
