@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from cloud_trainer.baselines import LocalPolicy
+from cloud_trainer.checkpoint import load_actor
 from cloud_trainer.envs.simulator import BatchSimulator
 from cloud_trainer.evaluate import evaluate_policy, local_round_analysis, local_round_sentence, rounds_to_fraction, runs_met_label, target_checks
 from cloud_trainer.scenario import load_scenario
@@ -103,6 +105,8 @@ def test_train_and_evaluate_commands_quick(tmp_path):
         assert f"tensorboard --logdir {runs / 'fig5' / 'tensorboard'}" in r.output
         assert any((runs / "fig5" / "tensorboard" / method).glob("events.out.tfevents.*"))
     assert (runs / "fig5" / "curve_tac.png").exists() and (runs / "fig5" / "dtac.pt").exists()
+    summary = json.loads((runs / "fig5" / "train_dtac.json").read_text())  # the default DTAC's fitted round time R
+    assert summary["round_budget_s"] == pytest.approx(float(load_actor(runs / "fig5" / "dtac.pt")[0].round_budget_s))
     r = runner.invoke(app, ["train", "dtac", "--scenario", "fig6", "--quick", "--out", str(runs)])
     assert r.exit_code != 0 and "tac.pt" in r.output  # DTAC needs a converged TAC first
     bad = tmp_path / "restarts.json"
