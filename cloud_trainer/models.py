@@ -389,20 +389,20 @@ class DTACActor(nn.Module):
         offset = None
         if self.cfg.cpu_ratio_head == "time_budget":  # ln((T1* + floor) / T_ref), from the normalized feature
             offset = x[..., LOCAL_TIME_FIELD] * self.normalizer.std[LOCAL_TIME_FIELD]
+        raw = local_state.clamp_min(0)  # the heads below read the raw state, not the normalized one
+        lb = lower_bound_times(raw) if self.cfg.offload_prior > 0 or self.cfg.offload_mask else None
         bias = None
         if self.cfg.offload_prior > 0:
-            log_t = torch.log(lower_bound_times(local_state.clamp_min(0)) + _PRIOR_FLOOR_S)
+            log_t = torch.log(lb + _PRIOR_FLOOR_S)
             if self.cfg.offload_prior_form == "above_local":  # local: relu(0) = 0
                 log_t = torch.relu(log_t - log_t[..., :1])
             bias = -self.cfg.offload_prior * log_t
-        if self.cfg.offload_mask:
-            lb = lower_bound_times(local_state.clamp_min(0))
-            slower = (lb[..., 1:] > lb[..., :1]).to(h.dtype)  # edge, cloud; local is never masked
-            mask = -OFFLOAD_MASK_LOGIT * torch.cat([torch.zeros_like(slower[..., :1]), slower], dim=-1)
+        if self.cfg.offload_mask:  # local is never masked: its lower bound is not above itself
+            mask = -OFFLOAD_MASK_LOGIT * (lb > lb[..., :1]).to(h.dtype)
             bias = mask if bias is None else bias + mask
         p_x, p_l, a, b = self.heads(h, cpu_offset=offset, offload_bias=bias)
         if self.cfg.cpu_ratio_head == "round_budget":
-            b = (local_state[..., LOCAL_TIME_FIELD].clamp_min(0) / self.round_budget_s).clamp(ROUND_BUDGET_MIN_B, 1.0)
+            b = (raw[..., LOCAL_TIME_FIELD] / self.round_budget_s).clamp(ROUND_BUDGET_MIN_B, 1.0)
         return p_x, p_l, a, b
 
 
