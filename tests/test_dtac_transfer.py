@@ -298,3 +298,31 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     copy0 = ActorPolicy("dtac", first, "local")
     step0 = evaluate_policy(copy0, scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert final["metrics"]["selected_weighted_reward"] == max([step0, *scores.values()])  # the copy (step 0) competes too
+
+
+def test_a_transfer_that_keeps_its_copy_runs_once_more_with_offload_counterfactuals(trained, tmp_path):
+    """TransferConfig.retry_offload_counterfactuals: with lr 0 no student can beat the
+    copy, so the first attempt selects step 0 and the transfer runs again with offload
+    counterfactuals in the refit critic's pool; the first attempt's files stay beside
+    it, --resume continues the retry, and with the option at 0 there is one attempt."""
+    scen, tac, _ = trained
+    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "checkpoint_every": 4, "lr": 0.0}
+    assert TransferConfig().retry_offload_counterfactuals == 4
+    res = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path, method="dtac")
+    first, final = load_checkpoint(tmp_path / "dtac_first.pt"), load_checkpoint(res.checkpoint)
+    assert first["metrics"]["selected_step"] == 0 and first["train_config"]["offload_counterfactuals"] == 0
+    assert final["train_config"]["offload_counterfactuals"] == 4 and final["train_config"]["retry_offload_counterfactuals"] == 0
+    assert final["metrics"]["first_attempt"]["selected_step"] == 0
+    assert final["metrics"]["wall_s"] > final["metrics"]["first_attempt"]["wall_s"]
+    assert (tmp_path / "curve_dtac_first.csv").exists() and (tmp_path / "curve_dtac.csv").exists()
+    last = load_checkpoint(tmp_path / "dtac_last.pt")
+    assert last["progress"]["attempt"] == 2
+    assert any(not torch.equal(first["critic"][k], v) for k, v in final["critic"].items())  # refit on other rounds
+    resumed = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path, method="dtac", resume=True)
+    assert resumed.metrics["first_attempt"] == final["metrics"]["first_attempt"]
+    assert load_checkpoint(tmp_path / "dtac_first.pt")["metrics"] == first["metrics"]  # no third attempt
+    once = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "retry_offload_counterfactuals": 0}), tmp_path / "once", method="dtac")
+    assert once.metrics["selected_step"] == 0 and "first_attempt" not in once.metrics
+    assert not (tmp_path / "once" / "dtac_first.pt").exists()
+    with pytest.raises(ValueError, match="retry_offload_counterfactuals"):
+        TransferConfig(retry_offload_counterfactuals=-1)

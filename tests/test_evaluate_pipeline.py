@@ -107,6 +107,14 @@ def test_train_and_evaluate_commands_quick(tmp_path):
     assert (runs / "fig5" / "curve_tac.png").exists() and (runs / "fig5" / "dtac.pt").exists()
     summary = json.loads((runs / "fig5" / "train_dtac.json").read_text())  # the default DTAC's fitted round time R
     assert summary["round_budget_s"] == pytest.approx(float(load_actor(runs / "fig5" / "dtac.pt")[0].round_budget_s))
+    frozen = tmp_path / "lr0.json"  # lr 0: no student beats the copy, so the transfer runs once more, and says so
+    frozen.write_text(json.dumps({"lr": 0.0}))
+    r = runner.invoke(app, ["train", "dtac", "--scenario", "fig5", "--quick", "--out", str(tmp_path / "retry"), "--episodes", "8",
+                            "--tac-checkpoint", str(runs / "fig5" / "tac.pt"), "--config", str(frozen)])
+    assert r.exit_code == 0, r.output
+    assert "transferring once more with offload_counterfactuals=4" in r.output
+    retried = json.loads((tmp_path / "retry" / "fig5" / "train_dtac.json").read_text())
+    assert retried["first_attempt"]["selected_step"] == 0 and retried["retry_offload_counterfactuals"] == 4
     r = runner.invoke(app, ["train", "dtac", "--scenario", "fig6", "--quick", "--out", str(runs)])
     assert r.exit_code != 0 and "tac.pt" in r.output  # DTAC needs a converged TAC first
     bad = tmp_path / "restarts.json"

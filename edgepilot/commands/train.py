@@ -106,9 +106,11 @@ def train_cmd(
     png = plot_curve([out_dir / f"curve_{method}.csv"], out_dir / f"curve_{method}.png", title=f"{method} on {scen.name}")
     summary = {"method": method, "scenario": scen.name, "scenario_hash": scen.scenario_hash(), "checkpoint": str(result.checkpoint),
                "wall_s": result.wall_s, "final_logged_weighted_reward": result.history[-1]["weighted_reward"] if result.history else None,
-               # the kept DTAC student and its round time R (round_budget b); the kept TAC actor (validation rounds) and restart
+               # the kept DTAC student, its round time R (round_budget b) and, after a retry, the first attempt's;
+               # the kept TAC actor (validation rounds) and restart
                **{k: v for k, v in result.metrics.items() if k in ("selected_step", "selected_round", "selected_weighted_reward",
-                                                                  "round_budget_s", "selected_restart", "restart_validation_rewards")}}
+                                                                  "round_budget_s", "first_attempt", "retry_offload_counterfactuals",
+                                                                  "selected_restart", "restart_validation_rewards")}}
     (out_dir / f"train_{method}.json").write_text(json.dumps(summary, indent=1))
     typer.echo(json.dumps(summary))
     from cloud_trainer.tac import tensorboard_dir
