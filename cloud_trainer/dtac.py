@@ -218,18 +218,22 @@ def train_transfer(
     """Train a decentralized actor from a TAC checkpoint; writes ``{method}.pt``,
     ``{method}_last.pt`` and ``curve_{method}.csv`` in ``out_dir``. A DTAC transfer
     that keeps its copy runs once more (TransferConfig.retry_offload_counterfactuals);
-    the first attempt's files are then kept as ``{method}_first.pt`` and
-    ``curve_{method}_first.csv``, and ``--resume`` continues whichever attempt was last
-    checkpointed."""
+    the first attempt's files are then kept as ``{method}_first.pt``,
+    ``{method}_first_last.pt`` and ``curve_{method}_first.csv``, and ``--resume``
+    continues whichever attempt was last checkpointed."""
     if method not in TRANSFER_METHODS:
         raise ValueError(f"method must be one of {TRANSFER_METHODS}, got {method!r}")
     out_dir = Path(out_dir)
     second = retry_config(cfg, method)
     last_path = out_dir / f"{method}_last.pt"
     first_path = out_dir / f"{method}_first.pt"
-    if second is not None and resume and last_path.exists() and load_checkpoint(last_path)["progress"].get("attempt", 1) == 2:
-        return _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, True, progress, attempt=2,
-                                 first_metrics=load_checkpoint(first_path)["metrics"])
+    if second is not None and resume and first_path.exists():
+        if last_path.exists() and load_checkpoint(last_path)["progress"].get("attempt", 1) == 2:  # the retry, checkpointed
+            return _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, True, progress, attempt=2,
+                                     first_metrics=load_checkpoint(first_path)["metrics"])
+        if not last_path.exists():  # the first attempt done, the retry stopped before its first checkpoint
+            return _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, False, progress, attempt=2,
+                                     first_metrics=load_checkpoint(first_path)["metrics"])
     first = _transfer_attempt(scenario, tac_checkpoint, cfg, out_dir, method, resume, progress, attempt=1)
     if second is None or first.metrics.get("selected_step") != 0:
         return first
@@ -237,6 +241,7 @@ def train_transfer(
           f"(copy {first.metrics['selected_weighted_reward']:.2f}); transferring once more with "
           f"offload_counterfactuals={second.offload_counterfactuals} (first attempt kept as {method}_first.pt)")
     (out_dir / f"{method}.pt").replace(first_path)
+    last_path.replace(out_dir / f"{method}_first_last.pt")  # so --resume tells a retry not yet checkpointed from the first attempt
     (out_dir / f"curve_{method}.csv").replace(out_dir / f"curve_{method}_first.csv")
     if tensorboard_dir(out_dir, method).exists():  # the retry's events start at step 0 again
         shutil.rmtree(tensorboard_dir(out_dir, f"{method}_first"), ignore_errors=True)

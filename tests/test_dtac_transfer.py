@@ -321,6 +321,12 @@ def test_a_transfer_that_keeps_its_copy_runs_once_more_with_offload_counterfactu
     resumed = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path, method="dtac", resume=True)
     assert resumed.metrics["first_attempt"] == final["metrics"]["first_attempt"]
     assert load_checkpoint(tmp_path / "dtac_first.pt")["metrics"] == first["metrics"]  # no third attempt
+    (tmp_path / "dtac_last.pt").unlink()  # as if stopped after the first attempt, before the retry's first checkpoint
+    again = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path, method="dtac", resume=True)
+    assert again.metrics["first_attempt"] == final["metrics"]["first_attempt"] and (tmp_path / "dtac_first_last.pt").exists()
+    redone = load_checkpoint(again.checkpoint)
+    assert redone["train_config"]["offload_counterfactuals"] == 4  # the retry again, not the first attempt
+    assert all(torch.equal(redone["critic"][k], v) for k, v in final["critic"].items())  # and the same retry
     once = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "retry_offload_counterfactuals": 0}), tmp_path / "once", method="dtac")
     assert once.metrics["selected_step"] == 0 and "first_attempt" not in once.metrics
     assert not (tmp_path / "once" / "dtac_first.pt").exists()
