@@ -228,11 +228,10 @@ def train_transfer(
     last_path = out_dir / f"{method}_last.pt"
     first_path = out_dir / f"{method}_first.pt"
     if second is not None and resume and first_path.exists():
-        if last_path.exists() and load_checkpoint(last_path)["progress"].get("attempt", 1) == 2:  # the retry, checkpointed
-            return _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, True, progress, attempt=2,
-                                     first_metrics=load_checkpoint(first_path)["metrics"])
-        if not last_path.exists():  # the first attempt done, the retry stopped before its first checkpoint
-            return _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, False, progress, attempt=2,
+        # the retry checkpointed: continue it; no last checkpoint: the first attempt was done, the retry had not checkpointed
+        retry_checkpointed = last_path.exists() and load_checkpoint(last_path)["progress"].get("attempt", 1) == 2
+        if retry_checkpointed or not last_path.exists():
+            return _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, retry_checkpointed, progress, attempt=2,
                                      first_metrics=load_checkpoint(first_path)["metrics"])
     first = _transfer_attempt(scenario, tac_checkpoint, cfg, out_dir, method, resume, progress, attempt=1)
     if second is None or first.metrics.get("selected_step") != 0:
@@ -240,12 +239,14 @@ def train_transfer(
     print(f"note: no {method} student beat the copy of the TAC actor on the validation rounds "
           f"(copy {first.metrics['selected_weighted_reward']:.2f}); transferring once more with "
           f"offload_counterfactuals={second.offload_counterfactuals} (first attempt kept as {method}_first.pt)")
-    (out_dir / f"{method}.pt").replace(first_path)
-    last_path.replace(out_dir / f"{method}_first_last.pt")  # so --resume tells a retry not yet checkpointed from the first attempt
-    (out_dir / f"curve_{method}.csv").replace(out_dir / f"curve_{method}_first.csv")
-    if tensorboard_dir(out_dir, method).exists():  # the retry's events start at step 0 again
-        shutil.rmtree(tensorboard_dir(out_dir, f"{method}_first"), ignore_errors=True)
-        tensorboard_dir(out_dir, method).replace(tensorboard_dir(out_dir, f"{method}_first"))
+    # the first attempt's files step aside; moving its last checkpoint is what lets --resume tell a retry not yet
+    # checkpointed from the first attempt, and the retry's TensorBoard events start at step 0 again
+    for old, kept in [(out_dir / f"{method}.pt", first_path), (last_path, out_dir / f"{method}_first_last.pt"),
+                      (out_dir / f"curve_{method}.csv", out_dir / f"curve_{method}_first.csv"),
+                      (tensorboard_dir(out_dir, method), tensorboard_dir(out_dir, f"{method}_first"))]:
+        if old.exists():
+            shutil.rmtree(kept, ignore_errors=True)  # a directory (TensorBoard) is not replaced onto a full one
+            old.replace(kept)
     return _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, False, progress, attempt=2, first_metrics=first.metrics)
 
 
