@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from cloud_trainer.baselines import LocalPolicy
 from cloud_trainer.checkpoint import load_actor
 from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import evaluate_policy, local_round_analysis, local_round_sentence, rounds_to_fraction, runs_met_label, target_checks
+from cloud_trainer.evaluate import (GENERALIZATION_MIN_RUNS, evaluate_policy, generalization_across_runs, generalization_entry, local_round_analysis,
+                                   local_round_sentence, rounds_to_fraction, runs_met_label, target_checks)
 from cloud_trainer.scenario import load_scenario
 from edgepilot.cli import app
 
@@ -94,6 +95,40 @@ def test_a_target_is_met_only_if_every_training_seed_meets_it():
     # far better than the DTAC trained there: met, and said to be weak evidence
     far = target_checks({"scenarios": {"fig6": {"methods": seed0}}, "generalization": {**gen, "relative_change": 0.5}})[2]
     assert far["met"] and far["value"].startswith("+50.0% (the DTAC trained on fig7 is the weaker one by more than 10%")
+
+
+def _gen_pair(transferred: float, trained_there: float) -> dict:
+    return generalization_entry("fig6", "fig7", {"weighted_reward": trained_there}, {"weighted_reward": transferred})
+
+
+def test_generalization_is_judged_by_its_expected_change_over_enough_runs():
+    methods = {m: {"weighted_reward": r} for m, r in
+               dict(tac=-30.0, dtac=-29.0, happo=-50.0, tl=-40.0, tl_transformer=-31.0, greedy=-900.0, local=-60.0, random=-3000.0).items()}
+    # six runs: one misses alone (-33 against a lucky -29.5: -11.9%), the mean holds
+    pairs = [(-30.0, -31.0), (-33.0, -29.5), (-32.0, -33.0), (-31.0, -31.5), (-30.5, -32.0), (-32.5, -32.0)]
+
+    def results_for(pairs):
+        checks = [{"training_seed": i, "generalization": _gen_pair(*p), "targets": target_checks({"generalization": _gen_pair(*p)})}
+                  for i, p in enumerate(pairs[1:], start=1)]
+        return {"scenarios": {"fig6": {"methods": methods}}, "generalization": _gen_pair(*pairs[0]), "benchmarks": {"seed_checks": checks}}
+
+    gen = target_checks(results_for(pairs))[2]
+    ac = gen["across_runs"]
+    a, b = np.array(pairs).T
+    assert ac["runs"] == 6 and np.isclose(ac["relative_change"], (a.mean() - b.mean()) / abs(b.mean()))
+    assert ac["ci95"][0] < ac["relative_change"] < ac["ci95"][1] and ac["ci95"][0] > -0.10
+    assert ac["runs_within_10pct"] == 5 and np.isclose(ac["worst_run_change"], (-33.0 + 29.5) / 29.5)
+    assert gen["met"] and gen["runs"] == [True, False, True, True, True, True] and "training seed 1: -11.9% (missed)" in gen["value"]
+    assert runs_met_label(gen).startswith("yes (expected change over 6 runs ") and runs_met_label(gen).endswith("; 5 of 6 runs alone)")
+    assert target_checks(results_for(pairs))[2]["across_runs"] == ac  # a fixed bootstrap seed: the page is reproducible
+    # four transferred DTACs 20% worse: the expected change misses (the first run alone still holds)
+    worse = [(t * 1.2 if i > 1 else t, d) for i, (t, d) in enumerate(pairs)]
+    gen = target_checks(results_for(worse))[2]
+    assert not gen["met"] and gen["across_runs"]["ci95"][0] < -0.10 and runs_met_label(gen).startswith("**no** (expected change")
+    # below GENERALIZATION_MIN_RUNS runs: every run has to meet it
+    few = target_checks(results_for(pairs[:GENERALIZATION_MIN_RUNS - 1]))[2]
+    assert "across_runs" not in few and not few["met"]
+    assert generalization_across_runs({"generalization": _gen_pair(-30.0, -31.0)}) is None
 
 
 def test_train_and_evaluate_commands_quick(tmp_path):
