@@ -31,6 +31,25 @@ def cpu_model(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
     return platform.processor() or platform.machine()
 
 
+# the widest vector extension the CPU reports, widest first: torch and numpy pick their
+# kernels by it, so two hosts with one model name can still train different runs
+VECTOR_ISAS = (("amx_tile", "amx"), ("avx512f", "avx512"), ("avx2", "avx2"), ("avx", "avx"), ("sve", "sve"), ("asimd", "neon"), ("neon", "neon"))
+
+
+def vector_isa(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str | None:
+    """"avx512", "avx2", "neon", ... from the first CPU's flags (x86 "flags", ARM
+    "Features"); None where the kernel does not list them."""
+    try:
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, sep, value = line.partition(":")
+            if sep and key.strip() in ("flags", "Features"):
+                flags = set(value.split())
+                return next((name for flag, name in VECTOR_ISAS if flag in flags), None)
+    except OSError:
+        pass
+    return None
+
+
 def package_version(name: str) -> str | None:
     try:
         return metadata.version(name)
@@ -44,6 +63,7 @@ def run_environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu_model": cpu_model(),
+        "vector_isa": vector_isa(),
         "cpus": os.cpu_count(),
         **{name: package_version(name) for name in PACKAGES},
     }
@@ -54,6 +74,8 @@ def describe(env: dict | None) -> str:
     if not env:
         return "environment not recorded"
     parts = [env.get("cpu_model") or env.get("processor") or "unknown CPU"]
+    if env.get("vector_isa"):
+        parts[0] += f" ({env['vector_isa']})"
     if env.get("cpus"):
         parts.append(f"{env['cpus']} CPUs")
     versions = [f"{name} {env[name]}" for name in ("numpy", "torch") if env.get(name)]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_trainer.environment import cpu_model, describe, run_environment
+from cloud_trainer.environment import cpu_model, describe, run_environment, vector_isa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from _common import write_json  # noqa: E402
@@ -24,6 +24,19 @@ def test_cpu_model_reads_the_model_name_and_falls_back_where_there_is_none(tmp_p
     bare = tmp_path / "bare"
     bare.write_text("processor\t: 0\nmodel name\t: \n")
     assert cpu_model(bare) and cpu_model(bare) == cpu_model(tmp_path / "missing")
+
+
+def test_vector_isa_names_the_widest_extension_the_cpu_lists(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t: fpu sse4_2 avx avx2 fma avx512f avx512dq\n")
+    assert vector_isa(cpuinfo) == "avx512"
+    cpuinfo.write_text("processor\t: 0\nflags\t: fpu sse4_2 avx avx2 fma\n")
+    assert vector_isa(cpuinfo) == "avx2"
+    cpuinfo.write_text("processor\t: 0\nFeatures\t: fp asimd evtstrm aes crc32\nModel\t: NVIDIA Jetson Nano Developer Kit\n")
+    assert vector_isa(cpuinfo) == "neon"
+    cpuinfo.write_text("processor\t: 0\nflags\t: fpu sse2\n")
+    assert vector_isa(cpuinfo) is None and vector_isa(tmp_path / "missing") is None
+    assert describe({"cpu_model": "AMD EPYC", "vector_isa": "avx512", "cpus": 2}) == "AMD EPYC (avx512), 2 CPUs"
 
 
 def test_benchmark_json_names_the_machine_and_library_versions(tmp_path):
