@@ -419,11 +419,10 @@ def target_checks(results: dict, scenario: str = "fig6") -> list[dict]:
                 row["runs"].append(other["met"])
                 row["met"] = row["met"] and other["met"]
     across = generalization_across_runs(results)
-    for row in out:
-        if across and row["target"].startswith("generalization:"):
-            row["across_runs"] = across
-            row["value"] += "; " + across_runs_sentence(across, results["generalization"]["tested_on"])
-            row["met"] = across["ci95"][0] >= -0.10
+    for row in (r for r in out if across and r["target"].startswith("generalization:")):
+        row["across_runs"] = across
+        row["value"] += "; " + across_runs_sentence(across, results["generalization"]["tested_on"])
+        row["met"] = across["ci95"][0] >= -0.10
     return out
 
 
