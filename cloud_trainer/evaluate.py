@@ -329,10 +329,14 @@ def run_evaluation(runs_dir: str | Path, out_dir: str | Path, spec: EvalSpec, lo
 
 def seed_check_label(check: dict, checks: list[dict]) -> str:
     """"1", and where the same seed was checked on two machines (a seed names one run
-    only on one machine, docs/training.md) also which machine: "1 on <CPU>"."""
+    only on one machine, docs/training.md) also which machine: "1 on <CPU>", with its
+    vector extension where recorded ("1 on AMD EPYC (avx512)": one model name has run
+    on hosts that trained different runs)."""
     label = str(check["training_seed"])
     if sum(c["training_seed"] == check["training_seed"] for c in checks) > 1:
-        label += f" on {(check.get('machine') or {}).get('cpu_model') or 'an earlier, unrecorded machine'}"
+        machine = check.get("machine") or {}
+        label += f" on {machine.get('cpu_model') or 'an earlier, unrecorded machine'}"
+        label += f" ({machine['vector_isa']})" if machine.get("vector_isa") else ""
     return label
 
 

@@ -12,7 +12,7 @@ from cloud_trainer.baselines import LocalPolicy
 from cloud_trainer.checkpoint import load_actor
 from cloud_trainer.envs.simulator import BatchSimulator
 from cloud_trainer.evaluate import (GENERALIZATION_MIN_RUNS, evaluate_policy, generalization_across_runs, generalization_entry, local_round_analysis,
-                                   local_round_sentence, rounds_to_fraction, runs_met_label, target_checks)
+                                   local_round_sentence, rounds_to_fraction, runs_met_label, seed_check_label, target_checks)
 from cloud_trainer.scenario import load_scenario
 from edgepilot.cli import app
 
@@ -95,6 +95,14 @@ def test_a_target_is_met_only_if_every_training_seed_meets_it():
     # far better than the DTAC trained there: met, and said to be weak evidence
     far = target_checks({"scenarios": {"fig6": {"methods": seed0}}, "generalization": {**gen, "relative_change": 0.5}})[2]
     assert far["met"] and far["value"].startswith("+50.0% (the DTAC trained on fig7 is the weaker one by more than 10%")
+
+
+def test_a_seed_run_again_on_a_host_of_the_same_cpu_model_is_told_apart_by_its_vector_extension():
+    earlier = {"training_seed": 10, "machine": {"cpu_model": "AMD EPYC", "cpus": 2}}  # recorded before vector_isa
+    again = {"training_seed": 10, "machine": {"cpu_model": "AMD EPYC", "vector_isa": "avx512", "cpus": 2}}
+    other = {"training_seed": 11, "machine": again["machine"]}
+    checks = [earlier, again, other]
+    assert [seed_check_label(c, checks) for c in checks] == ["10 on AMD EPYC", "10 on AMD EPYC (avx512)", "11"]
 
 
 def _gen_pair(transferred: float, trained_there: float) -> dict:
