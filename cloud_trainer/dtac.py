@@ -51,6 +51,7 @@ from cloud_trainer.tac import (
     offload_deviations,
     set_threads,
     tensorboard_dir,
+    validation_result,
     validation_reward,
     validation_seed,
 )
@@ -157,6 +158,11 @@ class TransferConfig:
     #    retry gives -24.34. Only such transfers change: with offload_counterfactuals on
     #    every transfer, seeds 4 and 8 lose their generalization.
     retry_offload_counterfactuals: int = 4
+    # trial option (ours, 0 = off; docs/training.md, "the all-local ends"): the retry also
+    # runs when the kept student plays at least this share of its UEs locally on the
+    # validation rounds, and then the attempt that validates better is kept (the copy-kept
+    # retry always validates at least as well as its first attempt: it holds the same copy).
+    retry_local_share: float = 0.0
 
     def __post_init__(self) -> None:  # said before the TAC checkpoint is loaded
         # the student's head options, checked by the model config that will carry them
@@ -168,6 +174,8 @@ class TransferConfig:
             raise ValueError(f"offload_counterfactuals and offload_search_coef must be >= 0, got {self.offload_counterfactuals} and {self.offload_search_coef}")
         if self.retry_offload_counterfactuals < 0:
             raise ValueError(f"retry_offload_counterfactuals must be >= 0, got {self.retry_offload_counterfactuals}")
+        if not 0.0 <= self.retry_local_share <= 1.0:
+            raise ValueError(f"retry_local_share must be in [0, 1] (0 = off), got {self.retry_local_share}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -203,7 +211,31 @@ def retry_config(cfg: TransferConfig, method: str) -> TransferConfig | None:
     if (method != "dtac" or cfg.retry_offload_counterfactuals == 0 or cfg.offload_counterfactuals > 0
             or not cfg.keep_best or cfg.validation_rounds == 0 or cfg.critic_updates == 0):
         return None
-    return replace(cfg, offload_counterfactuals=cfg.retry_offload_counterfactuals, retry_offload_counterfactuals=0)
+    return replace(cfg, offload_counterfactuals=cfg.retry_offload_counterfactuals, retry_offload_counterfactuals=0, retry_local_share=0.0)
+
+
+def retry_reason(cfg: TransferConfig, first_metrics: dict, method: str = "dtac") -> str | None:
+    """Why the first attempt's selection calls for the retry, or None where it does not."""
+    if first_metrics.get("selected_step") == 0:
+        return f"no {method} student beat the copy of the TAC actor on the validation rounds (copy {first_metrics['selected_weighted_reward']:.2f})"
+    share = first_metrics.get("selected_local_share")
+    if cfg.retry_local_share > 0 and share is not None and share >= cfg.retry_local_share:
+        return f"the kept {method} student plays {100 * share:.0f}% of its UEs locally on the validation rounds (retry_local_share {cfg.retry_local_share:g})"
+    return None
+
+
+def keep_better_attempt(retry: TrainResult, first_path: Path, method: str) -> TrainResult:
+    """The retry's result, unless the first attempt (``first_path``) validates strictly
+    better: then its model becomes ``{method}.pt``, its metrics naming both attempts."""
+    first = load_checkpoint(first_path)
+    if first["metrics"]["selected_weighted_reward"] <= retry.metrics["selected_weighted_reward"]:
+        return retry
+    metrics = {**first["metrics"], "kept_attempt": 1, "wall_s": retry.metrics["wall_s"],
+               "retry_attempt": {k: retry.metrics.get(k) for k in ("wall_s", "selected_step", "selected_weighted_reward", "round_budget_s", "selected_local_share")}}
+    print(f"note: the first attempt validates better ({first['metrics']['selected_weighted_reward']:.2f} against the retry's "
+          f"{retry.metrics['selected_weighted_reward']:.2f}): it is kept as {method}.pt")
+    save_checkpoint(retry.checkpoint, **{k: v for k, v in first.items() if k not in ("format_version", "environment", "metrics")}, metrics=metrics)
+    return TrainResult(retry.checkpoint, retry.history, retry.metrics["wall_s"], metrics)
 
 
 def train_transfer(
@@ -231,14 +263,15 @@ def train_transfer(
         # the retry checkpointed: continue it; no last checkpoint: the first attempt was done, the retry had not checkpointed
         retry_checkpointed = last_path.exists() and load_checkpoint(last_path)["progress"].get("attempt", 1) == 2
         if retry_checkpointed or not last_path.exists():
-            return _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, retry_checkpointed, progress, attempt=2,
-                                     first_metrics=load_checkpoint(first_path)["metrics"])
+            retry = _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, retry_checkpointed, progress, attempt=2,
+                                      first_metrics=load_checkpoint(first_path)["metrics"])
+            return keep_better_attempt(retry, first_path, method)
     first = _transfer_attempt(scenario, tac_checkpoint, cfg, out_dir, method, resume, progress, attempt=1)
-    if second is None or first.metrics.get("selected_step") != 0:
+    reason = retry_reason(cfg, first.metrics, method) if second is not None else None
+    if reason is None:
         return first
-    print(f"note: no {method} student beat the copy of the TAC actor on the validation rounds "
-          f"(copy {first.metrics['selected_weighted_reward']:.2f}); transferring once more with "
-          f"offload_counterfactuals={second.offload_counterfactuals} (first attempt kept as {method}_first.pt)")
+    print(f"note: {reason}; transferring once more with offload_counterfactuals={second.offload_counterfactuals} "
+          f"(first attempt kept as {method}_first.pt)")
     # the first attempt's files step aside; moving its last checkpoint is what lets --resume tell a retry not yet
     # checkpointed from the first attempt, and the retry's TensorBoard events start at step 0 again
     for old, kept in [(out_dir / f"{method}.pt", first_path), (last_path, out_dir / f"{method}_first_last.pt"),
@@ -247,7 +280,8 @@ def train_transfer(
         if old.exists():
             shutil.rmtree(kept, ignore_errors=True)  # a directory (TensorBoard) is not replaced onto a full one
             old.replace(kept)
-    return _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, False, progress, attempt=2, first_metrics=first.metrics)
+    retry = _transfer_attempt(scenario, tac_checkpoint, second, out_dir, method, False, progress, attempt=2, first_metrics=first.metrics)
+    return keep_better_attempt(retry, first_path, method)
 
 
 def _transfer_attempt(
@@ -416,7 +450,7 @@ def _transfer_attempt(
     wall = wall_before + time.perf_counter() - t0
     metrics = {"wall_s": wall, "steps": cfg.steps, "final_weighted_reward": history[-1]["weighted_reward"] if history else None}
     if first_metrics is not None:
-        metrics["first_attempt"] = {k: first_metrics.get(k) for k in ("wall_s", "selected_step", "selected_weighted_reward", "round_budget_s")}
+        metrics["first_attempt"] = {k: first_metrics.get(k) for k in ("wall_s", "selected_step", "selected_weighted_reward", "round_budget_s", "selected_local_share")}
         metrics["retry_offload_counterfactuals"] = cfg.offload_counterfactuals
         wall += first_metrics["wall_s"]
         metrics["wall_s"] = wall
@@ -426,6 +460,8 @@ def _transfer_attempt(
         metrics.update(selected_step=best["step"], selected_weighted_reward=best["reward"])
     if budgeted:
         metrics["round_budget_s"] = float(student.round_budget_s)
+    if validate:  # what the kept student plays on the validation rounds (TransferConfig.retry_local_share)
+        metrics["selected_local_share"] = validation_result(method, student, "local", scenario, cfg)["offload_preference"]["local"]
     checkpoint(final_path, cfg.steps, metrics)
     curve.close()
     return TrainResult(final_path, history, wall, metrics)

@@ -161,17 +161,21 @@ def validation_seed(cfg) -> int:
     return int(fixed) if fixed is not None else cfg.seed + VALIDATION_SEED_OFFSET
 
 
-def validation_reward(name: str, actor: torch.nn.Module, kind: str, scenario: Scenario, cfg) -> float:
-    """Weighted reward (27) of ``actor`` played the way `edgepilot evaluate` plays it, on
-    ``cfg.validation_rounds`` x ``cfg.validation_envs`` rounds of the validation seed. The
-    actor goes back to the train / eval mode it was in (playing puts it in eval mode)."""
+def validation_result(name: str, actor: torch.nn.Module, kind: str, scenario: Scenario, cfg) -> dict:
+    """``evaluate_policy``'s result for ``actor`` played the way `edgepilot evaluate` plays
+    it, on ``cfg.validation_rounds`` x ``cfg.validation_envs`` rounds of the validation seed.
+    The actor goes back to the train / eval mode it was in (playing puts it in eval mode)."""
     from cloud_trainer.evaluate import ActorPolicy, evaluate_policy  # evaluate imports this module
 
     training = actor.training
-    score = evaluate_policy(ActorPolicy(name, actor, kind), scenario, cfg.validation_rounds, cfg.validation_envs,
-                            validation_seed(cfg))["weighted_reward"]
+    result = evaluate_policy(ActorPolicy(name, actor, kind), scenario, cfg.validation_rounds, cfg.validation_envs, validation_seed(cfg))
     actor.train(training)
-    return score
+    return result
+
+
+def validation_reward(name: str, actor: torch.nn.Module, kind: str, scenario: Scenario, cfg) -> float:
+    """Weighted reward (27) of :func:`validation_result`."""
+    return validation_result(name, actor, kind, scenario, cfg)["weighted_reward"]
 
 
 def symlog(x: torch.Tensor) -> torch.Tensor:

@@ -332,3 +332,63 @@ def test_a_transfer_that_keeps_its_copy_runs_once_more_with_offload_counterfactu
     assert not (tmp_path / "once" / "dtac_first.pt").exists()
     with pytest.raises(ValueError, match="retry_offload_counterfactuals"):
         TransferConfig(retry_offload_counterfactuals=-1)
+
+
+def test_retry_local_share_retries_a_local_student_and_keeps_the_attempt_that_validates_better(trained, tmp_path):
+    """TransferConfig.retry_local_share (trial option): a kept student that plays at least
+    that share of its UEs locally on the validation rounds is transferred once more with
+    offload counterfactuals, and whichever attempt validates better is the model."""
+    from cloud_trainer.evaluate import evaluate_policy
+    from cloud_trainer.tac import VALIDATION_SEED_OFFSET
+
+    scen, tac, _ = trained
+    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "checkpoint_every": 4}
+    assert TransferConfig().retry_local_share == 0.0
+    plain = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "plain", method="dtac")
+    share = plain.metrics["selected_local_share"]
+    assert 0.0 <= share <= 1.0 and plain.metrics["selected_step"] != 0 and "first_attempt" not in plain.metrics
+    # the share is the kept student's on the validation rounds, as the transfer played them
+    v = TransferConfig(**base)
+    replayed = evaluate_policy(load_policy("dtac", plain.checkpoint), scen, v.validation_rounds, v.validation_envs, v.seed + VALIDATION_SEED_OFFSET)
+    assert replayed["weighted_reward"] == pytest.approx(plain.metrics["selected_weighted_reward"], rel=1e-6)
+    assert replayed["offload_preference"]["local"] == pytest.approx(share)
+    # a threshold at or below the share retries; above it (or 0, the default) does not
+    cfg = TransferConfig(**base, retry_local_share=max(share, 1e-6))
+    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "retry", method="dtac")
+    first = load_checkpoint(tmp_path / "retry" / "dtac_first.pt")
+    assert first["metrics"]["selected_local_share"] == pytest.approx(share) and first["train_config"]["offload_counterfactuals"] == 0
+    last = load_checkpoint(tmp_path / "retry" / "dtac_last.pt")
+    assert last["train_config"]["offload_counterfactuals"] == 4 and last["progress"]["attempt"] == 2
+    final = load_checkpoint(res.checkpoint)
+    retry_score = last["progress"]["best"]["reward"]
+    first_score = first["metrics"]["selected_weighted_reward"]
+    assert final["metrics"]["selected_weighted_reward"] == max(first_score, retry_score)
+    kept_first = first_score > retry_score
+    assert (final["metrics"].get("kept_attempt") == 1) == kept_first
+    kept = first if kept_first else last
+    assert all(torch.equal(final["actor"][k], v) for k, v in (first["actor"] if kept_first else kept["best_actor"]).items())
+    # either way round: a first attempt that validates better becomes the model, one that does not leaves the retry's
+    import shutil
+
+    from cloud_trainer.checkpoint import save_checkpoint
+    from cloud_trainer.dtac import keep_better_attempt
+    from cloud_trainer.tac import TrainResult
+
+    for margin, keeps_first in ((1.0, True), (-1.0, False)):
+        d = tmp_path / f"settle{margin}"
+        d.mkdir()
+        shutil.copy(tmp_path / "retry" / "dtac_first.pt", d / "dtac_first.pt")
+        save_checkpoint(d / "dtac.pt", **{k: v for k, v in last.items() if k not in ("format_version", "environment", "metrics")},
+                        metrics={"selected_weighted_reward": first_score - margin, "wall_s": 9.0, "selected_step": 4})
+        retry_res = TrainResult(d / "dtac.pt", [], 9.0, load_checkpoint(d / "dtac.pt")["metrics"])
+        settled = keep_better_attempt(retry_res, d / "dtac_first.pt", "dtac")
+        on_disk = load_checkpoint(d / "dtac.pt")
+        assert (settled.metrics.get("kept_attempt") == 1) == keeps_first and on_disk["metrics"] == settled.metrics
+        assert all(torch.equal(on_disk["actor"][k], v) for k, v in (first if keeps_first else last)["actor"].items())
+        if keeps_first:
+            assert settled.metrics["retry_attempt"]["selected_weighted_reward"] == first_score - margin and settled.metrics["wall_s"] == 9.0
+    if share < 1.0:
+        higher = train_transfer(scen, tac.checkpoint, TransferConfig(**base, retry_local_share=min(1.0, share + 1e-3)), tmp_path / "no", method="dtac")
+        assert "first_attempt" not in higher.metrics and not (tmp_path / "no" / "dtac_first.pt").exists()
+    with pytest.raises(ValueError, match="retry_local_share"):
+        TransferConfig(retry_local_share=1.5)

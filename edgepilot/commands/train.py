@@ -109,7 +109,8 @@ def train_cmd(
                # the kept DTAC student, its round time R (round_budget b) and, after a retry, the first attempt's;
                # the kept TAC actor (validation rounds) and restart
                **{k: v for k, v in result.metrics.items() if k in ("selected_step", "selected_round", "selected_weighted_reward",
-                                                                  "round_budget_s", "first_attempt", "retry_offload_counterfactuals",
+                                                                  "round_budget_s", "selected_local_share", "first_attempt",
+                                                                  "retry_offload_counterfactuals", "kept_attempt", "retry_attempt",
                                                                   "selected_restart", "restart_validation_rewards")}}
     (out_dir / f"train_{method}.json").write_text(json.dumps(summary, indent=1))
     typer.echo(json.dumps(summary))
