@@ -204,6 +204,10 @@ def imitation_loss(acts, target, mask: torch.Tensor) -> torch.Tensor:
     return (per * mask).sum() / mask.sum().clamp_min(1)
 
 
+# what a checkpoint's metrics say of the other attempt of a retried transfer
+ATTEMPT_SUMMARY = ("wall_s", "selected_step", "selected_weighted_reward", "round_budget_s", "selected_local_share")
+
+
 def retry_config(cfg: TransferConfig, method: str) -> TransferConfig | None:
     """The config of the second transfer (TransferConfig.retry_offload_counterfactuals),
     or None where this transfer has none: only DTAC's, with the copy among the
@@ -231,7 +235,7 @@ def keep_better_attempt(retry: TrainResult, first_path: Path, method: str) -> Tr
     if first["metrics"]["selected_weighted_reward"] <= retry.metrics["selected_weighted_reward"]:
         return retry
     metrics = {**first["metrics"], "kept_attempt": 1, "wall_s": retry.metrics["wall_s"],
-               "retry_attempt": {k: retry.metrics.get(k) for k in ("wall_s", "selected_step", "selected_weighted_reward", "round_budget_s", "selected_local_share")}}
+               "retry_attempt": {k: retry.metrics.get(k) for k in ATTEMPT_SUMMARY}}
     print(f"note: the first attempt validates better ({first['metrics']['selected_weighted_reward']:.2f} against the retry's "
           f"{retry.metrics['selected_weighted_reward']:.2f}): it is kept as {method}.pt")
     save_checkpoint(retry.checkpoint, **{k: v for k, v in first.items() if k not in ("format_version", "environment", "metrics")}, metrics=metrics)
@@ -450,7 +454,7 @@ def _transfer_attempt(
     wall = wall_before + time.perf_counter() - t0
     metrics = {"wall_s": wall, "steps": cfg.steps, "final_weighted_reward": history[-1]["weighted_reward"] if history else None}
     if first_metrics is not None:
-        metrics["first_attempt"] = {k: first_metrics.get(k) for k in ("wall_s", "selected_step", "selected_weighted_reward", "round_budget_s", "selected_local_share")}
+        metrics["first_attempt"] = {k: first_metrics.get(k) for k in ATTEMPT_SUMMARY}
         metrics["retry_offload_counterfactuals"] = cfg.offload_counterfactuals
         wall += first_metrics["wall_s"]
         metrics["wall_s"] = wall

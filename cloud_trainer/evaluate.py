@@ -113,10 +113,15 @@ def headline(result: dict) -> dict:
     return {k: result[k] for k in HEADLINE_KEYS}
 
 
+def relative_change(transferred, trained_there):
+    """Fig. 11's change of the transferred DTAC against the one trained there (floats or arrays)."""
+    return (transferred - trained_there) / abs(trained_there)
+
+
 def generalization_entry(trained_on: str, tested_on: str, trained_there: dict, transferred: dict) -> dict:
     """Fig. 11 from two evaluations on ``tested_on``: the DTAC trained there and the one
     trained on ``trained_on``; the form :func:`target_checks` and the page read."""
-    change = (transferred["weighted_reward"] - trained_there["weighted_reward"]) / abs(trained_there["weighted_reward"])
+    change = relative_change(transferred["weighted_reward"], trained_there["weighted_reward"])
     return {"trained_on": trained_on, "tested_on": tested_on, "dtac_trained_there": trained_there, "dtac_transferred": transferred,
             "relative_change": change}
 
@@ -452,17 +457,16 @@ def generalization_across_runs(results: dict) -> dict | None:
     if len(pairs) < GENERALIZATION_MIN_RUNS:
         return None
     a, b = np.array(pairs, dtype=float).T
-    change = lambda x, y: (x - y) / np.abs(y)  # noqa: E731
     idx = np.random.default_rng(0).integers(0, len(a), size=(GENERALIZATION_BOOTSTRAP, len(a)))  # fixed: the page is reproducible
-    lo, hi = np.quantile(change(a[idx].mean(1), b[idx].mean(1)), [0.025, 0.975])
-    each = change(a, b)
+    lo, hi = np.quantile(relative_change(a[idx].mean(1), b[idx].mean(1)), [0.025, 0.975])
+    each = relative_change(a, b)
     return {"runs": len(a), "mean_transferred": float(a.mean()), "mean_trained_there": float(b.mean()),
-            "relative_change": float(change(a.mean(), b.mean())), "ci95": [float(lo), float(hi)], "bootstrap_resamples": GENERALIZATION_BOOTSTRAP,
+            "relative_change": float(relative_change(a.mean(), b.mean())), "ci95": [float(lo), float(hi)], "bootstrap_resamples": GENERALIZATION_BOOTSTRAP,
             "runs_within_10pct": int((each >= -0.10).sum()), "trained_there_spread": float((b.max() - b.min()) / abs(b.mean())), "worst_run_change": float(each.min()),
             "correlation": float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None}
 
 
-def across_runs_sentence(ac: dict, tested_on: str = "fig7") -> str:
+def across_runs_sentence(ac: dict, tested_on: str) -> str:
     lo, hi = ac["ci95"]
     return (f"over the {ac['runs']} training runs: transferred {ac['mean_transferred']:.2f} vs trained on {tested_on} "
             f"{ac['mean_trained_there']:.2f} on average, expected change {100 * ac['relative_change']:+.1f}% "
