@@ -8,7 +8,7 @@ import statistics
 import time
 from pathlib import Path
 
-from cloud_trainer.environment import run_environment
+from edgepilot.cloud_trainer.environment import run_environment
 
 
 def pin_one_core() -> None:

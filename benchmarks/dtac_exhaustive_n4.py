@@ -30,13 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_trainer.baselines.exhaustive import ExhaustivePolicy, repeat_round
-from cloud_trainer.checkpoint import load_checkpoint
-from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import evaluate_policy, headline, load_policy, local_round_analysis, local_round_sentence, make_policy, split_analysis_sentence
-from cloud_trainer.scenario import load_scenario, scenario_from_dict
-from cloud_trainer.tac import TACConfig, train_tac
-from edge_agent.system_model import CLOUD, EDGE, Decision, evaluate_round
+from edgepilot.cloud_trainer.baselines.exhaustive import ExhaustivePolicy, repeat_round
+from edgepilot.cloud_trainer.checkpoint import load_checkpoint
+from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
+from edgepilot.cloud_trainer.evaluate import evaluate_policy, headline, load_policy, local_round_analysis, local_round_sentence, make_policy, split_analysis_sentence
+from edgepilot.cloud_trainer.scenario import load_scenario, scenario_from_dict
+from edgepilot.cloud_trainer.tac import TACConfig, train_tac
+from edgepilot.edge_agent.system_model import CLOUD, EDGE, Decision, evaluate_round
 
 # TAC settings for this benchmark (everything else: TACConfig defaults).
 N4_TAC = {

@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from cloud_trainer.dtac import TransferConfig, train_transfer
-from cloud_trainer.evaluate import evaluate_policy, headline, load_policy
-from cloud_trainer.scenario import load_scenario
-from cloud_trainer.tac import TACConfig, train_tac
+from edgepilot.cloud_trainer.dtac import TransferConfig, train_transfer
+from edgepilot.cloud_trainer.evaluate import evaluate_policy, headline, load_policy
+from edgepilot.cloud_trainer.scenario import load_scenario
+from edgepilot.cloud_trainer.tac import TACConfig, train_tac
 
 def main() -> None:
     ap = argparse.ArgumentParser()

@@ -38,9 +38,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_json  # noqa: E402
 
-from cloud_trainer.baselines.happo import HAPPOConfig, train_happo  # noqa: E402
-from cloud_trainer.dtac import TransferConfig, train_transfer  # noqa: E402
-from cloud_trainer.evaluate import (  # noqa: E402
+from edgepilot.cloud_trainer.baselines.happo import HAPPOConfig, train_happo  # noqa: E402
+from edgepilot.cloud_trainer.dtac import TransferConfig, train_transfer  # noqa: E402
+from edgepilot.cloud_trainer.evaluate import (  # noqa: E402
     discover_checkpoints,
     evaluate_policy,
     generalization_entry,
@@ -48,8 +48,8 @@ from cloud_trainer.evaluate import (  # noqa: E402
     make_policy,
     target_checks,
 )
-from cloud_trainer.scenario import load_scenario  # noqa: E402
-from cloud_trainer.tac import TACConfig, train_tac  # noqa: E402
+from edgepilot.cloud_trainer.scenario import load_scenario  # noqa: E402
+from edgepilot.cloud_trainer.tac import TACConfig, train_tac  # noqa: E402
 
 TRAIN = {"fig6": ("tac", "dtac", "tl_transformer", "tl", "happo"), "fig7": ("tac", "dtac")}
 HEURISTICS = ("greedy", "local", "random")

@@ -9,7 +9,7 @@ Trains, one after the other in this process (torch single-threaded), on one scen
 
 and reports for TAC and HAPPO the wall time and the point of their training curve
 where the (smoothed, noisy-exploration) weighted reward first covers 95% of the way
-from the first to the final logged value (``cloud_trainer.evaluate.rounds_to_fraction``),
+from the first to the final logged value (``edgepilot.cloud_trainer.evaluate.rounds_to_fraction``),
 in the method's episodes (600 rounds, Table II), in simulator rounds per parallel
 episode and in environment rounds (x the number of parallel episodes), and the TAC + DTAC
 wall time against the 30-minute target. Prints the figures and writes JSON.
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import torch
 
-from cloud_trainer.baselines.happo import HAPPOConfig, train_happo
-from cloud_trainer.dtac import TransferConfig, train_transfer
-from cloud_trainer.environment import run_environment
-from cloud_trainer.evaluate import rounds_to_fraction
-from cloud_trainer.scenario import load_scenario
-from cloud_trainer.tac import TACConfig, train_tac
+from edgepilot.cloud_trainer.baselines.happo import HAPPOConfig, train_happo
+from edgepilot.cloud_trainer.dtac import TransferConfig, train_transfer
+from edgepilot.cloud_trainer.environment import run_environment
+from edgepilot.cloud_trainer.evaluate import rounds_to_fraction
+from edgepilot.cloud_trainer.scenario import load_scenario
+from edgepilot.cloud_trainer.tac import TACConfig, train_tac
 
 TARGET_TAC_DTAC_S = 30 * 60
 
@@ -87,7 +87,7 @@ def main() -> None:
         t0 = time.perf_counter()
         happo = train_happo(scen, h_cfg, run_dir)
         out["happo"] = {**_cost("HAPPO", happo.history, time.perf_counter() - t0, h_cfg.envs), "config": h_cfg.to_dict()}
-    from cloud_trainer.plots import plot_curve
+    from edgepilot.cloud_trainer.plots import plot_curve
 
     for m in ("tac", "dtac", "happo"):
         if (run_dir / f"curve_{m}.csv").exists() and m in out:

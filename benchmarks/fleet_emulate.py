@@ -21,8 +21,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import write_json  # noqa: E402
-from cloud_trainer.fleet_coordinator import EmulateConfig, format_table, run_emulation  # noqa: E402
-from edgepilot.commands.demo import demo_bundle  # noqa: E402
+from edgepilot.emulation.coordinator import EmulateConfig, format_table, run_emulation  # noqa: E402
+from edgepilot.cli.commands.demo import demo_bundle  # noqa: E402
 
 KEYS = ("lost_decisions", "decision_messages_missing", "decision_duplicates", "late_decisions", "decision_window_s", "telemetry_out_of_order", "fallbacks", "decision_latency_p50_s",
         "decision_latency_p99_s", "end_to_end_decision_p50_s", "end_to_end_decision_p99_s", "mean_measured_round_time_s",

@@ -4,7 +4,7 @@
                                          [--calls 20000] [--out results/runtime_latency.json]
 
 * DTAC actor at batch 1 (one UE's decision): ONNX Runtime FP32, INT8 static (QDQ) and
-  INT8 dynamic through ``edge_agent.runtime.PolicyRuntime`` (``infer``: checks + the
+  INT8 dynamic through ``edgepilot.edge_agent.runtime.PolicyRuntime`` (``infer``: checks + the
   actor; ``decide``: plus decode_actions), and the same actor in eager torch;
 * TAC actor at N = 30 UEs (one round): ONNX Runtime FP32 against eager torch;
 * artifact sizes and the INT8 decision agreement on 10,000 simulator states.
@@ -20,8 +20,8 @@ one with a probability of about rate x T; once that exceeds 1 %, the p99 is an
 interrupted call, i.e. the p50 plus a typical interruption, whatever the model does.
 
 Without ``--checkpoint`` the DTAC actor is the shipped trained policy
-``models/policies/dtac_fig5.pt`` (or, where it is absent, the quickly fitted reference
-actor of ``export.reference_actor``), and the TAC actor a freshly initialised one.
+``edgepilot/models/policies/dtac_fig5.pt`` (or, where it is absent, the quickly fitted reference
+actor of ``tests.helpers.reference_actor``), and the TAC actor a freshly initialised one.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import pin_one_core, write_json  # noqa: E402
 
 pin_one_core()
-SHIPPED = Path(__file__).resolve().parents[1] / "models" / "policies" / "dtac_fig5.pt"
+from edgepilot.models import SHIPPED_DTAC_CHECKPOINT as SHIPPED  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -109,7 +109,7 @@ def one_gemm_floor():
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=SHIPPED if SHIPPED.is_file() else None,
-                    help="DTAC checkpoint (default: models/policies/dtac_fig5.pt, else the fitted reference actor)")
+                    help="DTAC checkpoint (default: edgepilot/models/policies/dtac_fig5.pt, else the fitted reference actor)")
     ap.add_argument("--tac-checkpoint", type=Path, help="TAC checkpoint (default: a freshly initialised actor)")
     ap.add_argument("--calls", type=int, default=20_000, help="timed calls per candidate")
     ap.add_argument("--states", type=int, default=10_000, help="parity states")
@@ -121,12 +121,12 @@ def main() -> None:
 
     torch.set_num_threads(1)
     load_before = list(os.getloadavg())
-    from cloud_trainer.checkpoint import load_actor
-    from cloud_trainer.envs.simulator import sample_local_states
-    from cloud_trainer.scenario import load_scenario
-    from edge_agent.runtime import PolicyRuntime
-    from export.pipeline import export_checkpoint
-    from export.testing import keypair, reference_checkpoint
+    from edgepilot.cloud_trainer.checkpoint import load_actor
+    from edgepilot.cloud_trainer.envs.simulator import sample_local_states
+    from edgepilot.cloud_trainer.scenario import load_scenario
+    from edgepilot.edge_agent.runtime import PolicyRuntime
+    from edgepilot.export.pipeline import export_checkpoint
+    from tests.helpers.export_fixtures import keypair, reference_checkpoint
 
     tmp = Path(tempfile.mkdtemp(prefix="edgepilot-bench-"))
     dtac_ckpt = args.checkpoint or reference_checkpoint(tmp, "dtac")
@@ -150,10 +150,10 @@ def main() -> None:
         with torch.inference_mode():
             actor(x_torch)
 
-    # the baseline of the packed heads (export.onnx_export.pack_action_heads): the same
+    # the baseline of the packed heads (edgepilot.export.onnx_export.pack_action_heads): the same
     # FP32 artifact with the four heads kept, in the same runtime
-    from export.onnx_export import export_actor, write_onnxruntime_cpu_variant
-    from hardware.profiles import load_profile
+    from edgepilot.export.onnx_export import export_actor, write_onnxruntime_cpu_variant
+    from edgepilot.hardware.profiles import load_profile
 
     laptop = load_profile("laptop")
     four_heads, _ = write_onnxruntime_cpu_variant(export_actor(actor, "dtac", tmp / "dtac_base.onnx", laptop.opset, ort_contrib_ops=True),
@@ -211,7 +211,7 @@ def main() -> None:
         "versions": {"onnxruntime": onnxruntime.__version__, "torch": torch.__version__},
         "threads": 1,
         "load_average_before_after": [load_before, list(os.getloadavg())],
-        "checkpoint": str(args.checkpoint or "reference actor (export.reference_actor, fitted)"),
+        "checkpoint": str(args.checkpoint or "reference actor (tests.helpers.reference_actor, fitted)"),
         "dtac_batch1": dtac,
         "tac_n30": tac,
         "artifact_bytes": sizes,

@@ -31,9 +31,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cloud_trainer.split.data import train_validation  # noqa: E402  (numpy only)
-from edge_agent.split.bundle import SplitBundle  # noqa: E402
-from edge_agent.split.client import SplitClient  # noqa: E402
+from edgepilot.cloud_trainer.split.data import train_validation  # noqa: E402  (numpy only)
+from edgepilot.edge_agent.split.bundle import SplitBundle  # noqa: E402
+from edgepilot.edge_agent.split.client import SplitClient  # noqa: E402
 from edgepilot.v1 import split_inference_pb2_grpc as pb_grpc  # noqa: E402
 
 

@@ -1,8 +1,8 @@
 """Throughput of the vectorized system model (eq. 2-13) on one core.
 
-Measures UE-rounds per second of ``edge_agent.system_model.evaluate_round`` for a
+Measures UE-rounds per second of ``edgepilot.edge_agent.system_model.evaluate_round`` for a
 batch of rounds with N UEs, and of the straightforward per-UE Python loop
-(``edge_agent.system_model_reference``) on the same rounds in the same run.
+(``edgepilot.edge_agent.system_model_reference``) on the same rounds in the same run.
 Prints the medians and their ratio, and writes them to JSON.
 
     python benchmarks/simulator_throughput.py [--ues 30] [--batch 256] [--out results/simulator_throughput.json]
@@ -21,10 +21,10 @@ pin_one_core()
 
 import numpy as np  # noqa: E402
 
-from cloud_trainer.envs.simulator import BatchSimulator, random_decision  # noqa: E402
-from cloud_trainer.scenario import scenario_from_dict  # noqa: E402
-from edge_agent.system_model import evaluate_round, retain_freed_heap  # noqa: E402
-from edge_agent.system_model_reference import evaluate_round_loop  # noqa: E402
+from edgepilot.cloud_trainer.envs.simulator import BatchSimulator, random_decision  # noqa: E402
+from edgepilot.cloud_trainer.scenario import scenario_from_dict  # noqa: E402
+from edgepilot.edge_agent.system_model import evaluate_round, retain_freed_heap  # noqa: E402
+from edgepilot.edge_agent.system_model_reference import evaluate_round_loop  # noqa: E402
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     ap.add_argument("--glibc-default-trim", action="store_true", help="leave glibc's 128 kB trim threshold (what a plain numpy script gets)")
     args = ap.parse_args()
     if not args.glibc_default_trim:
-        retain_freed_heap()  # as the simulator does (see edge_agent.system_model.retain_freed_heap)
+        retain_freed_heap()  # as the simulator does (see edgepilot.edge_agent.system_model.retain_freed_heap)
 
     # Fig. 5 topology with exactly N UEs: 5 edge servers, N / 5 UEs each.
     per_edge = max(1, args.ues // 5)

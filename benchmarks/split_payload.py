@@ -22,11 +22,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cloud_trainer.split import bench as B  # noqa: E402  (no torch)
-from cloud_trainer.split.data import load_official  # noqa: E402
-from edge_agent.split.bundle import SplitBundle  # noqa: E402
-from edge_agent.split.client import as_model_input  # noqa: E402
-from edge_agent.split.codec import ImageCodec  # noqa: E402
+from edgepilot.cloud_trainer.split import bench as B  # noqa: E402  (no torch)
+from edgepilot.cloud_trainer.split.data import load_official  # noqa: E402
+from edgepilot.edge_agent.split.bundle import SplitBundle  # noqa: E402
+from edgepilot.edge_agent.split.client import as_model_input  # noqa: E402
+from edgepilot.edge_agent.split.codec import ImageCodec  # noqa: E402
 
 
 def codec_times(bundle: SplitBundle, images: np.ndarray, n: int = 300) -> dict:

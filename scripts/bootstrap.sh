@@ -33,4 +33,4 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 echo "bootstrap: installing edgepilot[dev] into $VENV (torch ${TORCH_VERSION:-2.13.0} CPU)"
 "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -c "import edgepilot, edge_agent, cloud_trainer, torch; print('bootstrap: ok, torch', torch.__version__)"
+"$VENV/bin/python" -c "import edgepilot.edge_agent, edgepilot.cloud_trainer, torch; print('bootstrap: ok, torch', torch.__version__)"

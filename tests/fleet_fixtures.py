@@ -12,14 +12,14 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.broker import MosquittoBroker
-from edge_agent.fleet import topics
-from edge_agent.fleet.agent import AgentConfig, UEAgent
-from edge_agent.fleet.execution import TaskExecutionService
-from edge_agent.server import EdgeServer, ServerConfig
-from edge_agent.system_model import NetworkParams
+from edgepilot.emulation.broker import MosquittoBroker
+from edgepilot.edge_agent.fleet import topics
+from edgepilot.edge_agent.fleet.agent import AgentConfig, UEAgent
+from edgepilot.edge_agent.fleet.execution import TaskExecutionService
+from edgepilot.edge_agent.server import EdgeServer, ServerConfig
+from edgepilot.edge_agent.system_model import NetworkParams
 from edgepilot.v1 import fleet_pb2 as pb
-from hardware.emulation import EmulationClock, RadioCell
+from edgepilot.emulation.hardware import EmulationClock, RadioCell
 
 # Fig. 5-like network (SI units)
 PARAMS = NetworkParams(channel_bandwidth_hz=20e6, noise_power_w=10 ** (-165 / 10) / 1000 * 20e6,

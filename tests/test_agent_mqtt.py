@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from edge_agent.broker import free_port
-from edge_agent.fleet import topics
-from edge_agent.fleet.payloads import parse_status, parse_telemetry
-from edge_agent.system_model import RoundTasks, local_state
+from edgepilot.emulation.broker import free_port
+from edgepilot.edge_agent.fleet import topics
+from edgepilot.edge_agent.fleet.payloads import parse_status, parse_telemetry
+from edgepilot.edge_agent.system_model import RoundTasks, local_state
 from edgepilot.v1 import fleet_pb2 as pb
 from tests.fleet_fixtures import (
     PARAMS, FixedPolicy, Fleet, Listener, make_agent, make_task, mosquitto, publish_edge_info, wait_connected,  # noqa: F401
@@ -172,7 +172,7 @@ def test_status_is_retained_and_last_will_marks_a_dead_agent_offline(tmp_path, m
             "agents": [{"ue_id": "ue-will", "edge_id": 0}], "policy": {"kind": "local"}}
     spec_path = tmp_path / "spec.json"
     spec_path.write_text(json.dumps(spec))
-    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.fleet.host", str(spec_path)], stdout=subprocess.PIPE,
+    proc = subprocess.Popen([sys.executable, "-m", "edgepilot.emulation.host", str(spec_path)], stdout=subprocess.PIPE,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert proc.stdout.readline().strip() == b"ready"
@@ -229,7 +229,7 @@ def test_edgepilot_agent_command_runs_one_ue(tmp_path, mosquitto, fleet) -> None
 def test_edge_server_times_a_request_against_its_own_frame(fleet) -> None:
     """Two coordinators (or a restarted one) may reuse a round number with another frame
     start: each request is served on its own frame, never before its own frame opens."""
-    from edge_agent.fleet.execution import TaskExecutionClient
+    from edgepilot.edge_agent.fleet.execution import TaskExecutionClient
 
     client = TaskExecutionClient(fleet.edges[0].address)
     try:

@@ -7,14 +7,14 @@ import itertools
 import numpy as np
 import torch
 
-from cloud_trainer.baselines import AllEdgePolicy, GreedyPolicy, LocalPolicy, RandomPolicy, lower_bound_times
-from cloud_trainer.baselines.exhaustive import ExhaustivePolicy, ue_options
-from cloud_trainer.baselines.happo import HAPPO_QUICK_OVERRIDES, HAPPOConfig, load_happo, train_happo
-from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import load_policy
-from cloud_trainer.models import GlobalMLPCritic, MLPConfig
-from cloud_trainer.scenario import scenario_from_dict
-from edge_agent.system_model import Decision, evaluate_round
+from edgepilot.cloud_trainer.baselines import AllEdgePolicy, GreedyPolicy, LocalPolicy, RandomPolicy, lower_bound_times
+from edgepilot.cloud_trainer.baselines.exhaustive import ExhaustivePolicy, ue_options
+from edgepilot.cloud_trainer.baselines.happo import HAPPO_QUICK_OVERRIDES, HAPPOConfig, load_happo, train_happo
+from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
+from edgepilot.cloud_trainer.evaluate import load_policy
+from edgepilot.cloud_trainer.models import GlobalMLPCritic, MLPConfig
+from edgepilot.cloud_trainer.scenario import scenario_from_dict
+from edgepilot.edge_agent.system_model import Decision, evaluate_round
 
 TINY = {"name": "tiny", "topology": {"num_edge_servers": 1, "edge_radius_m": 150, "cloud_radius_m": 300, "ues_per_edge_min": 2, "ues_per_edge_max": 2},
         "radio": {"num_channels": 2}, "tasks": {"num_task_types": 10}, "episode": {"rounds": 10}}
@@ -51,7 +51,7 @@ def test_exhaustive_is_the_minimum_over_the_grid():
             r = opts[list(combo)]
             t = obs.tasks
             sub = lambda a: np.asarray(a)[i : i + 1]  # noqa: E731
-            from edge_agent.system_model import RoundTasks
+            from edgepilot.edge_agent.system_model import RoundTasks
 
             tasks = RoundTasks(sub(t.edge), sub(t.gain), t.edge_cloud_gain[i : i + 1], sub(t.input_bits), sub(t.output_bits), sub(t.cycles_per_bit), sub(t.cached))
             objs.append(evaluate_round(scen.network_params, tasks, Decision(r[None, :, 0], r[None, :, 1], r[None, :, 2], r[None, :, 3])).objective[0])

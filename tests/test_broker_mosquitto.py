@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from edge_agent.broker import EmbeddedBroker, MosquittoBroker, free_port
-from edge_agent.fleet import topics
-from edge_agent.fleet.payloads import parse_telemetry
-from edge_agent.server.tls import write_dev_pki
-from hardware.mosquitto.credentials import COORDINATOR_USER, generate
+from edgepilot.emulation.broker import EmbeddedBroker, MosquittoBroker, free_port
+from edgepilot.edge_agent.fleet import topics
+from edgepilot.edge_agent.fleet.payloads import parse_telemetry
+from edgepilot.edge_agent.server.tls import write_dev_pki
+from edgepilot.hardware.mosquitto.credentials import COORDINATOR_USER, generate
 from tests.fleet_fixtures import Fleet, FixedPolicy, Listener, make_agent, make_task, wait_connected
 
 

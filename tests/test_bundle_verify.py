@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from edge_agent.bundle import (
+from edgepilot.edge_agent.bundle import (
     BundleError,
     install_bundle,
     inspect_bundle,
@@ -19,7 +19,7 @@ from edge_agent.bundle import (
     verify_bundle,
     verify_installed,
 )
-from export.bundle import build_bundle, generate_keypair, load_private_key, sign_bundle
+from edgepilot.export.bundle import build_bundle, generate_keypair, load_private_key, sign_bundle
 
 
 @pytest.fixture()

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from cloud_trainer.checkpoint import load_actor, load_checkpoint
-from cloud_trainer.dtac import TRANSFER_QUICK_OVERRIDES, TransferConfig, per_ue, train_transfer
-from cloud_trainer.envs.simulator import BatchSimulator
-from cloud_trainer.evaluate import load_policy
-from cloud_trainer.models import DTACActor
-from cloud_trainer.scenario import scenario_from_dict
-from cloud_trainer.tac import QUICK_OVERRIDES, TACConfig, train_tac
+from edgepilot.cloud_trainer.checkpoint import load_actor, load_checkpoint
+from edgepilot.cloud_trainer.dtac import TRANSFER_QUICK_OVERRIDES, TransferConfig, per_ue, train_transfer
+from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
+from edgepilot.cloud_trainer.evaluate import load_policy
+from edgepilot.cloud_trainer.models import DTACActor
+from edgepilot.cloud_trainer.scenario import scenario_from_dict
+from edgepilot.cloud_trainer.tac import QUICK_OVERRIDES, TACConfig, train_tac
 
 TINY = {"name": "tiny", "topology": {"num_edge_servers": 2, "edge_radius_m": 100, "cloud_radius_m": 300, "ues_per_edge_min": 1, "ues_per_edge_max": 2},
         "tasks": {"num_task_types": 10}, "episode": {"rounds": 10}}
@@ -42,7 +42,7 @@ def test_dtac_checkpoint_holds_a_dtac_actor_that_changed(trained):
 
 
 def test_dtac_without_validation_keeps_the_student_of_its_best_training_window(trained, tmp_path):
-    from cloud_trainer.checkpoint import load_checkpoint
+    from edgepilot.cloud_trainer.checkpoint import load_checkpoint
 
     scen, tac, _ = trained
     cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 12, "log_every": 4, "validation_rounds": 0})
@@ -115,8 +115,8 @@ def test_round_budget_b_finishes_local_tasks_with_the_fitted_round_time(trained,
     """cpu_ratio_head "round_budget": b = min(1, T1* / R) with the one R of the model, which
     the transfer fits on the training scenario's rounds (checkpoint metrics, kept by the
     reload); the fitted R plays better than half or twice it on those rounds."""
-    from cloud_trainer.dtac import fit_round_budget
-    from cloud_trainer.evaluate import ActorPolicy, evaluate_policy
+    from edgepilot.cloud_trainer.dtac import fit_round_budget
+    from edgepilot.cloud_trainer.evaluate import ActorPolicy, evaluate_policy
 
     scen, tac, _ = trained
     cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "cpu_ratio_head": "round_budget"})
@@ -146,7 +146,7 @@ def test_offload_mask_removes_exactly_the_options_slower_than_local(trained):
     such option gets the unmasked head's p_x."""
     from dataclasses import replace
 
-    from cloud_trainer.baselines import lower_bound_times
+    from edgepilot.cloud_trainer.baselines import lower_bound_times
 
     scen, tac, _ = trained
     plain = DTACActor.from_tac(load_actor(tac.checkpoint)[0])
@@ -226,7 +226,7 @@ def test_tl_transformer_and_tl_train_from_the_same_tac(trained, tmp_path):
 
 
 def test_dtac_refits_the_critic_by_default_and_keeps_it_frozen_when_asked(trained, tmp_path):
-    from cloud_trainer.checkpoint import load_checkpoint
+    from edgepilot.cloud_trainer.checkpoint import load_checkpoint
 
     scen, tac, dtac = trained
     tac_critic = load_checkpoint(tac.checkpoint)["critic"]
@@ -256,7 +256,7 @@ def test_align_steps_are_the_imitation_of_26_before_22(trained, tmp_path):
     aligned = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 6}), tmp_path / "a", method="dtac")
     cloned = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "t", method="tl_transformer")
     critic = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 3}), tmp_path / "c", method="dtac")
-    from cloud_trainer.dtac import load_transfer_actor
+    from edgepilot.cloud_trainer.dtac import load_transfer_actor
 
     a, t, c = (load_transfer_actor(r.checkpoint)[0].state_dict() for r in (aligned, cloned, critic))
     assert all(torch.equal(a[k], v) for k, v in t.items())  # all steps aligned: exactly the tl_transformer student
@@ -264,9 +264,9 @@ def test_align_steps_are_the_imitation_of_26_before_22(trained, tmp_path):
 
 
 def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, tmp_path):
-    from cloud_trainer.checkpoint import load_checkpoint
-    from cloud_trainer.tac import VALIDATION_SEED_OFFSET
-    from cloud_trainer.evaluate import ActorPolicy, evaluate_policy
+    from edgepilot.cloud_trainer.checkpoint import load_checkpoint
+    from edgepilot.cloud_trainer.tac import VALIDATION_SEED_OFFSET
+    from edgepilot.cloud_trainer.evaluate import ActorPolicy, evaluate_policy
 
     scen, tac, _ = trained
     cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 2, "validation_rounds": 3, "validation_envs": 4, "seed": 3})
@@ -275,7 +275,7 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     assert sorted(scores) == [2, 4, 6, 8]
     import csv
 
-    from cloud_trainer.plots import curve_series
+    from edgepilot.cloud_trainer.plots import curve_series
 
     with open(tmp_path / "curve_dtac.csv") as fh:
         rows = list(csv.DictReader(fh))
@@ -290,7 +290,7 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     final = load_checkpoint(res.checkpoint)
     replayed = evaluate_policy(load_policy("dtac", res.checkpoint), scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
     assert replayed == pytest.approx(final["metrics"]["selected_weighted_reward"], rel=1e-6)
-    from cloud_trainer.dtac import fit_round_budget
+    from edgepilot.cloud_trainer.dtac import fit_round_budget
 
     first = DTACActor.from_tac(load_actor(tac.checkpoint)[0], offload_prior=cfg.offload_prior, offload_prior_form=cfg.offload_prior_form,
                                cpu_ratio_head=cfg.cpu_ratio_head, offload_mask=cfg.offload_mask)
@@ -338,8 +338,8 @@ def test_retry_local_share_retries_a_local_student_and_keeps_the_attempt_that_va
     """TransferConfig.retry_local_share (trial option): a kept student that plays at least
     that share of its UEs locally on the validation rounds is transferred once more with
     offload counterfactuals, and whichever attempt validates better is the model."""
-    from cloud_trainer.evaluate import evaluate_policy
-    from cloud_trainer.tac import VALIDATION_SEED_OFFSET
+    from edgepilot.cloud_trainer.evaluate import evaluate_policy
+    from edgepilot.cloud_trainer.tac import VALIDATION_SEED_OFFSET
 
     scen, tac, _ = trained
     base = {**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "checkpoint_every": 4}
@@ -370,9 +370,9 @@ def test_retry_local_share_retries_a_local_student_and_keeps_the_attempt_that_va
     # either way round: a first attempt that validates better becomes the model, one that does not leaves the retry's
     import shutil
 
-    from cloud_trainer.checkpoint import save_checkpoint
-    from cloud_trainer.dtac import keep_better_attempt
-    from cloud_trainer.tac import TrainResult
+    from edgepilot.cloud_trainer.checkpoint import save_checkpoint
+    from edgepilot.cloud_trainer.dtac import keep_better_attempt
+    from edgepilot.cloud_trainer.tac import TrainResult
 
     for margin, keeps_first in ((1.0, True), (-1.0, False)):
         d = tmp_path / f"settle{margin}"

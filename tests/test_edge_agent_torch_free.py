@@ -1,5 +1,5 @@
 """The device side must work where torch is not installed: every edge_agent module (and
-hardware.profiles, and the bundle / profile commands) imports, and a verified bundle
+edgepilot.hardware.profiles, and the bundle / profile commands) imports, and a verified bundle
 runs, in a subprocess where importing torch, cloud_trainer or export raises ImportError."""
 
 import json
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from export.testing import keypair, reference_bundle
+from tests.helpers.export_fixtures import keypair, reference_bundle
 
 BLOCKER = textwrap.dedent('''
     import importlib.abc, sys
-    BLOCKED = ("torch", "cloud_trainer", "export", "onnx", "onnxscript")
+    BLOCKED = ("torch", "edgepilot.cloud_trainer", "edgepilot.export", "onnx", "onnxscript")
     class Blocker(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
+            if any(name == b or name.startswith(b + ".") for b in BLOCKED):
                 raise ImportError(f"{name} is blocked: the device has no torch / trainer / exporter")
             return None
     sys.meta_path.insert(0, Blocker())
@@ -42,21 +42,21 @@ def test_blocker_really_blocks(tmp_path):
 def test_every_edge_agent_module_imports_without_torch(tmp_path):
     proc = _run(tmp_path, '''
         import importlib, pkgutil, json, sys
-        import edge_agent
-        names = ["edge_agent"] + [m.name for m in pkgutil.walk_packages(edge_agent.__path__, "edge_agent.")]
+        import edgepilot.edge_agent as edge_agent
+        names = ["edgepilot.edge_agent"] + [m.name for m in pkgutil.walk_packages(edge_agent.__path__, "edgepilot.edge_agent.")]
         failed = {}
         for name in names:
             try:
                 importlib.import_module(name)
             except Exception as err:
                 failed[name] = repr(err)
-        import hardware.profiles
+        import edgepilot.hardware.profiles
         assert "torch" not in sys.modules
         print(json.dumps({"imported": names, "failed": failed}))
     ''')
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert {"edge_agent.runtime", "edge_agent.bundle", "edge_agent.actions", "edge_agent.system_model"} <= set(result["imported"])
+    assert {"edgepilot.edge_agent.runtime", "edgepilot.edge_agent.bundle", "edgepilot.edge_agent.actions", "edgepilot.edge_agent.system_model"} <= set(result["imported"])
     assert result["failed"] == {}
 
 
@@ -73,7 +73,7 @@ def test_runtime_and_bundle_commands_work_without_torch(tmp_path, bundle):
     proc = _run(tmp_path, '''
         import json, sys
         import numpy as np
-        from edge_agent.runtime import PolicyRuntime
+        from edgepilot.edge_agent.runtime import PolicyRuntime
         rt = PolicyRuntime.from_bundle(sys.argv[1], [sys.argv[2]], profile="laptop")
         d = rt.decide(np.full((3, 6), 1e-3))
         assert "torch" not in sys.modules

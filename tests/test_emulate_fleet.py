@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from cloud_trainer.fleet_coordinator import EmulateConfig, central_decide, run_emulation
-from edge_agent.system_model import EDGE, LOCAL
+from edgepilot.emulation.coordinator import EmulateConfig, central_decide, run_emulation
+from edgepilot.edge_agent.system_model import EDGE, LOCAL
 
 
 def _cfg(tmp_path, **kw) -> EmulateConfig:

@@ -9,11 +9,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from pettingzoo.test import parallel_api_test
 
-from cloud_trainer.envs.gym_env import CloudEdgeEnv
-from cloud_trainer.envs.pz_env import HAPPO_STATE_DIM, CloudEdgeParallelEnv
-from cloud_trainer.envs.simulator import BatchSimulator, random_decision, sample_local_states
-from cloud_trainer.scenario import load_scenario, scenario_from_dict
-from edge_agent.system_model import EDGE, Decision
+from edgepilot.cloud_trainer.envs.gym_env import CloudEdgeEnv
+from edgepilot.cloud_trainer.envs.pz_env import HAPPO_STATE_DIM, CloudEdgeParallelEnv
+from edgepilot.cloud_trainer.envs.simulator import BatchSimulator, random_decision, sample_local_states
+from edgepilot.cloud_trainer.scenario import load_scenario, scenario_from_dict
+from edgepilot.edge_agent.system_model import EDGE, Decision
 
 SMALL = scenario_from_dict(
     {"name": "small", "topology": {"num_edge_servers": 2, "ues_per_edge_min": 1, "ues_per_edge_max": 3}, "episode": {"rounds": 6}}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from edge_agent.system_model import NetworkParams
-from edge_agent.system_model_reference import evaluate_round_loop
+from edgepilot.edge_agent.system_model import NetworkParams
+from edgepilot.edge_agent.system_model_reference import evaluate_round_loop
 from edgepilot.cli import app
 
 runner = CliRunner()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from export.testing import reference_checkpoint
+from tests.helpers.export_fixtures import reference_checkpoint
 
 EDGEPILOT = [sys.executable, "-m", "edgepilot"]
 

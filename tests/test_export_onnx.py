@@ -8,11 +8,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from cloud_trainer.checkpoint import load_actor
-from cloud_trainer.envs.simulator import sample_local_states
-from cloud_trainer.scenario import load_scenario
-from export.onnx_export import ExportError, check_model, export_actor, fold_affine_chains
-from export.testing import reference_checkpoint
+from edgepilot.cloud_trainer.checkpoint import load_actor
+from edgepilot.cloud_trainer.envs.simulator import sample_local_states
+from edgepilot.cloud_trainer.scenario import load_scenario
+from edgepilot.export.onnx_export import ExportError, check_model, export_actor, fold_affine_chains
+from tests.helpers.export_fixtures import reference_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ def _assert_same(before, after, atol=1e-5):
 
 
 def test_drop_nonnegative_input_clip_only_on_an_input_clamped_at_zero():
-    from export.onnx_export import drop_nonnegative_input_clip
+    from edgepilot.export.onnx_export import drop_nonnegative_input_clip
 
     rng = np.random.default_rng(2)
     nodes = [helper.make_node("Clip", ["x", "zero"], ["xc"]), helper.make_node("Log", ["xc"], ["lx"]),
@@ -176,7 +176,7 @@ def test_drop_nonnegative_input_clip_only_on_an_input_clamped_at_zero():
 
 
 def test_fold_gemm_input_affine_folds_the_standardisation_into_the_gemm():
-    from export.onnx_export import fold_gemm_input_affine
+    from edgepilot.export.onnx_export import fold_gemm_input_affine
 
     rng = np.random.default_rng(3)
     inits = {"c": rng.normal(size=6), "s": rng.uniform(0.5, 2.0, size=6), "m": rng.normal(size=(1, 6)),
@@ -198,7 +198,7 @@ def test_fold_gemm_input_affine_folds_the_standardisation_into_the_gemm():
 
 
 def test_fold_residual_gemm_then_chain_fold_leaves_one_gemm():
-    from export.onnx_export import fold_residual_gemm
+    from edgepilot.export.onnx_export import fold_residual_gemm
 
     rng = np.random.default_rng(4)
     inits = {"w1": rng.normal(size=(8, 6)), "b1": rng.normal(size=8), "w2": rng.normal(size=(8, 8)), "b2": rng.normal(size=8)}
@@ -215,7 +215,7 @@ def test_fold_residual_gemm_then_chain_fold_leaves_one_gemm():
 
 
 def test_fold_residual_gemm_turns_skip_layernorm_into_layernorm():
-    from export.onnx_export import fold_residual_gemm
+    from edgepilot.export.onnx_export import fold_residual_gemm
 
     rng = np.random.default_rng(5)
     inits = {"w1": rng.normal(size=(8, 6)), "b1": rng.normal(size=8), "w2": rng.normal(size=(8, 8)), "b2": rng.normal(size=8),
@@ -253,8 +253,8 @@ def _heads_model(opset=20):
 
 @pytest.mark.parametrize("opset", [17, 20])
 def test_pack_action_heads_gives_the_same_heads_from_one_gemm(opset):
-    from edge_agent.actions import decode_action_values, decode_actions, heads_from_logits
-    from export.onnx_export import pack_action_heads
+    from edgepilot.edge_agent.actions import decode_action_values, decode_actions, heads_from_logits
+    from edgepilot.export.onnx_export import pack_action_heads
 
     model = _heads_model(opset)
     rng = np.random.default_rng(7)
@@ -282,7 +282,7 @@ def test_pack_action_heads_gives_the_same_heads_from_one_gemm(opset):
 
 
 def test_head_values_from_logits_equals_the_numpy_heads():
-    from edge_agent.actions import head_values_from_logits, heads_from_logits
+    from edgepilot.edge_agent.actions import head_values_from_logits, heads_from_logits
 
     rng = np.random.default_rng(8)
     for row in rng.normal(scale=30, size=(200, 9)).astype(np.float32):  # large logits: no overflow either way
@@ -291,8 +291,8 @@ def test_head_values_from_logits_equals_the_numpy_heads():
 
 
 def test_onnxruntime_cpu_variant_of_the_dtac_actor(dtac, work, states):
-    from edge_agent.actions import heads_from_logits
-    from export.onnx_export import onnxruntime_kernels, write_onnxruntime_cpu_variant
+    from edgepilot.edge_agent.actions import heads_from_logits
+    from edgepilot.export.onnx_export import onnxruntime_kernels, write_onnxruntime_cpu_variant
 
     base = export_actor(dtac, "dtac", work / "laptop_base.onnx", opset=20, ort_contrib_ops=True)
     path, done = write_onnxruntime_cpu_variant(base, work / "laptop_fast.onnx", 20)
@@ -326,9 +326,9 @@ def test_dtac_head_options_export_exactly(dtac, work, states, variant, option):
     every rewrite must keep that."""
     from dataclasses import replace
 
-    from cloud_trainer.models import DTACActor
-    from edge_agent.actions import heads_from_logits
-    from export.onnx_export import write_onnxruntime_cpu_variant
+    from edgepilot.cloud_trainer.models import DTACActor
+    from edgepilot.edge_agent.actions import heads_from_logits
+    from edgepilot.export.onnx_export import write_onnxruntime_cpu_variant
 
     tb = DTACActor(replace(dtac.cfg, **option))
     tb.load_state_dict({**tb.state_dict(), **dtac.state_dict()})

@@ -5,12 +5,12 @@ import onnx
 import pytest
 from onnx import TensorProto
 
-from cloud_trainer.checkpoint import load_actor
-from export.onnx_export import export_actor
-from export.parity import compare, ort_outputs, parity_states, passes, torch_outputs
-from export.quantize import StateCalibrationReader, build_variant
-from export.testing import reference_checkpoint
-from cloud_trainer.scenario import load_scenario
+from edgepilot.cloud_trainer.checkpoint import load_actor
+from edgepilot.export.onnx_export import export_actor
+from edgepilot.export.parity import compare, ort_outputs, parity_states, passes, torch_outputs
+from edgepilot.export.quantize import StateCalibrationReader, build_variant
+from tests.helpers.export_fixtures import reference_checkpoint
+from edgepilot.cloud_trainer.scenario import load_scenario
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_compare_flags_disagreement():
 
 
 def test_mixed_precision_keeps_the_costliest_layers_fp32(setup):
-    from export.quantize import int8_mixed, quantized_layers
+    from edgepilot.export.quantize import int8_mixed, quantized_layers
 
     work, fp32, cal, ev, ref = setup
     reader = StateCalibrationReader("dtac", cal[:500], chunk=250)
@@ -124,7 +124,7 @@ def test_int8_static_activations_symmetric_for_tensorrt_asymmetric_for_onnxrunti
 
 
 def test_mixed_precision_judges_on_held_out_states(setup):
-    from export.quantize import int8_mixed
+    from edgepilot.export.quantize import int8_mixed
 
     work, fp32, cal, ev, ref = setup
     reader = StateCalibrationReader("dtac", cal[:500], chunk=250)
@@ -136,7 +136,7 @@ def test_mixed_precision_judges_on_held_out_states(setup):
 
 
 def test_center_gemm_inputs_is_exact_and_centres_the_gelu_outputs(setup):
-    from export.quantize import center_gemm_inputs
+    from edgepilot.export.quantize import center_gemm_inputs
 
     work, fp32, cal, ev, ref = setup
     model = onnx.load(str(fp32))

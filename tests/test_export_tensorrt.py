@@ -1,13 +1,13 @@
 """TensorRT engine plans and the trtexec commands that build them on a device.
 
 TensorRT cannot be installed on the machines this project is developed on; the plan
-and command tests run everywhere; the real build is hardware/checks/tensorrt_build.py,
+and command tests run everywhere; the real build is scripts/checks/tensorrt_build.py,
 run by hand where TensorRT is."""
 
 import pytest
 
-from export.tensorrt import TensorRTUnavailable, build_engine, plan_engine, tensorrt_available, trtexec_command
-from hardware.profiles import load_profile
+from edgepilot.export.tensorrt import TensorRTUnavailable, build_engine, plan_engine, tensorrt_available, trtexec_command
+from edgepilot.hardware.profiles import load_profile
 
 
 def test_nano_fp16_plan_and_command():
@@ -50,9 +50,9 @@ def test_builder_says_when_tensorrt_is_missing(tmp_path, monkeypatch):
 
 
 def test_hardware_check_says_when_tensorrt_is_missing(monkeypatch, capsys):
-    """The real engine build lives in hardware/checks/tensorrt_build.py (run where TensorRT is)."""
+    """The real engine build lives in scripts/checks/tensorrt_build.py (run where TensorRT is)."""
     import runpy
     monkeypatch.setitem(__import__("sys").modules, "tensorrt", None)
-    mod = runpy.run_path("hardware/checks/tensorrt_build.py")
+    mod = runpy.run_path("scripts/checks/tensorrt_build.py")
     assert mod["main"](["--profile", "jetson-nano"]) == 2
     assert "TensorRT is not installed" in capsys.readouterr().err

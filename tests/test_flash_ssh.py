@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edge_agent.bundle import verify_bundle
+from edgepilot.edge_agent.bundle import verify_bundle
 from edgepilot.cli import app
-from export.bundle import build_bundle, generate_keypair, load_private_key
-from hardware.jetson.flash import FlashTarget, connect, run_remote
+from edgepilot.export.bundle import build_bundle, generate_keypair, load_private_key
+from edgepilot.hardware.jetson.flash import FlashTarget, connect, run_remote
 
 SSHD = shutil.which("sshd", path="/usr/sbin:/usr/local/sbin:/sbin:" + os.environ.get("PATH", "")) or "/usr/sbin/sshd"
 UE_ID = "ue-007"
@@ -190,8 +190,9 @@ def test_flash_installs_verified_bundle_config_and_an_importable_agent(sshd, sig
     assert f"ExecStart={prefix}/current/bin/edgepilot agent" in unit and "--tls-ca" not in unit
     # torch-free payload: the agent's packages only
     lib = sorted(p.name for p in (cur / "lib").iterdir())
-    assert lib == ["edge_agent", "edgepilot", "hardware"]
-    assert not (cur / "lib" / "hardware" / "jetson").exists() and (cur / "lib" / "edgepilot" / "v1" / "fleet_pb2.py").is_file()
+    assert lib == ["edgepilot"]
+    assert not (cur / "lib" / "edgepilot" / "hardware" / "jetson").exists() and not (cur / "lib" / "edgepilot" / "cloud_trainer").exists()
+    assert (cur / "lib" / "edgepilot" / "v1" / "fleet_pb2.py").is_file()
     # SHA256SUMS on the board matches the files as they were uploaded
     sums = dict(line.split("  ")[::-1] for line in (cur / "SHA256SUMS").read_text().splitlines())
     assert sums["policy.bundle"] == hashlib.sha256(signing["bundle"].read_bytes()).hexdigest()
@@ -200,13 +201,13 @@ def test_flash_installs_verified_bundle_config_and_an_importable_agent(sshd, sig
     client = connect(FlashTarget(host="127.0.0.1", port=sshd.port, user=sshd.user, key=sshd.client_key,
                                  known_hosts=board["known_hosts"]))
     try:
-        _, out, _ = run_remote(client, f"{cur}/bin/python -c 'import edge_agent, edgepilot.cli; print(edge_agent.__file__)'")
+        _, out, _ = run_remote(client, f"{cur}/bin/python -c 'import edgepilot.edge_agent, edgepilot.cli; print(edgepilot.edge_agent.__file__)'")
         assert out.strip().startswith(str(prefix / "releases")), out
         _, out, _ = run_remote(client, f"{cur}/bin/edgepilot --version")
         assert out.strip() == "edgepilot 0.1.0"
         # the venv itself has no copy of the agent: only current/lib provides it
-        status, _, err = run_remote(client, f"{prefix}/venv/bin/python -c 'import edge_agent'", check=False)
-        assert status != 0 and "No module named 'edge_agent'" in err
+        status, _, err = run_remote(client, f"{prefix}/venv/bin/python -c 'import edgepilot'", check=False)
+        assert status != 0 and "No module named 'edgepilot'" in err
     finally:
         client.close()
 
@@ -323,7 +324,7 @@ def test_dry_run_expands_home_in_local_paths(sshd, signing, board, sentinel, mon
 def test_default_known_hosts_is_the_users_file(tmp_path, monkeypatch):
     """An inventory host without known_hosts checks ~/.ssh/known_hosts of this user, not
     a relative directory named `~`."""
-    from hardware.jetson.flash import load_inventory
+    from edgepilot.hardware.jetson.flash import load_inventory
 
     monkeypatch.setenv("HOME", str(tmp_path))
     inv = tmp_path / "fleet.yaml"
@@ -349,7 +350,7 @@ def test_inventory_yaml_is_validated_and_plans_each_host(sshd, signing, board, t
 def test_payload_install_renders_the_unit_for_systemd(signing, tmp_path):
     """The systemd branch of the payload install (no sshd needed): the unit lands in
     SYSTEMD_DIR pointing at PREFIX/current; --no-start starts nothing (no systemctl here)."""
-    from hardware.jetson.flash import build_payload, write_payload
+    from edgepilot.hardware.jetson.flash import build_payload, write_payload
 
     prefix, units = tmp_path / "opt", tmp_path / "units"
     ca = tmp_path / "ca.pem"

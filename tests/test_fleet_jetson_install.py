@@ -22,7 +22,7 @@ def test_install_script_lays_out_env_unit_keys_and_runs_the_cli(tmp_path) -> Non
     pw = tmp_path / "ue.pass"
     pw.write_text("s3cret")
     env = {**os.environ, "PREFIX": str(prefix), "ETC_DIR": str(etc), "SYSTEMD_DIR": str(units), "SKIP_PIP": "1", "NO_START": "1"}
-    r = subprocess.run(["bash", str(REPO / "hardware/jetson/install.sh"), "--ue-id", "ue-007", "--edge-id", "1",
+    r = subprocess.run(["bash", str(REPO / "edgepilot/hardware/jetson/install.sh"), "--ue-id", "ue-007", "--edge-id", "1",
                         "--broker", "broker.lan:8883", "--ca", str(ca), "--trusted-key", str(key), "--password-file", str(pw)],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -35,6 +35,6 @@ def test_install_script_lays_out_env_unit_keys_and_runs_the_cli(tmp_path) -> Non
     unit = (units / "edgepilot-agent.service").read_text()
     assert "ExecStart=/opt/edgepilot/venv/bin/edgepilot agent" in unit and "Restart=always" in unit
     # a bad UE id is refused before anything is written
-    r = subprocess.run(["bash", str(REPO / "hardware/jetson/install.sh"), "--ue-id", "a/b", "--edge-id", "1",
+    r = subprocess.run(["bash", str(REPO / "edgepilot/hardware/jetson/install.sh"), "--ue-id", "a/b", "--edge-id", "1",
                         "--broker", "x:1", "--trusted-key", str(key)], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "bad --ue-id" in r.stderr

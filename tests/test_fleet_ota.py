@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.bundle import MANIFEST_NAME, SIGNATURE_NAME, read_members, verify_bundle
-from edge_agent.fleet import topics
-from edge_agent.fleet.ota import PolicyUpdater, UpdateRejected
-from edge_agent.fleet.payloads import parse_status, parse_telemetry
+from edgepilot.edge_agent.bundle import MANIFEST_NAME, SIGNATURE_NAME, read_members, verify_bundle
+from edgepilot.edge_agent.fleet import topics
+from edgepilot.edge_agent.fleet.ota import PolicyUpdater, UpdateRejected
+from edgepilot.edge_agent.fleet.payloads import parse_status, parse_telemetry
 from edgepilot.v1 import fleet_pb2 as pb
 from tests.fleet_fixtures import Fleet, Listener, make_agent, make_task, mosquitto, publish_edge_info  # noqa: F401
 
@@ -25,9 +25,9 @@ from tests.fleet_fixtures import Fleet, Listener, make_agent, make_task, mosquit
 def bundles(tmp_path_factory):
     """Two signed DTAC bundles (v1, v2), an unsigned one, a tampered one, one signed by
     an untrusted key, and a signed one whose model does not load."""
-    from export.bundle import build_bundle, generate_keypair, load_private_key
-    from export.pipeline import export_checkpoint
-    from export.testing import reference_checkpoint
+    from edgepilot.export.bundle import build_bundle, generate_keypair, load_private_key
+    from edgepilot.export.pipeline import export_checkpoint
+    from tests.helpers.export_fixtures import reference_checkpoint
 
     d = tmp_path_factory.mktemp("ota")
     ckpt = reference_checkpoint(d, "dtac", fit=False)

@@ -9,10 +9,10 @@ import threading
 import numpy as np
 import pytest
 
-from edge_agent.fleet import payloads, topics
-from edge_agent.fleet.outbox import Outbox
-from edge_agent.fleet.payloads import PayloadError
-from edge_agent.fleet.policy import LocalThresholdPolicy, check_decisions
+from edgepilot.edge_agent.fleet import payloads, topics
+from edgepilot.edge_agent.fleet.outbox import Outbox
+from edgepilot.edge_agent.fleet.payloads import PayloadError
+from edgepilot.edge_agent.fleet.policy import LocalThresholdPolicy, check_decisions
 from edgepilot.v1 import fleet_pb2 as pb
 from tests.fleet_fixtures import make_task
 
@@ -137,11 +137,11 @@ def test_edge_agent_fleet_imports_without_torch_cloud_trainer_or_export() -> Non
         "import sys, importlib.abc\n"
         "class Block(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
-        "        if name.split('.')[0] in ('torch', 'cloud_trainer', 'export', 'amqtt'):\n"
+        "        if name.split('.')[0] in ('torch', 'amqtt') or name.startswith(('edgepilot.cloud_trainer', 'edgepilot.export')):\n"
         "            raise ImportError('blocked ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import edge_agent.fleet.agent, edge_agent.fleet.ota, edge_agent.fleet.host, edge_agent.fleet.execution\n"
-        "import edge_agent.broker, hardware.emulation, edgepilot.commands.fleet\n"
+        "import edgepilot.edge_agent.fleet.agent, edgepilot.edge_agent.fleet.ota, edgepilot.emulation.host, edgepilot.edge_agent.fleet.execution\n"
+        "import edgepilot.emulation.broker, edgepilot.emulation.hardware, edgepilot.cli.commands.fleet\n"
         "print('ok')\n"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -6,7 +6,7 @@ import pytest
 
 import yaml
 
-from hardware.profiles import PROFILE_DIR, HardwareProfile, ProfileError, detect_local_profile, list_profiles, load_profile
+from edgepilot.hardware.profiles import PROFILE_DIR, HardwareProfile, ProfileError, detect_local_profile, list_profiles, load_profile
 
 
 def test_shipped_profiles_load():
@@ -75,7 +75,7 @@ def test_contrib_ops_only_without_tensorrt(tmp_path):
 
 
 def test_every_profile_gives_the_emulated_compute_speed(tmp_path):
-    from hardware.emulation import device_cpu_hz
+    from edgepilot.emulation.hardware import device_cpu_hz
 
     for name in list_profiles():
         hz = load_profile(name).cpu_hz

@@ -1,10 +1,14 @@
-"""The committed protobuf / gRPC stubs are exactly what `python -m edgepilot.protos` generates."""
+"""The committed protobuf / gRPC stubs are exactly what `make protos` generates."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from edgepilot import protos
+import importlib.util
+
+_spec = importlib.util.spec_from_file_location("protos", Path(__file__).resolve().parents[1] / "scripts" / "protos.py")
+protos = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(protos)
 
 
 def test_committed_stubs_match_regeneration(tmp_path: Path) -> None:
@@ -13,10 +17,10 @@ def test_committed_stubs_match_regeneration(tmp_path: Path) -> None:
     committed = protos.committed_stubs()
     missing = sorted(set(generated) - set(committed))
     stale = sorted(set(committed) - set(generated))
-    assert not missing, f"stubs not committed (run `python -m edgepilot.protos`): {missing}"
-    assert not stale, f"stubs without a .proto (run `python -m edgepilot.protos`): {stale}"
+    assert not missing, f"stubs not committed (run `make protos`): {missing}"
+    assert not stale, f"stubs without a .proto (run `make protos`): {stale}"
     changed = [str(rel) for rel in generated if (tmp_path / rel).read_bytes() != (protos.REPO_ROOT / rel).read_bytes()]
-    assert not changed, f"committed stubs differ from regeneration (run `python -m edgepilot.protos`): {changed}"
+    assert not changed, f"committed stubs differ from regeneration (run `make protos`): {changed}"
 
 
 def test_generated_imports_use_package_path() -> None:

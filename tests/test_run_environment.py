@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_trainer.environment import cpu_model, describe, run_environment, vector_isa
+from edgepilot.cloud_trainer.environment import cpu_model, describe, run_environment, vector_isa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 from _common import write_json  # noqa: E402

@@ -1,17 +1,17 @@
-"""edge_agent.runtime.PolicyRuntime on real bundles exported from a fitted actor."""
+"""edgepilot.edge_agent.runtime.PolicyRuntime on real bundles exported from a fitted actor."""
 
 import numpy as np
 import pytest
 import torch
 
-from cloud_trainer.checkpoint import load_actor
-from cloud_trainer.scenario import load_scenario
-from edge_agent.actions import decode_actions
-from edge_agent.bundle import BundleError, inspect_bundle, install_bundle
-from edge_agent.runtime import PolicyRuntime, StateError, choose_artifact
-from export.parity import parity_states
-from export.testing import keypair, reference_bundle, reference_checkpoint
-from hardware.profiles import load_profile
+from edgepilot.cloud_trainer.checkpoint import load_actor
+from edgepilot.cloud_trainer.scenario import load_scenario
+from edgepilot.edge_agent.actions import decode_actions
+from edgepilot.edge_agent.bundle import BundleError, inspect_bundle, install_bundle
+from edgepilot.edge_agent.runtime import PolicyRuntime, StateError, choose_artifact
+from edgepilot.export.parity import parity_states
+from tests.helpers.export_fixtures import keypair, reference_bundle, reference_checkpoint
+from edgepilot.hardware.profiles import load_profile
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +142,7 @@ def _decode_reference(values, num_channels):
     [0.1, 0.1, 0.8, 0.0, 0.0, 0.0, 1.0, 1e-4, 2e-3],         # below MIN_RATIO
 ])
 def test_fast_decode_equals_decode_actions(values):
-    from edge_agent.actions import decode_action_values
+    from edgepilot.edge_agent.actions import decode_action_values
 
     values = np.asarray(values, np.float32).tolist()  # what the runtime reads: float32 -> float
     got = decode_action_values(values, 4)
@@ -152,7 +152,7 @@ def test_fast_decode_equals_decode_actions(values):
 
 
 def test_fast_decode_random_outputs_equal_decode_actions():
-    from edge_agent.actions import decode_action_values
+    from edgepilot.edge_agent.actions import decode_action_values
 
     rng = np.random.default_rng(7)
     for _ in range(500):
@@ -164,7 +164,7 @@ def test_fast_decode_random_outputs_equal_decode_actions():
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
 def test_fast_decode_gives_up_on_nan_and_inf(bad):
-    from edge_agent.actions import decode_action_values
+    from edgepilot.edge_agent.actions import decode_action_values
 
     for i in (0, 4, 7, 8):
         values = [0.2, 0.5, 0.3, 0.1, 0.2, 0.6, 0.1, 0.5, 0.25]
@@ -219,7 +219,7 @@ def test_batch_one_fast_path_still_refuses_bad_states(work, laptop_bundle):
 
 
 def test_batch_one_nan_output_falls_back_to_decode_actions(work, laptop_bundle, states, monkeypatch):
-    import edge_agent.runtime as runtime_module
+    import edgepilot.edge_agent.runtime as runtime_module
 
     rt = PolicyRuntime.from_bundle(laptop_bundle[0], [keypair(work)[1]], profile="laptop")
     expected = rt.decide(states[:1])

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from cloud_trainer.scenario import Scenario, ScenarioError, list_presets, load_scenario, scenario_from_dict
+from edgepilot.cloud_trainer.scenario import Scenario, ScenarioError, list_presets, load_scenario, scenario_from_dict
 from edgepilot.cli import app
 
 runner = CliRunner()

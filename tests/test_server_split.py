@@ -16,11 +16,11 @@ from google.protobuf import timestamp_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from edge_agent.server.app import EdgeServer, ServerConfig
-from edge_agent.server.split_service import BatchingConfig, SplitInferenceService, build_split_server
-from edge_agent.server.tls import TLSConfig, channel_credentials, write_dev_pki
-from edge_agent.split.bundle import SplitBundle
-from edge_agent.split.client import SplitClient, as_model_input
+from edgepilot.edge_agent.server.app import EdgeServer, ServerConfig
+from edgepilot.edge_agent.server.split_service import BatchingConfig, SplitInferenceService, build_split_server
+from edgepilot.edge_agent.server.tls import TLSConfig, channel_credentials, write_dev_pki
+from edgepilot.edge_agent.split.bundle import SplitBundle
+from edgepilot.edge_agent.split.client import SplitClient, as_model_input
 from edgepilot.v1 import split_inference_pb2 as pb, split_inference_pb2_grpc as pb_grpc
 
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.split.codec import ChannelTable, CodecError, FactorizedCodec, ImageCodec, quantize_frequencies
+from edgepilot.edge_agent.split.codec import ChannelTable, CodecError, FactorizedCodec, ImageCodec, quantize_frequencies
 
 
 def integer_tables() -> FactorizedCodec:
@@ -57,7 +57,7 @@ def test_decode_in_another_process(tmp_path: Path) -> None:
     tables.write_text(json.dumps(codec.to_json()))
     script = (
         "import sys, numpy as np\n"
-        "from edge_agent.split.codec import FactorizedCodec\n"
+        "from edgepilot.edge_agent.split.codec import FactorizedCodec\n"
         "c = FactorizedCodec.load(sys.argv[1])\n"
         "rng = np.random.default_rng(7)\n"
         "for i in range(20):\n"
@@ -141,9 +141,9 @@ def test_device_side_imports_without_torch() -> None:
     code = (
         "import sys\n"
         "sys.modules['torch'] = None\n"  # any 'import torch' now raises ImportError
-        "import edge_agent.split, edge_agent.split.client, edge_agent.split.link\n"
-        "import edge_agent.server, edge_agent.server.split_service\n"
-        "assert 'cloud_trainer' not in sys.modules and 'export' not in sys.modules\n"
+        "import edgepilot.edge_agent.split, edgepilot.edge_agent.split.client, edgepilot.edge_agent.split.link\n"
+        "import edgepilot.edge_agent.server, edgepilot.edge_agent.server.split_service\n"
+        "assert 'edgepilot.cloud_trainer' not in sys.modules and 'edgepilot.export' not in sys.modules\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

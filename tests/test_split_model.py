@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from cloud_trainer.split.data import load_official, split_indices, to_float, train_validation
-from cloud_trainer.split.model import CodecConfig, CoInferenceModel, SplitCNN
-from cloud_trainer.split.train import TrainConfig, choose_operating_point, train_base, train_codec
-from edge_agent.split.bundle import BundleError, SplitBundle
-from export.split_model import export_bundle
+from edgepilot.cloud_trainer.split.data import load_official, split_indices, to_float, train_validation
+from edgepilot.cloud_trainer.split.model import CodecConfig, CoInferenceModel, SplitCNN
+from edgepilot.cloud_trainer.split.train import TrainConfig, choose_operating_point, train_base, train_codec
+from edgepilot.edge_agent.split.bundle import BundleError, SplitBundle
+from edgepilot.export.split_model import export_bundle
 
 TINY = TrainConfig(epochs=1, codec_epochs=1, batch_size=64, threads=1)
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cloud_trainer.split.data import train_validation
-from edge_agent.split.bundle import DEFAULT_BUNDLE, SplitBundle
-from edge_agent.split.client import as_model_input
-from edge_agent.split.codec import ImageCodec
+from edgepilot.cloud_trainer.split.data import train_validation
+from edgepilot.edge_agent.split.bundle import DEFAULT_BUNDLE, SplitBundle
+from edgepilot.edge_agent.split.client import as_model_input
+from edgepilot.edge_agent.split.codec import ImageCodec
 
 
 @pytest.fixture(scope="module")

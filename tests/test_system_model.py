@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.system_model import (
+from edgepilot.edge_agent.system_model import (
     CLOUD,
     EDGE,
     LOCAL,
@@ -20,7 +20,7 @@ from edge_agent.system_model import (
     local_state,
     vector_reward,
 )
-from edge_agent.system_model_reference import evaluate_round_loop
+from edgepilot.edge_agent.system_model_reference import evaluate_round_loop
 
 # A hand-sized network: 2 edge servers, 3 UEs, 2 channels. Powers and gains are chosen
 # so the SINRs are small round numbers.
@@ -284,7 +284,7 @@ def test_shape_mismatch_is_rejected():
 def test_retain_freed_heap_reaches_glibc():
     import platform
 
-    from edge_agent.system_model import retain_freed_heap
+    from edgepilot.edge_agent.system_model import retain_freed_heap
 
     expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert retain_freed_heap() is expected

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from cloud_trainer.checkpoint import load_actor, load_checkpoint
-from cloud_trainer.baselines import lower_bound_times
-from cloud_trainer.models import DTACActor, ModelConfig, TACActor, TACCritic, cell_slot
-from cloud_trainer.scenario import scenario_from_dict
-from cloud_trainer.tac import QUICK_OVERRIDES, RewardTransform, TACConfig, actor_objective, add_discrete_exploration, train_tac
+from edgepilot.cloud_trainer.checkpoint import load_actor, load_checkpoint
+from edgepilot.cloud_trainer.baselines import lower_bound_times
+from edgepilot.cloud_trainer.models import DTACActor, ModelConfig, TACActor, TACCritic, cell_slot
+from edgepilot.cloud_trainer.scenario import scenario_from_dict
+from edgepilot.cloud_trainer.tac import QUICK_OVERRIDES, RewardTransform, TACConfig, actor_objective, add_discrete_exploration, train_tac
 from tests.tb_events import tensorboard_scalars
 
 TINY = {"name": "tiny", "topology": {"num_edge_servers": 2, "edge_radius_m": 100, "cloud_radius_m": 300, "ues_per_edge_min": 1, "ues_per_edge_max": 2},
@@ -84,8 +84,8 @@ def test_training_is_seeded(tmp_path):
 
 
 def test_validation_keeps_the_best_actor_and_critic_and_resume_carries_it(tmp_path):
-    from cloud_trainer.evaluate import evaluate_policy, load_policy
-    from cloud_trainer.tac import VALIDATION_SEED_OFFSET
+    from edgepilot.cloud_trainer.evaluate import evaluate_policy, load_policy
+    from edgepilot.cloud_trainer.tac import VALIDATION_SEED_OFFSET
 
     scen = scenario_from_dict(TINY)
     plain = load_checkpoint(train_tac(scen, tiny_cfg(episodes=1), tmp_path / "plain").checkpoint)
@@ -129,7 +129,7 @@ def test_delayed_actor_updates_step_the_actor_every_kth_critic_step(tmp_path):
 
 
 def test_discrete_search_picks_each_ues_best_option_under_the_critic():
-    from cloud_trainer.tac import discrete_search_loss, discrete_search_targets
+    from edgepilot.cloud_trainer.tac import discrete_search_loss, discrete_search_targets
 
     cost = torch.tensor([[[3.0, 1.0, 2.0], [0.5, 2.0, 1.0], [2.0, 2.5, 0.1]]])  # (1, N=3, 3): UE n's energy per offload option
     channel_cost = torch.tensor([[[1.0, 0.0, 2.0, 3.0], [4.0, 3.0, 2.0, 1.0], [0.0, 1.0, 1.0, 1.0]]])
@@ -156,8 +156,8 @@ _ROUND_ENVS, _ROUND_SEED = 6, 5  # the played round of the two helpers below
 def _played_round():
     """A tiny scenario (1-2 UEs per edge server: padded rounds), its first round of
     _ROUND_ENVS envs and an untrained actor's actions there."""
-    from cloud_trainer.envs.simulator import BatchSimulator
-    from cloud_trainer.tac import observation_tensors
+    from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
+    from edgepilot.cloud_trainer.tac import observation_tensors
 
     scen = scenario_from_dict(TINY)
     obs = BatchSimulator(scen, batch_size=_ROUND_ENVS, seed=_ROUND_SEED).reset()
@@ -172,7 +172,7 @@ def _assert_scored_like_the_simulator(scen, played, changed, env, reward, rows_t
     reward the simulator gives there."""
     import numpy as np
 
-    from cloud_trainer.envs.simulator import BatchSimulator
+    from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
 
     for j in rows_to_check:
         twin = BatchSimulator(scen, batch_size=_ROUND_ENVS, seed=_ROUND_SEED)
@@ -183,7 +183,7 @@ def _assert_scored_like_the_simulator(scen, played, changed, env, reward, rows_t
 
 
 def test_counterfactual_deviations_change_one_real_ue_and_score_like_the_simulator():
-    from cloud_trainer.tac import counterfactual_deviations, decision_from_actions
+    from edgepilot.cloud_trainer.tac import counterfactual_deviations, decision_from_actions
 
     scen, obs, m, acts = _played_round()
     env, dev, reward = counterfactual_deviations(scen.network_params, obs.tasks, acts, torch.Generator().manual_seed(1))
@@ -202,8 +202,8 @@ def test_counterfactual_deviations_change_one_real_ue_and_score_like_the_simulat
 
 
 def test_ratio_deviations_redraw_a_and_b_of_real_ues_only_and_score_like_the_simulator():
-    from cloud_trainer.tac import decision_from_actions, ratio_deviations
-    from edge_agent.actions import MIN_RATIO
+    from edgepilot.cloud_trainer.tac import decision_from_actions, ratio_deviations
+    from edgepilot.edge_agent.actions import MIN_RATIO
 
     scen, obs, m, acts = _played_round()
     env, dev, reward = ratio_deviations(scen.network_params, obs.tasks, acts, 3, torch.Generator().manual_seed(1))
@@ -220,7 +220,7 @@ def test_ratio_deviations_redraw_a_and_b_of_real_ues_only_and_score_like_the_sim
 
 
 def test_conditional_ratio_loss_trains_b_of_ues_the_actor_offloads():
-    from cloud_trainer.tac import actor_loss, conditional_ratio_loss
+    from edgepilot.cloud_trainer.tac import actor_loss, conditional_ratio_loss
 
     class Critic(torch.nn.Module):  # a UE's energy depends on b only as far as it computes locally
         def forward(self, s, e, p_x, p_l, a, b, m):
@@ -249,7 +249,7 @@ def _subset_deviations(deviations, seed: int):
     """40 copies of each of the 6 envs of :func:`_played_round` from ``deviations`` (a
     tac.*_deviations function): the scenario, the played and changed decisions, the env
     index, the reward and the real-UE mask of each copy."""
-    from cloud_trainer.tac import decision_from_actions
+    from edgepilot.cloud_trainer.tac import decision_from_actions
 
     scen, obs, m, acts = _played_round()
     env, dev, reward = deviations(scen.network_params, obs.tasks, acts, 40, torch.Generator().manual_seed(seed))
@@ -258,9 +258,9 @@ def _subset_deviations(deviations, seed: int):
 
 
 def test_local_deviations_switch_real_ues_to_local_at_a_drawn_b_and_score_like_the_simulator():
-    from cloud_trainer.tac import local_deviations
-    from edge_agent.actions import MIN_RATIO
-    from edge_agent.system_model import LOCAL
+    from edgepilot.cloud_trainer.tac import local_deviations
+    from edgepilot.edge_agent.actions import MIN_RATIO
+    from edgepilot.edge_agent.system_model import LOCAL
 
     scen, _, _, played, changed, env, reward, real = _subset_deviations(local_deviations, 1)
     switched = (changed.cpu_freq_ratio != played.cpu_freq_ratio[env]) & real
@@ -280,7 +280,7 @@ def test_local_deviations_switch_real_ues_to_local_at_a_drawn_b_and_score_like_t
 def test_offload_deviations_give_a_random_subset_of_real_ues_another_offload_choice():
     import numpy as np
 
-    from cloud_trainer.tac import offload_deviations
+    from edgepilot.cloud_trainer.tac import offload_deviations
 
     scen, acts, dev, played, changed, env, reward, real = _subset_deviations(offload_deviations, 2)
     switched = changed.offload != played.offload[env]
@@ -298,7 +298,7 @@ def test_offload_deviations_give_a_random_subset_of_real_ues_another_offload_cho
 
 
 def test_local_ratio_loss_trains_b_as_if_ues_computed_locally():
-    from cloud_trainer.tac import actor_loss, local_ratio_loss
+    from edgepilot.cloud_trainer.tac import actor_loss, local_ratio_loss
 
     class Critic(torch.nn.Module):  # b matters only to a local UE, a only to an offloading one
         def forward(self, s, e, p_x, p_l, a, b, m):
@@ -460,7 +460,7 @@ def test_train_tac_with_slot_embedding_and_discrete_epsilon(tmp_path):
 
 
 def test_a_frozen_channel_slot_bias_stays_at_its_initial_separation(tmp_path):
-    from cloud_trainer.models import CHANNEL_SLOT_INIT
+    from edgepilot.cloud_trainer.models import CHANNEL_SLOT_INIT
 
     scen = scenario_from_dict(TINY)
     init = CHANNEL_SLOT_INIT * torch.eye(scen.radio.num_channels)[:2]  # slot j prefers channel j
@@ -503,7 +503,7 @@ def _joint_value(critic, s, e, m, x, l, a, b, cfg):
 def test_critic_refinement_over_every_ue_finds_the_critics_best_joint_choice():
     import itertools
 
-    from cloud_trainer.tac import refine_with_critic
+    from edgepilot.cloud_trainer.tac import refine_with_critic
 
     torch.manual_seed(3)
     critic, cfg = TACCritic(ModelConfig(num_channels=2, d_model=16, ffn_dim=32)).eval(), TACConfig()
@@ -511,7 +511,7 @@ def test_critic_refinement_over_every_ue_finds_the_critics_best_joint_choice():
     acts = (torch.softmax(torch.randn(1, 2, 3), -1), torch.softmax(torch.randn(1, 2, 2), -1), torch.rand(1, 2), torch.rand(1, 2))
     x, l, a, b = refine_with_critic(critic, s, e, m, acts, cfg, sweeps=1, group=2)
     assert torch.equal(a, acts[2]) and torch.equal(b, acts[3])  # only the discrete choices move
-    from cloud_trainer.evaluate import load_policy
+    from edgepilot.cloud_trainer.evaluate import load_policy
 
     with pytest.raises(ValueError, match="only TAC has a centralized critic"):
         load_policy("dtac", "any.pt", refine_sweeps=2)
@@ -523,7 +523,7 @@ def test_critic_refinement_over_every_ue_finds_the_critics_best_joint_choice():
 
 
 def test_one_ue_refinement_reaches_a_point_no_single_ue_change_improves_and_skips_padding():
-    from cloud_trainer.tac import refine_with_critic
+    from edgepilot.cloud_trainer.tac import refine_with_critic
 
     torch.manual_seed(4)
     critic, cfg = TACCritic(ModelConfig(num_channels=2, d_model=16, ffn_dim=32)).eval(), TACConfig()
@@ -559,8 +559,8 @@ def test_soft_time_max_gives_every_ues_time_a_gradient_and_approaches_the_hard_m
 
 
 def test_restarts_keep_the_run_that_scores_best_on_one_validation_seed(tmp_path):
-    from cloud_trainer.evaluate import evaluate_policy, load_policy
-    from cloud_trainer.tac import RESTART_SEED_STRIDE, VALIDATION_SEED_OFFSET
+    from edgepilot.cloud_trainer.evaluate import evaluate_policy, load_policy
+    from edgepilot.cloud_trainer.tac import RESTART_SEED_STRIDE, VALIDATION_SEED_OFFSET
 
     scen = scenario_from_dict(TINY)
     with pytest.raises(ValueError, match="validation_rounds"):

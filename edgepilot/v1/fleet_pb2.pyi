@@ -3,8 +3,7 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -51,7 +50,7 @@ class Task(_message.Message):
     radio: RadioMeasurement
     issued_unix_seconds: float
     frame_start_unix_seconds: float
-    def __init__(self, ue_id: _Optional[str] = ..., round: _Optional[int] = ..., task_type: _Optional[int] = ..., input_bits: _Optional[float] = ..., output_bits: _Optional[float] = ..., cycles_per_bit: _Optional[float] = ..., cached: _Optional[bool] = ..., deadline_seconds: _Optional[float] = ..., radio: _Optional[_Union[RadioMeasurement, _Mapping]] = ..., issued_unix_seconds: _Optional[float] = ..., frame_start_unix_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, ue_id: _Optional[str] = ..., round: _Optional[int] = ..., task_type: _Optional[int] = ..., input_bits: _Optional[float] = ..., output_bits: _Optional[float] = ..., cycles_per_bit: _Optional[float] = ..., cached: bool = ..., deadline_seconds: _Optional[float] = ..., radio: _Optional[_Union[RadioMeasurement, _Mapping]] = ..., issued_unix_seconds: _Optional[float] = ..., frame_start_unix_seconds: _Optional[float] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("ue_id", "round", "offload", "channel", "transmit_power_ratio", "cpu_freq_ratio", "policy_version", "decision_wall_seconds", "decided_unix_seconds")
@@ -237,7 +236,7 @@ class ExecuteRequest(_message.Message):
     edge_cloud_gain: float
     frame_start_unix_seconds: float
     forwarded_ue_edge_seconds: float
-    def __init__(self, ue_id: _Optional[str] = ..., round: _Optional[int] = ..., target: _Optional[_Union[OffloadTarget, str]] = ..., input_bits: _Optional[float] = ..., output_bits: _Optional[float] = ..., cycles_per_bit: _Optional[float] = ..., cached: _Optional[bool] = ..., channel: _Optional[int] = ..., transmit_power_ratio: _Optional[float] = ..., channel_gain: _Optional[float] = ..., edge_id: _Optional[int] = ..., payload: _Optional[bytes] = ..., edge_cloud_gain: _Optional[float] = ..., frame_start_unix_seconds: _Optional[float] = ..., forwarded_ue_edge_seconds: _Optional[float] = ...) -> None: ...
+    def __init__(self, ue_id: _Optional[str] = ..., round: _Optional[int] = ..., target: _Optional[_Union[OffloadTarget, str]] = ..., input_bits: _Optional[float] = ..., output_bits: _Optional[float] = ..., cycles_per_bit: _Optional[float] = ..., cached: bool = ..., channel: _Optional[int] = ..., transmit_power_ratio: _Optional[float] = ..., channel_gain: _Optional[float] = ..., edge_id: _Optional[int] = ..., payload: _Optional[bytes] = ..., edge_cloud_gain: _Optional[float] = ..., frame_start_unix_seconds: _Optional[float] = ..., forwarded_ue_edge_seconds: _Optional[float] = ...) -> None: ...
 
 class ExecuteResponse(_message.Message):
     __slots__ = ("ue_id", "round", "executed_at", "uplink_rate_bps", "compute_seconds", "communication_seconds", "queue_seconds", "execution_seconds", "result", "error", "timings")

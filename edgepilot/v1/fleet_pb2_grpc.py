@@ -5,7 +5,7 @@ import warnings
 
 from edgepilot.v1 import fleet_pb2 as edgepilot_dot_v1_dot_fleet__pb2
 
-GRPC_GENERATED_VERSION = '1.81.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in edgepilot/v1/fleet_pb2_grpc.py depends on'
+        + f' but the generated code in edgepilot/v1/fleet_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class TaskExecutionStub:
+class TaskExecutionStub(object):
     """--- task execution over gRPC (served by the edge server and the cloud tier) ---
 
     """
@@ -43,7 +43,7 @@ class TaskExecutionStub:
                 _registered_method=True)
 
 
-class TaskExecutionServicer:
+class TaskExecutionServicer(object):
     """--- task execution over gRPC (served by the edge server and the cloud tier) ---
 
     """
@@ -71,7 +71,7 @@ def add_TaskExecutionServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class TaskExecution:
+class TaskExecution(object):
     """--- task execution over gRPC (served by the edge server and the cloud tier) ---
 
     """

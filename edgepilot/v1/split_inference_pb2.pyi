@@ -1,12 +1,9 @@
-import datetime
-
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from edgepilot.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Mapping, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -26,7 +23,7 @@ class InferRequest(_message.Message):
     codec: _common_pb2.CodecRef
     bitstream: bytes
     deadline: _timestamp_pb2.Timestamp
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., split_point: _Optional[int] = ..., latent_shape: _Optional[_Union[_common_pb2.TensorShape, _Mapping]] = ..., codec: _Optional[_Union[_common_pb2.CodecRef, _Mapping]] = ..., bitstream: _Optional[bytes] = ..., deadline: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., split_point: _Optional[int] = ..., latent_shape: _Optional[_Union[_common_pb2.TensorShape, _Mapping]] = ..., codec: _Optional[_Union[_common_pb2.CodecRef, _Mapping]] = ..., bitstream: _Optional[bytes] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class InferResponse(_message.Message):
     __slots__ = ("request_id", "logits", "predicted_class", "timings", "error")

@@ -5,7 +5,7 @@ import warnings
 
 from edgepilot.v1 import split_inference_pb2 as edgepilot_dot_v1_dot_split__inference__pb2
 
-GRPC_GENERATED_VERSION = '1.81.1'
+GRPC_GENERATED_VERSION = '1.70.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in edgepilot/v1/split_inference_pb2_grpc.py depends on'
+        + f' but the generated code in edgepilot/v1/split_inference_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class SplitInferenceStub:
+class SplitInferenceStub(object):
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -51,7 +51,7 @@ class SplitInferenceStub:
                 _registered_method=True)
 
 
-class SplitInferenceServicer:
+class SplitInferenceServicer(object):
     """Missing associated documentation comment in .proto file."""
 
     def Infer(self, request, context):
@@ -102,7 +102,7 @@ def add_SplitInferenceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class SplitInference:
+class SplitInference(object):
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod

@@ -1,0 +1,154 @@
+"""Parse and range-check fleet payloads.
+
+Every ``parse_*`` function takes the raw MQTT payload and returns the protobuf message,
+or raises :class:`PayloadError` naming the field and the bound. The agent logs and drops
+what raises and keeps running.
+"""
+
+from __future__ import annotations
+
+import math
+
+from google.protobuf.message import DecodeError
+
+from edgepilot.edge_agent.fleet.topics import UE_ID_PATTERN
+from edgepilot.v1 import fleet_pb2 as pb
+
+#: Bounds of what a task may carry. Table I: S_i in [5, 20] Mbit, S_o in [2, 40] Mbit,
+#: C in [600, 1200] cycles/bit; these bounds are wide around that and reject garbage.
+MAX_TASK_BITS = 1e10
+MAX_CYCLES_PER_BIT = 1e6
+MAX_DEADLINE_SECONDS = 1e6
+MAX_CHANNELS = 256
+MAX_EDGE_ID = 4096
+MAX_PAYLOAD_BYTES = 1 << 20  # MQTT control payloads are small; tasks travel over gRPC
+
+
+class PayloadError(ValueError):
+    """A payload that does not parse or carries out-of-range values."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _parse(cls, raw: bytes):
+    if not isinstance(raw, (bytes, bytearray)):
+        raise PayloadError(f"{cls.__name__}: payload must be bytes")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"{cls.__name__}: payload of {len(raw)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    msg = cls()
+    try:
+        msg.ParseFromString(bytes(raw))
+    except (DecodeError, ValueError, RuntimeError) as err:
+        raise PayloadError(f"{cls.__name__}: does not parse: {err}") from None
+    return msg
+
+
+def _finite(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> None:
+    ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
+    if not ok:
+        bound = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
+        raise PayloadError(f"{name} = {value!r} is outside {bound}", name)
+
+
+def _ue_id(name: str, value: str, expected: str | None) -> None:
+    if not UE_ID_PATTERN.match(value or ""):
+        raise PayloadError(f"{name} = {value!r} is not a valid UE id", name)
+    if expected is not None and value != expected:
+        raise PayloadError(f"{name} = {value!r} is not this UE ({expected!r})", name)
+
+
+def check_radio(radio: pb.RadioMeasurement, prefix: str = "radio") -> None:
+    if radio.edge_id > MAX_EDGE_ID:
+        raise PayloadError(f"{prefix}.edge_id = {radio.edge_id} exceeds {MAX_EDGE_ID}", f"{prefix}.edge_id")
+    _finite(f"{prefix}.channel_gain", radio.channel_gain, 0.0, 1.0, lo_open=True)
+    _finite(f"{prefix}.edge_cloud_gain", radio.edge_cloud_gain, 0.0, 1.0, lo_open=True)
+
+
+def check_task(task: pb.Task, ue_id: str | None = None) -> pb.Task:
+    _ue_id("ue_id", task.ue_id, ue_id)
+    _finite("input_bits", task.input_bits, 0.0, MAX_TASK_BITS, lo_open=True)
+    _finite("output_bits", task.output_bits, 0.0, MAX_TASK_BITS)
+    _finite("cycles_per_bit", task.cycles_per_bit, 0.0, MAX_CYCLES_PER_BIT, lo_open=True)
+    _finite("deadline_seconds", task.deadline_seconds, 0.0, MAX_DEADLINE_SECONDS)
+    _finite("issued_unix_seconds", task.issued_unix_seconds, 0.0, 1e11)
+    if not task.HasField("radio"):
+        raise PayloadError("radio is missing", "radio")
+    check_radio(task.radio)
+    return task
+
+
+def parse_task(raw: bytes, ue_id: str | None = None) -> pb.Task:
+    return check_task(_parse(pb.Task, raw), ue_id)
+
+
+def check_decision(d: pb.Decision, ue_id: str | None = None, num_channels: int | None = None) -> pb.Decision:
+    _ue_id("ue_id", d.ue_id, ue_id)
+    if d.offload not in pb.OffloadTarget.values():
+        raise PayloadError(f"offload = {d.offload} is not one of {sorted(pb.OffloadTarget.values())}", "offload")
+    limit = MAX_CHANNELS if num_channels is None else num_channels
+    if d.channel >= limit:
+        raise PayloadError(f"channel = {d.channel} is outside [0, {limit - 1}]", "channel")
+    _finite("transmit_power_ratio", d.transmit_power_ratio, 0.0, 1.0, lo_open=True)
+    _finite("cpu_freq_ratio", d.cpu_freq_ratio, 0.0, 1.0, lo_open=True)
+    return d
+
+
+def parse_decision(raw: bytes, ue_id: str | None = None, num_channels: int | None = None) -> pb.Decision:
+    return check_decision(_parse(pb.Decision, raw), ue_id, num_channels)
+
+
+def check_edge_info(info: pb.EdgeServerInfo) -> pb.EdgeServerInfo:
+    if info.edge_id > MAX_EDGE_ID:
+        raise PayloadError(f"edge_id = {info.edge_id} exceeds {MAX_EDGE_ID}", "edge_id")
+    if not 1 <= info.num_channels <= MAX_CHANNELS:
+        raise PayloadError(f"num_channels = {info.num_channels} is outside [1, {MAX_CHANNELS}]", "num_channels")
+    for name in ("edge_cpu_hz", "cloud_cpu_hz", "channel_bandwidth_hz"):
+        _finite(name, getattr(info, name), 0.0, 1e15, lo_open=True)
+    for name in ("noise_power_w", "edge_power_w", "cloud_power_w"):
+        _finite(name, getattr(info, name), 0.0, 1e6, lo_open=True)
+    _finite("time_scale", info.time_scale, 0.0, 10.0, lo_open=True)
+    _finite("w_time", info.w_time, 0.0, 1e6)
+    _finite("w_energy", info.w_energy, 0.0, 1e6)
+    host, _, port = info.grpc_address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise PayloadError(f"grpc_address = {info.grpc_address!r} is not host:port", "grpc_address")
+    return info
+
+
+def parse_edge_info(raw: bytes) -> pb.EdgeServerInfo:
+    return check_edge_info(_parse(pb.EdgeServerInfo, raw))
+
+
+def parse_policy_announcement(raw: bytes) -> pb.PolicyAnnouncement:
+    ann = _parse(pb.PolicyAnnouncement, raw)
+    if not ann.version or len(ann.version) > 128:
+        raise PayloadError(f"version = {ann.version!r} must be 1-128 characters", "version")
+    if not ann.bundle_uri:
+        raise PayloadError("bundle_uri is empty", "bundle_uri")
+    if ann.manifest_sha256 and (len(ann.manifest_sha256) != 64 or any(c not in "0123456789abcdef" for c in ann.manifest_sha256)):
+        raise PayloadError("manifest_sha256 must be 64 lowercase hex digits", "manifest_sha256")
+    return ann
+
+
+def parse_status(raw: bytes) -> pb.AgentStatus:
+    st = _parse(pb.AgentStatus, raw)
+    _ue_id("ue_id", st.ue_id, None)
+    return st
+
+
+def parse_telemetry(raw: bytes) -> pb.Telemetry:
+    t = _parse(pb.Telemetry, raw)
+    _ue_id("ue_id", t.ue_id, None)
+    return t
+
+
+def parse_state_report(raw: bytes) -> pb.LocalStateReport:
+    r = _parse(pb.LocalStateReport, raw)
+    _ue_id("ue_id", r.ue_id, None)
+    if len(r.local_state) != 6:
+        raise PayloadError(f"local_state has {len(r.local_state)} values, expected 6", "local_state")
+    for i, v in enumerate(r.local_state):
+        _finite(f"local_state[{i}]", v, 0.0, 1e12)
+    return r
