@@ -11,7 +11,8 @@ from onnx import TensorProto, helper, numpy_helper
 from edgepilot.cloud_trainer.checkpoint import load_actor
 from edgepilot.cloud_trainer.envs.simulator import sample_local_states
 from edgepilot.cloud_trainer.scenario import load_scenario
-from edgepilot.export.onnx_export import ExportError, check_model, export_actor, fold_affine_chains
+from edgepilot.export.graph_rewrites import fold_affine_chains
+from edgepilot.export.onnx_export import ExportError, check_model, export_actor
 from tests.helpers.export_fixtures import reference_checkpoint
 
 
@@ -159,7 +160,7 @@ def _assert_same(before, after, atol=1e-5):
 
 
 def test_drop_nonnegative_input_clip_only_on_an_input_clamped_at_zero():
-    from edgepilot.export.onnx_export import drop_nonnegative_input_clip
+    from edgepilot.export.graph_rewrites import drop_nonnegative_input_clip
 
     rng = np.random.default_rng(2)
     nodes = [helper.make_node("Clip", ["x", "zero"], ["xc"]), helper.make_node("Log", ["xc"], ["lx"]),
@@ -176,7 +177,7 @@ def test_drop_nonnegative_input_clip_only_on_an_input_clamped_at_zero():
 
 
 def test_fold_gemm_input_affine_folds_the_standardisation_into_the_gemm():
-    from edgepilot.export.onnx_export import fold_gemm_input_affine
+    from edgepilot.export.graph_rewrites import fold_gemm_input_affine
 
     rng = np.random.default_rng(3)
     inits = {"c": rng.normal(size=6), "s": rng.uniform(0.5, 2.0, size=6), "m": rng.normal(size=(1, 6)),
@@ -198,7 +199,7 @@ def test_fold_gemm_input_affine_folds_the_standardisation_into_the_gemm():
 
 
 def test_fold_residual_gemm_then_chain_fold_leaves_one_gemm():
-    from edgepilot.export.onnx_export import fold_residual_gemm
+    from edgepilot.export.graph_rewrites import fold_residual_gemm
 
     rng = np.random.default_rng(4)
     inits = {"w1": rng.normal(size=(8, 6)), "b1": rng.normal(size=8), "w2": rng.normal(size=(8, 8)), "b2": rng.normal(size=8)}
@@ -215,7 +216,7 @@ def test_fold_residual_gemm_then_chain_fold_leaves_one_gemm():
 
 
 def test_fold_residual_gemm_turns_skip_layernorm_into_layernorm():
-    from edgepilot.export.onnx_export import fold_residual_gemm
+    from edgepilot.export.graph_rewrites import fold_residual_gemm
 
     rng = np.random.default_rng(5)
     inits = {"w1": rng.normal(size=(8, 6)), "b1": rng.normal(size=8), "w2": rng.normal(size=(8, 8)), "b2": rng.normal(size=8),
@@ -254,7 +255,7 @@ def _heads_model(opset=20):
 @pytest.mark.parametrize("opset", [17, 20])
 def test_pack_action_heads_gives_the_same_heads_from_one_gemm(opset):
     from edgepilot.edge_agent.actions import decode_action_values, decode_actions, heads_from_logits
-    from edgepilot.export.onnx_export import pack_action_heads
+    from edgepilot.export.graph_rewrites import pack_action_heads
 
     model = _heads_model(opset)
     rng = np.random.default_rng(7)

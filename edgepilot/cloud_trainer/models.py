@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from edgepilot.cloud_trainer.baselines import lower_bound_times
 from edgepilot.edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
@@ -153,15 +154,20 @@ class StateNormalizer(nn.Module):
 
 
 class LayerNorm(nn.Module):
-    """Layer norm from primitive ops (exports without LayerNormalization, opset 16)."""
+    """Layer norm from primitive ops (exports without LayerNormalization, opset 16), or,
+    with ``standard_op`` set (the exporter sets it for opset >= 17 targets), the same
+    normalisation as ``F.layer_norm``, which exports as one LayerNormalization node."""
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.bias = nn.Parameter(torch.zeros(dim))
         self.eps = eps
+        self.standard_op = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standard_op:
+            return F.layer_norm(x, self.weight.shape, self.weight, self.bias, self.eps)
         mean = x.mean(-1, keepdim=True)
         centered = x - mean
         var = (centered * centered).mean(-1, keepdim=True)

@@ -33,6 +33,7 @@ import onnx
 from onnx import TensorProto
 
 from edgepilot.edge_agent.actions import DTAC_INPUT, TAC_INPUTS
+from edgepilot.export.graph_rewrites import drop_unused_initializers, plain_gemm, set_plain_gemm, topological_sort
 
 QUANTIZED_OPS = ["Gemm", "MatMul"]
 
@@ -75,25 +76,6 @@ def _drop_cast_round_trips(model: onnx.ModelProto) -> int:
         graph.node.remove(node)
     return len(dead)
 
-
-def topological_sort(model: onnx.ModelProto) -> None:
-    """Order the nodes so each comes after the producers of its inputs (the FP16
-    converter appends its Cast nodes at the end)."""
-    graph = model.graph
-    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        progressed = False
-        for node in list(pending):
-            if all(i in ready for i in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-                pending.remove(node)
-                progressed = True
-        if not progressed:
-            raise ValueError(f"graph has a cycle or a missing input at {[n.name for n in pending][:5]}")
-    del graph.node[:]
-    graph.node.extend(ordered)
 
 
 def _cast_to(node) -> int:
@@ -197,12 +179,11 @@ def center_gemm_inputs(model: onnx.ModelProto, reader: StateCalibrationReader, m
     import onnxruntime as ort
     from onnx import helper, numpy_helper
 
-    from edgepilot.export.onnx_export import _drop_unused_initializers, _plain_gemm, _set_plain_gemm
 
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     produced = {o for n in graph.node for o in n.output}
-    gemms = [(n, gm) for n in graph.node if (gm := _plain_gemm(n, inits)) is not None and n.input[0] in produced]
+    gemms = [(n, gm) for n in graph.node if (gm := plain_gemm(n, inits)) is not None and n.input[0] in produced]
     tensors = sorted({n.input[0] for n, _ in gemms})
     if not tensors:
         return []
@@ -230,9 +211,9 @@ def center_gemm_inputs(model: onnx.ModelProto, reader: StateCalibrationReader, m
         centre, centred = f"{base}_centre", f"{base}_centred_in"
         graph.initializer.append(numpy_helper.from_array(np.array(mid, np.float32), centre))
         graph.node.insert(list(graph.node).index(node), helper.make_node("Sub", [t, centre], [centred], name=centre))
-        _set_plain_gemm(graph, inits, node, centred, m, b + mid * m.sum(0), "centred")
+        set_plain_gemm(graph, inits, node, centred, m, b + mid * m.sum(0), "centred")
         changed.append(node.name)
-    _drop_unused_initializers(graph)
+    drop_unused_initializers(graph)
     return changed
 
 
