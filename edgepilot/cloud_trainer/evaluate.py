@@ -30,10 +30,9 @@ import torch
 
 from edgepilot.cloud_trainer.baselines import HEURISTIC_POLICIES
 from edgepilot.cloud_trainer.environment import describe as describe_environment
-from edgepilot.cloud_trainer.envs.simulator import BatchSimulator, Observation
+from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
+from edgepilot.cloud_trainer.play import HEADLINE_KEYS, ActorPolicy, decision_from_actions, evaluate_policy, headline
 from edgepilot.cloud_trainer.scenario import Scenario, load_scenario
-from edgepilot.cloud_trainer.tac import decision_from_actions, observation_tensors
-from edgepilot.edge_agent.system_model import Decision
 
 METHOD_ORDER = ("tac", "dtac", "happo", "tl", "tl_transformer", "greedy", "all_edge", "local", "random")
 LABELS = {"tac": "TAC (centralized)", "dtac": "DTAC", "happo": "HAPPO", "tl": "TL", "tl_transformer": "TL-transformer",
@@ -42,41 +41,12 @@ LABELS = {"tac": "TAC (centralized)", "dtac": "DTAC", "happo": "HAPPO", "tl": "T
 
 # ---------------------------------------------------------------------------
 # policies over learned actors
-class ActorPolicy:
-    """Wraps an actor: ``kind`` "joint" (TAC, TL MLP, HAPPO: (B, N, 6) + edge ids) or
-    "local" (DTAC, TL-transformer: each UE's local state alone)."""
-
-    def __init__(self, name: str, actor: torch.nn.Module, kind: str, refine: Callable | None = None) -> None:
-        self.name, self.actor, self.kind, self.refine = name, actor.eval(), kind, refine
-
-    def actions(self, obs: Observation):
-        s, e, m = observation_tensors(obs)
-        with torch.no_grad():
-            if self.kind == "local":
-                from edgepilot.cloud_trainer.dtac import per_ue
-
-                return per_ue(self.actor, s)
-            acts = self.actor(s, e, m)
-            return self.refine(s, e, m, acts) if self.refine else acts
-
-    def act(self, obs: Observation) -> Decision:
-        return decision_from_actions(*self.actions(obs))
-
-
-def load_policy(method: str, checkpoint: str | Path, refine_sweeps: int = 0, refine_group: int = 1) -> ActorPolicy:
-    """The learned policy of ``checkpoint``. For TAC, ``refine_sweeps`` > 0 adds the
-    critic-guided search over the discrete choices (:func:`edgepilot.cloud_trainer.tac.refine_with_critic`)."""
+def load_policy(method: str, checkpoint: str | Path) -> ActorPolicy:
+    """The learned policy of ``checkpoint``."""
     if method == "tac":
-        from edgepilot.cloud_trainer.tac import TACConfig, load_tac, refine_with_critic
+        from edgepilot.cloud_trainer.tac import load_tac
 
-        actor, critic, _, ckpt = load_tac(checkpoint)
-        if refine_sweeps <= 0:
-            return ActorPolicy("tac", actor, "joint")
-        cfg = TACConfig.from_dict(ckpt["train_config"])
-        refine = lambda s, e, m, acts: refine_with_critic(critic, s, e, m, acts, cfg, refine_sweeps, refine_group)  # noqa: E731
-        return ActorPolicy("tac_refined", actor, "joint", refine)
-    if refine_sweeps:
-        raise ValueError(f"only TAC has a centralized critic to refine with, not {method!r}")
+        return ActorPolicy("tac", load_tac(checkpoint)[0], "joint")
     if method in ("dtac", "tl_transformer"):
         from edgepilot.cloud_trainer.dtac import load_transfer_actor
 
@@ -105,12 +75,6 @@ def make_policy(method: str, scenario: Scenario, checkpoints: dict[str, str | Pa
 
 
 # ---------------------------------------------------------------------------
-HEADLINE_KEYS = ("weighted_reward", "weighted_reward_median", "avg_round_time_s", "avg_energy_per_task_j", "offload_preference")
-
-
-def headline(result: dict) -> dict:
-    """The figures of an :func:`evaluate_policy` result that the benchmarks report."""
-    return {k: result[k] for k in HEADLINE_KEYS}
 
 
 def relative_change(transferred, trained_there):
@@ -124,54 +88,6 @@ def generalization_entry(trained_on: str, tested_on: str, trained_there: dict, t
     change = relative_change(transferred["weighted_reward"], trained_there["weighted_reward"])
     return {"trained_on": trained_on, "tested_on": tested_on, "dtac_trained_there": trained_there, "dtac_transferred": transferred,
             "relative_change": change}
-
-
-def evaluate_policy(policy, scenario: Scenario, rounds: int = 50, envs: int = 32, seed: int = 1000, keep_rounds: bool = False) -> dict:
-    """Roll ``policy`` for ``rounds`` rounds of ``envs`` parallel episodes. ``keep_rounds``
-    also returns each round's objective and number of local UEs (arrays, in play order:
-    round-major, then env) for per-round comparisons of methods played on the same seed."""
-    sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
-    obs = sim.reset()
-    objective, round_time, energy, tasks, local_ues = [], [], [], [], []
-    counts = np.zeros(3)
-    by_n: dict[int, list[float]] = {}
-    by_n_time: dict[int, list[float]] = {}
-    by_n_energy: dict[int, list[float]] = {}
-    t0 = time.perf_counter()
-    for _ in range(rounds):
-        decision = policy.act(obs)
-        step = sim.step(decision)
-        res, mask = step.result, obs.ue_mask
-        n_ues = mask.sum(1)
-        objective.append(res.objective)
-        round_time.append(res.round_time_s)
-        energy.append(res.total_energy_j)
-        tasks.append(n_ues)
-        x = np.where(mask, decision.offload, -1)
-        counts += [(x == k).sum() for k in range(3)]
-        local_ues.append((x == 0).sum(1))
-        for i, n in enumerate(n_ues.tolist()):
-            by_n.setdefault(n, []).append(float(res.objective[i]))
-            by_n_time.setdefault(n, []).append(float(res.round_time_s[i]))
-            by_n_energy.setdefault(n, []).append(float(res.total_energy_j[i] / n))
-        obs = sim.reset() if step.episode_done else step.observation
-    objective, round_time, energy, tasks = (np.concatenate(v) for v in (objective, round_time, energy, tasks))
-    kept = {"round_objective": objective, "round_local_ues": np.concatenate(local_ues)} if keep_rounds else {}
-    return {
-        "weighted_reward": -float(objective.mean()),  # (27)
-        "weighted_reward_median": -float(np.median(objective)),
-        "avg_round_time_s": float(round_time.mean()),
-        "avg_energy_per_task_j": float(energy.sum() / tasks.sum()),
-        "offload_preference": dict(zip(("local", "edge", "cloud"), (counts / counts.sum()).tolist())),
-        "by_num_ues": {
-            str(n): {"weighted_reward": -float(np.mean(by_n[n])), "avg_round_time_s": float(np.mean(by_n_time[n])),
-                     "avg_energy_per_task_j": float(np.mean(by_n_energy[n])), "rounds": len(by_n[n])}
-            for n in sorted(by_n)
-        },
-        "rounds": int(rounds * envs),
-        "decide_wall_s": time.perf_counter() - t0,
-        **kept,
-    }
 
 
 def offload_kl(reference: ActorPolicy, other: ActorPolicy, scenario: Scenario, rounds: int = 20, envs: int = 16, seed: int = 2000) -> float:
