@@ -18,7 +18,7 @@ judged by its expected change over all of them (``evaluate.generalization_across
 About 25 minutes of one core for the training (TAC ~8.5 min per scenario). ``--tac-config
 FILE`` trains both TACs with a candidate setting (YAML of TACConfig fields, stored in the
 result as ``tac_overrides``), ``--dtac-config FILE`` both DTACs (TransferConfig fields,
-``dtac_overrides``); keep such results out of docs/figures/dtac, whose checks are the
+``dtac_overrides``); write such results to experiments/dtac/candidates/, not docs/figures/dtac, whose checks are the
 defaults'. ``--reuse-from DIR`` copies from a default run's RUNS (same seed) every
 checkpoint the candidate does not change, so a DTAC candidate retrains the two DTACs only
 (~4 min) and a TAC candidate everything but HAPPO.
@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--eval-seed", type=int, default=1000)
     ap.add_argument("--tac-config", type=Path, default=None,
                     help="YAML of TACConfig fields for both TACs (a candidate setting; the page's checks use the defaults, "
-                         "so write such a run's JSON elsewhere than docs/figures/dtac)")
+                         "so write such a run's JSON to experiments/dtac/candidates/)")
     ap.add_argument("--dtac-config", type=Path, default=None,
                     help="YAML of TransferConfig fields for both DTACs (a candidate setting, as --tac-config; the other "
                          "checkpoints of RUNS are reused; --reuse-from fills RUNS from a default run so the DTACs alone are compared)")

@@ -340,13 +340,13 @@ def target_checks(results: dict, scenario: str = "fig6") -> list[dict]:
         for row in out:
             if row["target"] in again:
                 other = again[row["target"]]
-                row["value"] += f"; training seed {seed_check_label(check, checks)}: {other['value']} ({'met' if other['met'] else 'missed'})"
+                row.setdefault("seeds", []).append({"seed": seed_check_label(check, checks), "value": other["value"], "met": other["met"]})
                 row["runs"].append(other["met"])
                 row["met"] = row["met"] and other["met"]
     across = generalization_across_runs(results)
     for row in (r for r in out if across and r["target"].startswith("generalization:")):
         row["across_runs"] = across
-        row["value"] += "; " + across_runs_sentence(across, results["generalization"]["tested_on"])
+        row["across_runs_sentence"] = across_runs_sentence(across, results["generalization"]["tested_on"])
         row["met"] = across["ci95"][0] >= -0.10
     return out
 
@@ -400,6 +400,29 @@ def runs_met_label(row: dict) -> str:
         return (f"{verdict} (expected change over {ac['runs']} runs {100 * ac['relative_change']:+.1f}%, 95% interval from "
                 f"{100 * ac['ci95'][0]:+.1f}%; {sum(runs)} of {len(runs)} runs alone)")
     return f"{verdict} ({sum(runs)} of {len(runs)} runs)" if len(runs) > 1 else verdict
+
+
+def short_value(value: str) -> str:
+    """A target's measured figure without its explanation ("DTAC -25.34 vs TAC -50.45")."""
+    return value.split(" (")[0]
+
+
+def seed_table(targets: list[dict]) -> list[str]:
+    """The results page's per-training-seed detail of the targets other runs were checked
+    on: one row per seed, one short cell per target (figure, then met / **missed**)."""
+    rows = [t for t in targets if t.get("seeds")]
+    if not rows:
+        return []
+    seeds = list(dict.fromkeys(s["seed"] for t in rows for s in t["seeds"]))
+    lines = ["| training seed | " + " | ".join(t["target"].split(":")[0] + ": " + t["target"].split(": ", 1)[-1] for t in rows) + " |",
+             "| --- |" + " --- |" * len(rows)]
+    for seed in seeds:
+        cells = []
+        for t in rows:
+            got = next((s for s in t["seeds"] if s["seed"] == seed), None)
+            cells.append("-" if got is None else f"{short_value(got['value'])} {'met' if got['met'] else '**missed**'}")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return lines
 
 
 DEVIATIONS = (
@@ -499,6 +522,12 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
     if results.get("targets"):
         lines += ["## The issue's targets", "", "| target | measured | met |", "| --- | --- | --- |"]
         lines += [f"| {t['target']} | {t['value']} | {runs_met_label(t)} |" for t in results["targets"]]
+        lines.append("")
+        lines += [t["across_runs_sentence"][0].upper() + t["across_runs_sentence"][1:] + "." for t in results["targets"] if t.get("across_runs_sentence")]
+        detail = seed_table(results["targets"])
+        if detail:
+            lines += ["", "The same targets for each other training seed checked (`benchmarks/dtac_seed_check.py`; the row "
+                      "above is training seed 0):", "", *detail]
         lines.append("")
     for name, entry in results["scenarios"].items():
         lines += [f"## {name}", "", *_method_table_head("method", "median round reward")]
