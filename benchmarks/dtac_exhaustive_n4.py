@@ -34,13 +34,26 @@ import torch
 
 from edgepilot.cloud_trainer.baselines.exhaustive import ExhaustivePolicy, repeat_round
 from edgepilot.cloud_trainer.checkpoint import load_checkpoint
-from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
 from edgepilot.cloud_trainer.common import actor_objective
-from edgepilot.cloud_trainer.evaluate import evaluate_policy, headline, load_policy, local_round_analysis, local_round_sentence, make_policy, split_analysis_sentence
+from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
+from edgepilot.cloud_trainer.evaluate import (
+    evaluate_policy,
+    headline,
+    load_policy,
+    local_round_analysis,
+    local_round_sentence,
+    make_policy,
+    split_analysis_sentence,
+)
 from edgepilot.cloud_trainer.play import ActorPolicy
 from edgepilot.cloud_trainer.scenario import load_scenario, scenario_from_dict
 from edgepilot.cloud_trainer.tac import TACConfig, load_tac, train_tac
-from edgepilot.config import ConfigError, apply_overrides, format_validation_error, read_config_file
+from edgepilot.config import (
+    ConfigError,
+    apply_overrides,
+    format_validation_error,
+    read_config_file,
+)
 from edgepilot.edge_agent.system_model import CLOUD, EDGE, Decision, evaluate_round
 
 # TAC settings for this benchmark (everything else: TACConfig defaults). The critic's
@@ -197,7 +210,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.checkpoint:  # its stored settings are what it was trained with
         given = [flag for flag, v in (("--resume", args.resume), ("--config", args.config), ("--set", args.overrides), ("--episodes", args.episodes),
-                                      ("--rounds-per-episode", args.rounds_per_episode)) if v not in (None, False)]
+                                      ("--rounds-per-episode", args.rounds_per_episode)) if v not in (None, False, [])]
         if given:
             ap.error(f"--checkpoint evaluates a trained TAC; {', '.join(given)} only apply to a training run")
     suffix = "" if args.edge_servers == 1 else "_2edge"

@@ -27,7 +27,6 @@ checkpoint the candidate does not change, so a DTAC candidate retrains the two D
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time

@@ -7,7 +7,11 @@ import pytest
 import torch
 
 from edgepilot.cloud_trainer.checkpoint import load_actor, load_checkpoint
-from edgepilot.cloud_trainer.dtac import TRANSFER_QUICK_OVERRIDES, TransferConfig, train_transfer
+from edgepilot.cloud_trainer.dtac import (
+    TRANSFER_QUICK_OVERRIDES,
+    TransferConfig,
+    train_transfer,
+)
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
 from edgepilot.cloud_trainer.evaluate import load_policy
 from edgepilot.cloud_trainer.models import DTACActor
@@ -142,13 +146,12 @@ def test_round_budget_b_finishes_local_tasks_with_the_fitted_round_time(trained,
 def test_offload_mask_removes_exactly_the_options_slower_than_local(trained):
     """offload_mask: p_x of an option whose lower-bound time exceeds T1* is 0; a UE with no
     such option gets the unmasked head's p_x."""
-    from dataclasses import replace
 
     from edgepilot.cloud_trainer.baselines import lower_bound_times
 
     scen, tac, _ = trained
     plain = DTACActor.from_tac(load_actor(tac.checkpoint)[0])
-    masked = DTACActor(replace(plain.cfg, offload_mask=True))
+    masked = DTACActor(plain.cfg.model_copy(update={"offload_mask": True}))
     masked.load_state_dict(plain.state_dict())
     states = torch.rand(400, 6) * torch.tensor([1e-9, 20.0, 5.0, 15.0, 1.0, 15.0])
     with torch.no_grad():
@@ -178,7 +181,7 @@ def _option_moves_the_student(trained, tmp_path, off: dict, on: dict, head: int,
         out_on = per_ue(load_actor(res.checkpoint)[0], states)[head]
     assert not torch.allclose(out_off, out_on)
     for key in on:
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(ValueError, match=key):  # pydantic names the field
             TransferConfig(**{key: -1})
 
 

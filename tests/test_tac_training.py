@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -10,9 +9,8 @@ import pytest
 import torch
 
 from edgepilot.cloud_trainer.checkpoint import load_actor, load_checkpoint
-from edgepilot.cloud_trainer.baselines import lower_bound_times
 from edgepilot.cloud_trainer.common import RewardTransform, actor_objective
-from edgepilot.cloud_trainer.models import DTACActor, ModelConfig, TACActor, TACCritic
+from edgepilot.cloud_trainer.models import ModelConfig, TACActor, TACCritic
 from edgepilot.cloud_trainer.scenario import scenario_from_dict
 from edgepilot.cloud_trainer.tac import QUICK_OVERRIDES, TACConfig, train_tac
 from tests.tb_events import tensorboard_scalars
@@ -207,10 +205,6 @@ def test_critic_refinement_over_every_ue_finds_the_critics_best_joint_choice():
     acts = (torch.softmax(torch.randn(1, 2, 3), -1), torch.softmax(torch.randn(1, 2, 2), -1), torch.rand(1, 2), torch.rand(1, 2))
     x, l, a, b = refine_with_critic(critic, s, e, m, acts, cfg, sweeps=1, group=2)
     assert torch.equal(a, acts[2]) and torch.equal(b, acts[3])  # only the discrete choices move
-    from edgepilot.cloud_trainer.evaluate import load_policy
-
-    with pytest.raises(ValueError, match="only TAC has a centralized critic"):
-        load_policy("dtac", "any.pt", refine_sweeps=2)
     opts = list(itertools.product(range(3), range(2)))
     values = {(o0, o1): _joint_value(critic, s, e, m, [o0[0], o1[0]], [o0[1], o1[1]], a, b, cfg) for o0 in opts for o1 in opts}
     best = max(values, key=values.get)

@@ -8,7 +8,11 @@ import torch
 from typer.testing import CliRunner
 
 from edgepilot.cli import app
-from edgepilot.cloud_trainer.checkpoint import load_actor, load_checkpoint, save_checkpoint
+from edgepilot.cloud_trainer.checkpoint import (
+    load_actor,
+    load_checkpoint,
+    save_checkpoint,
+)
 from edgepilot.cloud_trainer.dtac import TransferConfig
 from edgepilot.cloud_trainer.models import ModelConfig
 from edgepilot.cloud_trainer.tac import TACConfig

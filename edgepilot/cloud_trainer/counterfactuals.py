@@ -13,7 +13,12 @@ import torch
 from edgepilot.cloud_trainer.common import config_objective
 from edgepilot.cloud_trainer.play import decision_from_actions
 from edgepilot.edge_agent.actions import MIN_RATIO
-from edgepilot.edge_agent.system_model import LOCAL, RoundTasks, evaluate_round, vector_reward
+from edgepilot.edge_agent.system_model import (
+    LOCAL,
+    RoundTasks,
+    evaluate_round,
+    vector_reward,
+)
 
 
 def swap_to_argmax(p: torch.Tensor, pick: torch.Tensor, choice: torch.Tensor) -> torch.Tensor:

@@ -47,13 +47,34 @@ from edgepilot.cloud_trainer.common import (
     validation_seed,
 )
 from edgepilot.cloud_trainer.config_base import TrainerConfig
-from edgepilot.cloud_trainer.counterfactuals import local_deviations, local_ratio_loss, offload_deviations
+from edgepilot.cloud_trainer.counterfactuals import (
+    local_deviations,
+    local_ratio_loss,
+    offload_deviations,
+)
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
-from edgepilot.cloud_trainer.models import LOCAL_TIME_FIELD, ROUND_BUDGET_MIN_B, DTACActor, LocalMLPActor, MLPConfig, ModelConfig
-from edgepilot.cloud_trainer.play import ActorPolicy, decision_from_actions, observation_tensors, per_ue
+from edgepilot.cloud_trainer.models import (
+    LOCAL_TIME_FIELD,
+    ROUND_BUDGET_MIN_B,
+    DTACActor,
+    LocalMLPActor,
+    MLPConfig,
+    ModelConfig,
+)
+from edgepilot.cloud_trainer.play import (
+    ActorPolicy,
+    decision_from_actions,
+    observation_tensors,
+    per_ue,
+)
 from edgepilot.cloud_trainer.scenario import Scenario
 from edgepilot.cloud_trainer.tac import load_tac
-from edgepilot.edge_agent.system_model import LOCAL, Decision, RoundTasks, evaluate_round
+from edgepilot.edge_agent.system_model import (
+    LOCAL,
+    Decision,
+    RoundTasks,
+    evaluate_round,
+)
 
 TRANSFER_METHODS = ("dtac", "tl_transformer", "tl")
 

@@ -20,7 +20,6 @@ UE slots is the one the models were trained on).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -31,7 +30,11 @@ import torch
 from edgepilot.cloud_trainer.baselines import HEURISTIC_POLICIES
 from edgepilot.cloud_trainer.environment import describe as describe_environment
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
-from edgepilot.cloud_trainer.play import HEADLINE_KEYS, ActorPolicy, decision_from_actions, evaluate_policy, headline
+from edgepilot.cloud_trainer.play import (
+    ActorPolicy,
+    decision_from_actions,
+    evaluate_policy,
+)
 from edgepilot.cloud_trainer.scenario import Scenario, load_scenario
 
 METHOD_ORDER = ("tac", "dtac", "happo", "tl", "tl_transformer", "greedy", "all_edge", "local", "random")
@@ -140,7 +143,6 @@ def complexity(checkpoints: dict[str, str | Path], num_ues: int = 30) -> dict:
             out[method]["critic_parameters"] = count_parameters(critic)
             out[method]["critic_flops_per_ue"] = flops(lambda: critic(s, e, *acts, m)) / num_ues
         if method == "happo":
-            from edgepilot.cloud_trainer.baselines.happo import load_happo
             from edgepilot.cloud_trainer.checkpoint import load_checkpoint
             from edgepilot.cloud_trainer.models import GlobalMLPCritic, MLPConfig
 
@@ -586,7 +588,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         lines += [f"## N = 4 against the exhaustive optimum, {cells}", "", f"From `benchmarks/dtac_exhaustive_n4.py{flag}` ({cells}, 4 UEs, Fig. 5 radio / compute; "
                   f"TAC {sched}trained {_fmt(n4.get('tac_train_wall_s'), 0)} s with the benchmark's own settings{kept}; evaluation "
                   f"{ev.get('rounds', '?')} rounds x {ev.get('envs', '?')} envs, seed {ev.get('seed', 4242)}, the same for every method; "
-                  "exhaustive a, b on a 3-point grid). Diagnosis, settings and held-out seeds: [results-n4.md](results-n4.md).", "",
+                  "exhaustive a, b on a 3-point grid). Settings: [training.md](training.md#n--4-against-the-exhaustive-optimum); what the trial options behind these figures gave: [decisions.md](decisions.md).", "",
                   *_method_table_head("method")]
         n4_labels = {"exhaustive": "Exhaustive (a, b on {1/3, 2/3, 1})", "exhaustive_fine": "Exhaustive, finer a, b grid",
                      "tac_refined": "TAC + the critic's search (ours)"}

@@ -28,7 +28,9 @@ def _trainer_config(method: str, quick: bool, config: Optional[Path], overrides:
         from edgepilot.cloud_trainer.tac import QUICK_OVERRIDES as quick_sizes
         from edgepilot.cloud_trainer.tac import TACConfig as model
     elif method == "happo":
-        from edgepilot.cloud_trainer.baselines.happo import HAPPO_QUICK_OVERRIDES as quick_sizes
+        from edgepilot.cloud_trainer.baselines.happo import (
+            HAPPO_QUICK_OVERRIDES as quick_sizes,
+        )
         from edgepilot.cloud_trainer.baselines.happo import HAPPOConfig as model
     else:
         from edgepilot.cloud_trainer.dtac import TRANSFER_QUICK_OVERRIDES as quick_sizes
@@ -88,7 +90,14 @@ def train_cmd(
             usage_error(f"{method} transfers a converged TAC: {tac_path} not found (run `edgepilot train tac --scenario {scenario}` "
                         "first or pass --tac-checkpoint)")
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("weighted reward {task.fields[reward]}"),
                TimeElapsedColumn(), TimeRemainingColumn())

@@ -29,12 +29,25 @@ from pydantic import Field
 from torch import nn
 
 from edgepilot.cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
-from edgepilot.cloud_trainer.common import CurveWriter, ProgressFn, TrainResult, set_threads
+from edgepilot.cloud_trainer.common import (
+    CurveWriter,
+    ProgressFn,
+    TrainResult,
+    set_threads,
+)
 from edgepilot.cloud_trainer.config_base import TrainerConfig
-from edgepilot.cloud_trainer.envs.simulator import BatchSimulator, Observation, sample_local_states
-from edgepilot.cloud_trainer.models import HAPPO_STATE_DIM, GlobalMLPCritic, MLPConfig, StateNormalizer
-from edgepilot.cloud_trainer.scenario import Scenario
+from edgepilot.cloud_trainer.envs.simulator import (
+    BatchSimulator,
+    sample_local_states,
+)
+from edgepilot.cloud_trainer.models import (
+    HAPPO_STATE_DIM,
+    GlobalMLPCritic,
+    MLPConfig,
+    StateNormalizer,
+)
 from edgepilot.cloud_trainer.play import decision_from_actions, observation_tensors
+from edgepilot.cloud_trainer.scenario import Scenario
 
 
 class HAPPOConfig(TrainerConfig):
