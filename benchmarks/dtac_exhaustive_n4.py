@@ -9,14 +9,15 @@ simulator seed. Prints the figures and writes JSON.
     .venv/bin/python benchmarks/dtac_exhaustive_n4.py --edge-servers 2   # -> n4_exhaustive_2edge.json
 
 The TAC settings of this benchmark (``N4_TAC``, with ``N4_TAC_ONE_CELL`` on top for one
-edge server; overridable with ``--config``) differ
+edge server; overridable with ``--config FILE.yaml`` and ``--set KEY=VALUE``) differ
 from the ``TACConfig`` defaults the shipped fig5/6/7 models were trained with; why is
-in docs/results-n4.md. ``--fine-grid`` also runs the exhaustive search on a finer
+in docs/training.md (N = 4). The recorded n4_exhaustive*.json were made with trial
+options since removed (experiments/README.md says which). ``--fine-grid`` also runs the exhaustive search on a finer
 a / b grid, to show the 3-point grid is not what limits the optimum.
 ``--split-analysis`` also scores every edge / cloud assignment of each evaluation
 round: how far apart the choices are that TAC has to tell apart. ``--refine-sweeps`` (default
 2) also plays TAC with the critic-guided search over its discrete choices
-(``refine_with_critic``, ours), ``--refine-group 2`` changing pairs of UEs together. Every run also splits
+(:func:`refine_with_critic`, ours), ``--refine-group 2`` changing pairs of UEs together. Every run also splits
 TAC's gap into the rare rounds where the optimum keeps a UE local (a UE in a deep fade,
 whose upload would take tens of seconds) and the rest (``local_rounds``).
 """
@@ -29,63 +30,99 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from edgepilot.cloud_trainer.baselines.exhaustive import ExhaustivePolicy, repeat_round
 from edgepilot.cloud_trainer.checkpoint import load_checkpoint
+from edgepilot.cloud_trainer.common import actor_objective
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
-from edgepilot.cloud_trainer.evaluate import evaluate_policy, headline, load_policy, local_round_analysis, local_round_sentence, make_policy, split_analysis_sentence
+from edgepilot.cloud_trainer.evaluate import (
+    evaluate_policy,
+    headline,
+    load_policy,
+    local_round_analysis,
+    local_round_sentence,
+    make_policy,
+    split_analysis_sentence,
+)
+from edgepilot.cloud_trainer.play import ActorPolicy
 from edgepilot.cloud_trainer.scenario import load_scenario, scenario_from_dict
-from edgepilot.cloud_trainer.tac import TACConfig, train_tac
+from edgepilot.cloud_trainer.tac import TACConfig, load_tac, train_tac
+from edgepilot.config import (
+    ConfigError,
+    apply_overrides,
+    format_validation_error,
+    read_config_file,
+)
 from edgepilot.edge_agent.system_model import CLOUD, EDGE, Decision, evaluate_round
 
-# TAC settings for this benchmark (everything else: TACConfig defaults).
+# TAC settings for this benchmark (everything else: TACConfig defaults). The critic's
+# data: the last ~500 rounds only (replay), and a reward floor at ~4x a typical round's
+# per-UE reward, so that it resolves the few-% differences between offload splits
+# (docs/training.md, N = 4).
 N4_TAC = {
     "episodes": 8,
     "rounds_per_episode": 600,
     "envs": 16,
-    "channel_epsilon": 0.5,
-    # the critic's data (docs/results-n4.md): the last ~500 rounds only (replay below), and
-    # a floor at ~4x a typical round's per-UE reward, so that it resolves the few-% differences
-    # between offload splits (with 50,000 / 20: 12-21% from the optimum, with these 4-16%)
     "reward_clip": 5.0,
     "reward_scale": 2.0,
     "updates_per_round": 2,
-    "model": {"channel_slot_bias": 4, "d_model": 32, "ffn_dim": 64},
-    # a UE in a deep fade is best kept local (2026-12-02): beyond the floor the cost goes
-    # on growing (softclip, capped at 10x), every single-UE deviation of the played action
-    # is scored by the system model as a critic sample, the actor is pulled toward the
-    # critic's best offload choice per UE, a and b are trained under every UE's offload
-    # choices (b of an offloading UE otherwise gets no gradient), and the round-time term of
-    # (19) is a soft max so the other UEs' a keep a time gradient. The replay holds the
-    # last ~500 rounds with their 1 + 3N deviations (8,000 real samples before).
-    "reward_transform": "softclip",
-    "reward_soft_cap": 10.0,
-    "counterfactuals": True,
-    "offload_search_coef": 1.0,
-    "ratio_search_coef": 1.0,
-    "actor_time_temperature": 0.03,
+    "model": {"d_model": 32, "ffn_dim": 64},
     "replay_capacity": 104000,
     "batch_size": 192,
 }
-# one cell of four UEs (2026-12-02, docs/results-n4.md): the critic's ranking of the
-# offload splits was the limit, so four critic steps per collection round with the actor
-# on every second (TD3's delayed update), and K more copies of each played action with
-# every UE's a and b drawn uniformly, scored by the system model (the critic otherwise only
-# sees a, b near the actor's and scored a = 1 worse where it is better); the replay holds
-# the same ~500 rounds. 11.8-16.3% -> 4.0-14.1% from the optimum over training seeds; with
-# two cells the a, b samples lost the deep-fade rounds (28% in 2 of 4 runs), so not there.
-# tac.pt is the actor that scored best on a validation seed (8 rounds x 128 envs at every
-# quarter episode; training unchanged): seed 0 14.1 -> 13.1%, seeds 1 and 2 keep their last.
-# Two restarts (2026-12-02; seed + 100003 the second), the one that scores best on those
-# validation rounds kept: training seed 0 levels off at -1.41 on them where seeds 1 and 2
-# reach -1.34, and one run's basin is a matter of its seed.
-N4_TAC_ONE_CELL = {"updates_per_round": 4, "actor_update_every": 2, "ratio_counterfactuals": 4, "replay_capacity": 136000,
-                   "validation_rounds": 8, "validation_envs": 128, "restarts": 2, "restart_jobs": 2}
+# one cell of four UEs: four critic steps per collection round, the replay holding the same ~500 rounds
+N4_TAC_ONE_CELL = {"updates_per_round": 4, "replay_capacity": 136000}
 
 
 def n4_settings(edge_servers: int) -> dict:
     """The benchmark's TAC settings for the one- or two-cell topology."""
     return {**N4_TAC, **N4_TAC_ONE_CELL} if edge_servers == 1 else dict(N4_TAC)
+
+
+def refine_with_critic(critic, state, edge_id, mask, actions, cfg, sweeps: int = 2, group: int = 1):
+    """Critic-guided local search over the discrete choices at decision time (ours, not in
+    the paper; this benchmark only; TAC only, it needs the centralized critic and the joint state). Starting
+    from the actor's argmax offload and channel choices (a and b as the actor gives them),
+    each sweep visits every ``group`` of UEs (1: one UE at a time, 2: every pair) and
+    sets their (offload, channel) choices to the combination the critic scores best under
+    the actor objective (19), the rest held; the current choice is among the candidates,
+    so the critic's objective never falls. The deterministic policy gradient only follows
+    the critic's slope at the vertex the actor plays; this compares the vertices.
+    ``sweeps`` x C(N, group) critic calls of B x (3 L)^group joint actions. Groups that
+    contain a padded UE are skipped. Returns one-hot (p_x, p_l) and the actor's (a, b)."""
+    p_x, p_l, a, b = actions
+    bsz, n, nx = p_x.shape
+    nl = p_l.shape[-1]
+    x = torch.nn.functional.one_hot(p_x.argmax(-1), nx).to(p_x.dtype)
+    l = torch.nn.functional.one_hot(p_l.argmax(-1), nl).to(p_l.dtype)
+    single = torch.cartesian_prod(torch.arange(nx), torch.arange(nl))  # (3 L, 2): (offload, channel)
+    g = min(group, n)
+    combos = torch.cartesian_prod(*[torch.arange(len(single))] * g).reshape(-1, g)  # (K, g)
+    k = len(combos)
+    rep = lambda t: t.repeat_interleave(k, 0)  # noqa: E731
+    rows = torch.arange(bsz)
+    with torch.no_grad():
+        for _ in range(sweeps):
+            for ues in itertools.combinations(range(n), g):
+                cx, cl = x[:, None].repeat(1, k, 1, 1), l[:, None].repeat(1, k, 1, 1)
+                for j, ue in enumerate(ues):
+                    choice = single[combos[:, j]]
+                    cx[:, :, ue] = torch.nn.functional.one_hot(choice[:, 0], nx).to(x.dtype)
+                    cl[:, :, ue] = torch.nn.functional.one_hot(choice[:, 1], nl).to(l.dtype)
+                q = critic(rep(state), rep(edge_id), cx.reshape(bsz * k, n, nx), cl.reshape(bsz * k, n, nl), rep(a), rep(b), rep(mask))
+                best = actor_objective(q, rep(mask), cfg.actor_w_time, cfg.actor_w_energy).reshape(bsz, k).argmax(-1)
+                ok = mask[:, list(ues)].all(-1)[:, None, None]
+                x, l = torch.where(ok, cx[rows, best], x), torch.where(ok, cl[rows, best], l)
+    return x, l, a, b
+
+
+def refined_policy(checkpoint, sweeps: int, group: int) -> ActorPolicy:
+    """The TAC of ``checkpoint`` with :func:`refine_with_critic` over its decisions."""
+    actor, critic, _, ckpt = load_tac(checkpoint)
+    weights = {k: ckpt["train_config"].get(k, 1.0) for k in ("actor_w_time", "actor_w_energy")}
+    cfg = argparse.Namespace(**weights)
+    return ActorPolicy("tac_refined", actor, "joint", lambda s, e, m, acts: refine_with_critic(critic, s, e, m, acts, cfg, sweeps, group))
 
 
 GRID = (1 / 3, 2 / 3, 1.0)
@@ -152,14 +189,15 @@ def main() -> None:
     ap.add_argument("--runs", default=None, help="default runs/n4 (runs/n4_2edge)")
     ap.add_argument("--episodes", type=int, default=None, help=f"default {N4_TAC['episodes']}")
     ap.add_argument("--rounds-per-episode", type=int, default=None, help=f"default {N4_TAC['rounds_per_episode']}")
-    ap.add_argument("--config", default=None, help="JSON file of TACConfig overrides, applied on top of the topology's settings (N4_TAC, + N4_TAC_ONE_CELL with one edge server)")
+    ap.add_argument("--config", default=None, help="YAML file of TACConfig settings, applied on top of the topology's settings (N4_TAC, + N4_TAC_ONE_CELL with one edge server)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="one TACConfig setting (repeatable; model.d_model=32 reaches the model)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--resume", action="store_true", help="continue the training in --runs from its tac_last.pt (give the same --seed and --config; the replay memory is not saved and refills)")
     # UE positions are drawn per episode, so envs (not rounds) set how many placements the
     # figure covers (4 x 8, the first default, varied 7-21% by seed). 32 envs missed the
     # rare rounds where a UE sits in a deep fade and the optimum keeps it local: one such
     # round carried 58-83% of every TAC's excess on evaluation seed 7000
-    # (docs/results-n4.md), so the default is 4 rounds x 128 envs
+    # (docs/training.md, N = 4), so the default is 4 rounds x 128 envs
     ap.add_argument("--eval-rounds", type=int, default=4)
     ap.add_argument("--eval-envs", type=int, default=128)
     ap.add_argument("--eval-seed", type=int, default=4242)
@@ -171,8 +209,8 @@ def main() -> None:
     ap.add_argument("--split-analysis", action="store_true", help="also score every edge / cloud assignment of each evaluation round (split_analysis)")
     args = ap.parse_args()
     if args.checkpoint:  # its stored settings are what it was trained with
-        given = [flag for flag, v in (("--resume", args.resume), ("--config", args.config), ("--episodes", args.episodes),
-                                      ("--rounds-per-episode", args.rounds_per_episode)) if v not in (None, False)]
+        given = [flag for flag, v in (("--resume", args.resume), ("--config", args.config), ("--set", args.overrides), ("--episodes", args.episodes),
+                                      ("--rounds-per-episode", args.rounds_per_episode)) if v not in (None, False, [])]
         if given:
             ap.error(f"--checkpoint evaluates a trained TAC; {', '.join(given)} only apply to a training run")
     suffix = "" if args.edge_servers == 1 else "_2edge"
@@ -180,35 +218,36 @@ def main() -> None:
     args.runs = args.runs or f"runs/n4{suffix}"
     base, scen = n4_scenario(args.edge_servers)
     over = dict(n4_settings(args.edge_servers), seed=args.seed)
-    if args.config:
-        extra = json.loads(Path(args.config).read_text())
-        over = {**over, **extra, "model": {**over.get("model", {}), **extra.get("model", {})}}
+    try:
+        if args.config:
+            extra = read_config_file(args.config)
+            over = {**over, **extra, "model": {**over.get("model", {}), **extra.get("model", {})}}
+        over = apply_overrides(over, args.overrides)
+    except ConfigError as err:
+        ap.error(str(err))
     if args.episodes is not None:
         over["episodes"] = args.episodes
     if args.rounds_per_episode is not None:
         over["rounds_per_episode"] = args.rounds_per_episode
-    cfg = TACConfig.from_dict(over)  # fields not in over: TACConfig / ModelConfig defaults
+    try:
+        cfg = TACConfig.model_validate(over)  # fields not in over: TACConfig / ModelConfig defaults
+    except ValueError as err:
+        ap.error(format_validation_error(err, args.config or "settings") if hasattr(err, "errors") else str(err))
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
         ckpt = load_checkpoint(checkpoint)
         if ckpt["scenario_hash"] != scen.scenario_hash():
             raise SystemExit(f"{checkpoint} was trained on another scenario than the {args.edge_servers}-edge-server N = 4 one (check --edge-servers)")
-        cfg, train_s = TACConfig.from_dict(ckpt["train_config"]), ckpt.get("metrics", {}).get("wall_s")
+        # as stored: a checkpoint from before the trial options were removed may carry them
+        tac_config, train_s = ckpt["train_config"], ckpt.get("metrics", {}).get("wall_s")
     else:
         result = train_tac(scen, cfg, args.runs, resume=args.resume)
-        checkpoint, train_s = result.checkpoint, result.wall_s  # a resumed run's wall time includes the part before
-        print(f"TAC trained {train_s:.0f} s ({cfg.episodes} x {cfg.rounds_per_episode} rounds x {cfg.envs} envs"
-              f"{f', {cfg.restarts} restarts together' if cfg.restarts > 1 else ''})")
-    # with a validation set (validation_rounds > 0) tac.pt is the best-scoring actor, not the last
-    kept = ckpt.get("metrics", {}) if args.checkpoint else result.metrics
-    selected = kept.get("selected_round")
-    restarts = ({"selected": kept["selected_restart"], "seeds": kept["restart_seeds"], "validation_rewards": kept["restart_validation_rewards"],
-                 "wall_s": kept["restart_wall_s"]} if "selected_restart" in kept else None)  # cfg.restarts > 1
-    out = {"scenario": base, "tac_config": cfg.to_dict(), "tac_checkpoint": str(checkpoint), "tac_train_wall_s": train_s,
-           "tac_selected_round": selected, "tac_restarts": restarts,
+        checkpoint, train_s, tac_config = result.checkpoint, result.wall_s, cfg.to_dict()  # a resumed run's wall time includes the part before
+        print(f"TAC trained {train_s:.0f} s ({cfg.episodes} x {cfg.rounds_per_episode} rounds x {cfg.envs} envs)")
+    out = {"scenario": base, "tac_config": tac_config, "tac_checkpoint": str(checkpoint), "tac_train_wall_s": train_s,
            "eval": {"rounds": args.eval_rounds, "envs": args.eval_envs, "seed": args.eval_seed, "grid": list(GRID)}, "methods": {}}
     methods = [("tac", load_policy("tac", checkpoint)),
-               *([("tac_refined", load_policy("tac", checkpoint, args.refine_sweeps, args.refine_group))] if args.refine_sweeps > 0 else []),
+               *([("tac_refined", refined_policy(checkpoint, args.refine_sweeps, args.refine_group))] if args.refine_sweeps > 0 else []),
                ("exhaustive", ExhaustivePolicy(scen.network_params, scen.radio.num_channels, GRID, GRID)),
                ("local", make_policy("local", scen)), ("greedy", make_policy("greedy", scen))]
     if args.fine_grid:

@@ -8,7 +8,7 @@ the UE's full-speed local time T1*, and how many times faster than the round's p
 (b / (T1* / round time); 1 = the task ends with the round). Prints the figures and
 writes JSON.
 
-    .venv/bin/python benchmarks/dtac_generalization_parts.py --runs runs/seed1 --out docs/figures/dtac/generalization_parts_seed1_xeon.json
+    .venv/bin/python benchmarks/dtac_generalization_parts.py --runs runs/seed1 --out experiments/dtac/generalization_parts/generalization_parts_seed1_xeon.json
 
 ``--runs`` holds ``fig6/dtac.pt`` and ``fig7/dtac.pt`` (a seed check's layout).
 """
@@ -74,7 +74,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--envs", type=int, default=32)
     ap.add_argument("--seed", type=int, default=1000)
-    ap.add_argument("--out", default="results/generalization_parts.json")
+    ap.add_argument("--out", default="experiments/dtac/generalization_parts/generalization_parts.json")
     args = ap.parse_args()
     for sc in ("fig6", "fig7"):
         if not (args.runs / sc / "dtac.pt").is_file():

@@ -16,9 +16,9 @@ judged by its expected change over all of them (``evaluate.generalization_across
         --out docs/figures/dtac/seed_check_1.json
 
 About 25 minutes of one core for the training (TAC ~8.5 min per scenario). ``--tac-config
-FILE`` trains both TACs with a candidate setting (JSON of TACConfig fields, stored in the
+FILE`` trains both TACs with a candidate setting (YAML of TACConfig fields, stored in the
 result as ``tac_overrides``), ``--dtac-config FILE`` both DTACs (TransferConfig fields,
-``dtac_overrides``); keep such results out of docs/figures/dtac, whose checks are the
+``dtac_overrides``); write such results to experiments/dtac/candidates/, not docs/figures/dtac, whose checks are the
 defaults'. ``--reuse-from DIR`` copies from a default run's RUNS (same seed) every
 checkpoint the candidate does not change, so a DTAC candidate retrains the two DTACs only
 (~4 min) and a TAC candidate everything but HAPPO.
@@ -27,7 +27,6 @@ checkpoint the candidate does not change, so a DTAC candidate retrains the two D
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
@@ -50,6 +49,7 @@ from edgepilot.cloud_trainer.evaluate import (  # noqa: E402
 )
 from edgepilot.cloud_trainer.scenario import load_scenario  # noqa: E402
 from edgepilot.cloud_trainer.tac import TACConfig, train_tac  # noqa: E402
+from edgepilot.config import ConfigError, read_config_file  # noqa: E402
 
 TRAIN = {"fig6": ("tac", "dtac", "tl_transformer", "tl", "happo"), "fig7": ("tac", "dtac")}
 HEURISTICS = ("greedy", "local", "random")
@@ -100,7 +100,7 @@ def train_missing(runs: Path, seed: int, log, tac_overrides: dict | None = None,
                 train_happo(scen, HAPPOConfig(seed=seed), out)
             else:
                 extra = (dtac_overrides or {}) if method == "dtac" else {}
-                train_transfer(scen, out / "tac.pt", TransferConfig(**{**extra, "seed": seed}), out, method=method)
+                train_transfer(scen, out / "tac.pt", TransferConfig.model_validate({**extra, "seed": seed}), out, method=method)
             walls[f"{name}/{method}"] = time.perf_counter() - t0
     return walls
 
@@ -114,18 +114,23 @@ def main() -> None:
     ap.add_argument("--envs", type=int, default=32)
     ap.add_argument("--eval-seed", type=int, default=1000)
     ap.add_argument("--tac-config", type=Path, default=None,
-                    help="JSON of TACConfig fields for both TACs (a candidate setting; the page's checks use the defaults, "
-                         "so write such a run's JSON elsewhere than docs/figures/dtac)")
+                    help="YAML of TACConfig fields for both TACs (a candidate setting; the page's checks use the defaults, "
+                         "so write such a run's JSON to experiments/dtac/candidates/)")
     ap.add_argument("--dtac-config", type=Path, default=None,
-                    help="JSON of TransferConfig fields for both DTACs (a candidate setting, as --tac-config; the other "
+                    help="YAML of TransferConfig fields for both DTACs (a candidate setting, as --tac-config; the other "
                          "checkpoints of RUNS are reused; --reuse-from fills RUNS from a default run so the DTACs alone are compared)")
     ap.add_argument("--reuse-from", type=Path, default=None, metavar="DIR",
                     help="a default run's RUNS (same seed): copy from it every checkpoint the candidate setting does not "
                          "change (with --dtac-config all but the DTACs, with --tac-config HAPPO only), so only the "
                          "candidate's part is retrained")
     args = ap.parse_args()
-    tac_overrides = json.loads(args.tac_config.read_text()) if args.tac_config else {}
-    dtac_overrides = json.loads(args.dtac_config.read_text()) if args.dtac_config else {}
+    try:  # checked before any training starts
+        tac_overrides = read_config_file(args.tac_config) if args.tac_config else {}
+        dtac_overrides = read_config_file(args.dtac_config) if args.dtac_config else {}
+        TACConfig.model_validate({**tac_overrides, "seed": args.seed})
+        TransferConfig.model_validate({**dtac_overrides, "seed": args.seed})
+    except (ConfigError, ValueError) as err:
+        ap.error(str(err))
     runs = args.runs or Path("runs") / f"seed{args.seed}"
     out = args.out or Path("docs/figures/dtac") / f"seed_check_{args.seed}.json"
     torch.set_num_threads(1)

@@ -7,10 +7,15 @@ import pytest
 import torch
 
 from edgepilot.cloud_trainer.checkpoint import load_actor, load_checkpoint
-from edgepilot.cloud_trainer.dtac import TRANSFER_QUICK_OVERRIDES, TransferConfig, per_ue, train_transfer
+from edgepilot.cloud_trainer.dtac import (
+    TRANSFER_QUICK_OVERRIDES,
+    TransferConfig,
+    train_transfer,
+)
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
 from edgepilot.cloud_trainer.evaluate import load_policy
 from edgepilot.cloud_trainer.models import DTACActor
+from edgepilot.cloud_trainer.play import per_ue
 from edgepilot.cloud_trainer.scenario import scenario_from_dict
 from edgepilot.cloud_trainer.tac import QUICK_OVERRIDES, TACConfig, train_tac
 
@@ -78,13 +83,11 @@ def test_changing_other_ues_never_changes_a_ues_dtac_action(trained):
         obs.local_state = original
 
 
-@pytest.mark.parametrize("option, field, head", [({"cpu_ratio_head": "time_budget"}, 1, 3), ({"offload_prior": 1.0}, 3, 0),
-                                                 ({"cpu_ratio_head": "round_budget"}, 1, 3), ({"offload_mask": True}, 3, 0)])
+@pytest.mark.parametrize("option, field, head", [({"cpu_ratio_head": "round_budget"}, 1, 3), ({"offload_mask": True}, 3, 0)])
 def test_head_options_train_reload_and_stay_local(trained, tmp_path, option, field, head):
-    """TransferConfig head options: cpu_ratio_head "time_budget" and "round_budget" give b
-    from the UE's own T1* (local state field 1); offload_prior adds the prior of its own
-    lower-bound times (field 3: the uplink) to its offload logits, offload_mask masks the
-    options they make slower than local. The checkpoint records the option, the
+    """TransferConfig head options: cpu_ratio_head "round_budget" gives b from the UE's own
+    T1* (local state field 1); offload_mask masks the options its own lower-bound times
+    (field 3: the uplink) make slower than local. The checkpoint records the option, the
     decisions still depend on the UE's local state alone, and the UE's own field moves
     the head the option feeds. TL-transformer keeps the paper's offload head (and b)."""
     scen, tac, _ = trained
@@ -102,10 +105,9 @@ def test_head_options_train_reload_and_stay_local(trained, tmp_path, option, fie
         own = states.clone()
         own[:, 0, field] *= 30.0  # the UE's own state
         assert not torch.allclose(base[head][:, 0], per_ue(actor, own)[head][:, 0])
-    if option != {"cpu_ratio_head": "time_budget"}:
-        tl = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "tl", method="tl_transformer")
-        tl_cfg = load_checkpoint(tl.checkpoint)["model_config"]
-        assert (tl_cfg["offload_prior"], tl_cfg["offload_mask"], tl_cfg["cpu_ratio_head"]) == (0.0, False, "sigmoid")
+    tl = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "tl", method="tl_transformer")
+    tl_cfg = load_checkpoint(tl.checkpoint)["model_config"]
+    assert (tl_cfg["offload_mask"], tl_cfg["cpu_ratio_head"]) == (False, "sigmoid")
     key = next(iter(option))
     with pytest.raises(ValueError, match=key):
         TransferConfig(**{key: "deadline" if key == "cpu_ratio_head" else -1.0})
@@ -144,13 +146,12 @@ def test_round_budget_b_finishes_local_tasks_with_the_fitted_round_time(trained,
 def test_offload_mask_removes_exactly_the_options_slower_than_local(trained):
     """offload_mask: p_x of an option whose lower-bound time exceeds T1* is 0; a UE with no
     such option gets the unmasked head's p_x."""
-    from dataclasses import replace
 
     from edgepilot.cloud_trainer.baselines import lower_bound_times
 
     scen, tac, _ = trained
     plain = DTACActor.from_tac(load_actor(tac.checkpoint)[0])
-    masked = DTACActor(replace(plain.cfg, offload_mask=True))
+    masked = DTACActor(plain.cfg.model_copy(update={"offload_mask": True}))
     masked.load_state_dict(plain.state_dict())
     states = torch.rand(400, 6) * torch.tensor([1e-9, 20.0, 5.0, 15.0, 1.0, 15.0])
     with torch.no_grad():
@@ -180,7 +181,7 @@ def _option_moves_the_student(trained, tmp_path, off: dict, on: dict, head: int,
         out_on = per_ue(load_actor(res.checkpoint)[0], states)[head]
     assert not torch.allclose(out_off, out_on)
     for key in on:
-        with pytest.raises(ValueError, match=match):
+        with pytest.raises(ValueError, match=key):  # pydantic names the field
             TransferConfig(**{key: -1})
 
 
@@ -193,16 +194,6 @@ def test_local_counterfactuals_and_local_ratio_loss_train_and_are_recorded(train
     _option_moves_the_student(trained, tmp_path, {"local_counterfactuals": 0, "local_ratio_coef": 0.0},
                               {"local_counterfactuals": 2, "local_ratio_coef": 1.0}, 3, "local_counterfactuals and local_ratio_coef",
                               common={"cpu_ratio_head": "sigmoid"})
-
-
-def test_offload_counterfactuals_and_offload_search_train_and_are_recorded(trained, tmp_path):
-    """The trial options offload_counterfactuals / offload_search_coef (off by default):
-    the refit critic also fits system-model-scored copies of each round with other
-    offload choices, and (22) adds the cross-entropy toward the critic's best option; the
-    student's p_x moves away from the run without them."""
-    assert TransferConfig().offload_counterfactuals == 0 and TransferConfig().offload_search_coef == 0
-    _option_moves_the_student(trained, tmp_path, {}, {"offload_counterfactuals": 2, "offload_search_coef": 1.0}, 0,
-                              "offload_counterfactuals and offload_search_coef")
 
 
 def test_per_ue_matches_single_ue_calls(trained):
@@ -252,7 +243,7 @@ def test_dtac_refits_the_critic_by_default_and_keeps_it_frozen_when_asked(traine
 def test_align_steps_are_the_imitation_of_26_before_22(trained, tmp_path):
     scen, tac, _ = trained
     base = {**TRANSFER_QUICK_OVERRIDES, "steps": 6, "log_every": 3, "checkpoint_every": 3, "keep_best": False, "critic_updates": 0,
-            "offload_prior": 0.0, "offload_mask": False, "cpu_ratio_head": "sigmoid"}  # on the same heads as TL-transformer
+            "offload_mask": False, "cpu_ratio_head": "sigmoid"}  # on the same heads as TL-transformer
     aligned = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 6}), tmp_path / "a", method="dtac")
     cloned = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "t", method="tl_transformer")
     critic = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "align_steps": 3}), tmp_path / "c", method="dtac")
@@ -265,8 +256,8 @@ def test_align_steps_are_the_imitation_of_26_before_22(trained, tmp_path):
 
 def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, tmp_path):
     from edgepilot.cloud_trainer.checkpoint import load_checkpoint
-    from edgepilot.cloud_trainer.tac import VALIDATION_SEED_OFFSET
-    from edgepilot.cloud_trainer.evaluate import ActorPolicy, evaluate_policy
+    from edgepilot.cloud_trainer.common import VALIDATION_SEED_OFFSET
+    from edgepilot.cloud_trainer.play import ActorPolicy, evaluate_policy
 
     scen, tac, _ = trained
     cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 2, "validation_rounds": 3, "validation_envs": 4, "seed": 3})
@@ -292,8 +283,7 @@ def test_validation_keeps_the_best_student_on_one_fixed_set_of_rounds(trained, t
     assert replayed == pytest.approx(final["metrics"]["selected_weighted_reward"], rel=1e-6)
     from edgepilot.cloud_trainer.dtac import fit_round_budget
 
-    first = DTACActor.from_tac(load_actor(tac.checkpoint)[0], offload_prior=cfg.offload_prior, offload_prior_form=cfg.offload_prior_form,
-                               cpu_ratio_head=cfg.cpu_ratio_head, offload_mask=cfg.offload_mask)
+    first = DTACActor.from_tac(load_actor(tac.checkpoint)[0], cpu_ratio_head=cfg.cpu_ratio_head, offload_mask=cfg.offload_mask)
     fit_round_budget(first, scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)  # its R, as the transfer fits it before validating
     copy0 = ActorPolicy("dtac", first, "local")
     step0 = evaluate_policy(copy0, scen, 3, 4, 3 + VALIDATION_SEED_OFFSET)["weighted_reward"]
@@ -310,8 +300,8 @@ def test_a_transfer_that_keeps_its_copy_runs_once_more_with_offload_counterfactu
     assert TransferConfig().retry_offload_counterfactuals == 4
     res = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path, method="dtac")
     first, final = load_checkpoint(tmp_path / "dtac_first.pt"), load_checkpoint(res.checkpoint)
-    assert first["metrics"]["selected_step"] == 0 and first["train_config"]["offload_counterfactuals"] == 0
-    assert final["train_config"]["offload_counterfactuals"] == 4 and final["train_config"]["retry_offload_counterfactuals"] == 0
+    assert first["metrics"]["selected_step"] == 0 and "retry_offload_counterfactuals" not in first["metrics"]
+    assert final["metrics"]["retry_offload_counterfactuals"] == 4 and final["progress"]["attempt"] == 2
     assert final["metrics"]["first_attempt"]["selected_step"] == 0
     assert final["metrics"]["wall_s"] > final["metrics"]["first_attempt"]["wall_s"]
     assert (tmp_path / "curve_dtac_first.csv").exists() and (tmp_path / "curve_dtac.csv").exists()
@@ -325,7 +315,7 @@ def test_a_transfer_that_keeps_its_copy_runs_once_more_with_offload_counterfactu
     again = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path, method="dtac", resume=True)
     assert again.metrics["first_attempt"] == final["metrics"]["first_attempt"] and (tmp_path / "dtac_first_last.pt").exists()
     redone = load_checkpoint(again.checkpoint)
-    assert redone["train_config"]["offload_counterfactuals"] == 4  # the retry again, not the first attempt
+    assert redone["progress"]["attempt"] == 2 and redone["metrics"]["retry_offload_counterfactuals"] == 4  # the retry again
     assert all(torch.equal(redone["critic"][k], v) for k, v in final["critic"].items())  # and the same retry
     once = train_transfer(scen, tac.checkpoint, TransferConfig(**{**base, "retry_offload_counterfactuals": 0}), tmp_path / "once", method="dtac")
     assert once.metrics["selected_step"] == 0 and "first_attempt" not in once.metrics
@@ -334,61 +324,3 @@ def test_a_transfer_that_keeps_its_copy_runs_once_more_with_offload_counterfactu
         TransferConfig(retry_offload_counterfactuals=-1)
 
 
-def test_retry_local_share_retries_a_local_student_and_keeps_the_attempt_that_validates_better(trained, tmp_path):
-    """TransferConfig.retry_local_share (trial option): a kept student that plays at least
-    that share of its UEs locally on the validation rounds is transferred once more with
-    offload counterfactuals, and whichever attempt validates better is the model."""
-    from edgepilot.cloud_trainer.evaluate import evaluate_policy
-    from edgepilot.cloud_trainer.tac import VALIDATION_SEED_OFFSET
-
-    scen, tac, _ = trained
-    base = {**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "checkpoint_every": 4}
-    assert TransferConfig().retry_local_share == 0.0
-    plain = train_transfer(scen, tac.checkpoint, TransferConfig(**base), tmp_path / "plain", method="dtac")
-    share = plain.metrics["selected_local_share"]
-    assert 0.0 <= share <= 1.0 and plain.metrics["selected_step"] != 0 and "first_attempt" not in plain.metrics
-    # the share is the kept student's on the validation rounds, as the transfer played them
-    v = TransferConfig(**base)
-    replayed = evaluate_policy(load_policy("dtac", plain.checkpoint), scen, v.validation_rounds, v.validation_envs, v.seed + VALIDATION_SEED_OFFSET)
-    assert replayed["weighted_reward"] == pytest.approx(plain.metrics["selected_weighted_reward"], rel=1e-6)
-    assert replayed["offload_preference"]["local"] == pytest.approx(share)
-    # a threshold at or below the share retries; above it (or 0, the default) does not
-    cfg = TransferConfig(**base, retry_local_share=max(share, 1e-6))
-    res = train_transfer(scen, tac.checkpoint, cfg, tmp_path / "retry", method="dtac")
-    first = load_checkpoint(tmp_path / "retry" / "dtac_first.pt")
-    assert first["metrics"]["selected_local_share"] == pytest.approx(share) and first["train_config"]["offload_counterfactuals"] == 0
-    last = load_checkpoint(tmp_path / "retry" / "dtac_last.pt")
-    assert last["train_config"]["offload_counterfactuals"] == 4 and last["progress"]["attempt"] == 2
-    final = load_checkpoint(res.checkpoint)
-    retry_score = last["progress"]["best"]["reward"]
-    first_score = first["metrics"]["selected_weighted_reward"]
-    assert final["metrics"]["selected_weighted_reward"] == max(first_score, retry_score)
-    kept_first = first_score > retry_score
-    assert (final["metrics"].get("kept_attempt") == 1) == kept_first
-    kept = first if kept_first else last
-    assert all(torch.equal(final["actor"][k], v) for k, v in (first["actor"] if kept_first else kept["best_actor"]).items())
-    # either way round: a first attempt that validates better becomes the model, one that does not leaves the retry's
-    import shutil
-
-    from edgepilot.cloud_trainer.checkpoint import save_checkpoint
-    from edgepilot.cloud_trainer.dtac import keep_better_attempt
-    from edgepilot.cloud_trainer.tac import TrainResult
-
-    for margin, keeps_first in ((1.0, True), (-1.0, False)):
-        d = tmp_path / f"settle{margin}"
-        d.mkdir()
-        shutil.copy(tmp_path / "retry" / "dtac_first.pt", d / "dtac_first.pt")
-        save_checkpoint(d / "dtac.pt", **{k: v for k, v in last.items() if k not in ("format_version", "environment", "metrics")},
-                        metrics={"selected_weighted_reward": first_score - margin, "wall_s": 9.0, "selected_step": 4})
-        retry_res = TrainResult(d / "dtac.pt", [], 9.0, load_checkpoint(d / "dtac.pt")["metrics"])
-        settled = keep_better_attempt(retry_res, d / "dtac_first.pt", "dtac")
-        on_disk = load_checkpoint(d / "dtac.pt")
-        assert (settled.metrics.get("kept_attempt") == 1) == keeps_first and on_disk["metrics"] == settled.metrics
-        assert all(torch.equal(on_disk["actor"][k], v) for k, v in (first if keeps_first else last)["actor"].items())
-        if keeps_first:
-            assert settled.metrics["retry_attempt"]["selected_weighted_reward"] == first_score - margin and settled.metrics["wall_s"] == 9.0
-    if share < 1.0:
-        higher = train_transfer(scen, tac.checkpoint, TransferConfig(**base, retry_local_share=min(1.0, share + 1e-3)), tmp_path / "no", method="dtac")
-        assert "first_attempt" not in higher.metrics and not (tmp_path / "no" / "dtac_first.pt").exists()
-    with pytest.raises(ValueError, match="retry_local_share"):
-        TransferConfig(retry_local_share=1.5)

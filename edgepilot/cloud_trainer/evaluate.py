@@ -20,7 +20,6 @@ UE slots is the one the models were trained on).
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -30,10 +29,11 @@ import torch
 
 from edgepilot.cloud_trainer.baselines import HEURISTIC_POLICIES
 from edgepilot.cloud_trainer.environment import describe as describe_environment
-from edgepilot.cloud_trainer.envs.simulator import BatchSimulator, Observation
+from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
+# ActorPolicy, evaluate_policy and headline live in play.py (below the trainers); the
+# benchmarks and tests take them from here too
+from edgepilot.cloud_trainer.play import HEADLINE_KEYS, ActorPolicy, decision_from_actions, evaluate_policy, headline  # noqa: F401
 from edgepilot.cloud_trainer.scenario import Scenario, load_scenario
-from edgepilot.cloud_trainer.tac import decision_from_actions, observation_tensors
-from edgepilot.edge_agent.system_model import Decision
 
 METHOD_ORDER = ("tac", "dtac", "happo", "tl", "tl_transformer", "greedy", "all_edge", "local", "random")
 LABELS = {"tac": "TAC (centralized)", "dtac": "DTAC", "happo": "HAPPO", "tl": "TL", "tl_transformer": "TL-transformer",
@@ -42,41 +42,12 @@ LABELS = {"tac": "TAC (centralized)", "dtac": "DTAC", "happo": "HAPPO", "tl": "T
 
 # ---------------------------------------------------------------------------
 # policies over learned actors
-class ActorPolicy:
-    """Wraps an actor: ``kind`` "joint" (TAC, TL MLP, HAPPO: (B, N, 6) + edge ids) or
-    "local" (DTAC, TL-transformer: each UE's local state alone)."""
-
-    def __init__(self, name: str, actor: torch.nn.Module, kind: str, refine: Callable | None = None) -> None:
-        self.name, self.actor, self.kind, self.refine = name, actor.eval(), kind, refine
-
-    def actions(self, obs: Observation):
-        s, e, m = observation_tensors(obs)
-        with torch.no_grad():
-            if self.kind == "local":
-                from edgepilot.cloud_trainer.dtac import per_ue
-
-                return per_ue(self.actor, s)
-            acts = self.actor(s, e, m)
-            return self.refine(s, e, m, acts) if self.refine else acts
-
-    def act(self, obs: Observation) -> Decision:
-        return decision_from_actions(*self.actions(obs))
-
-
-def load_policy(method: str, checkpoint: str | Path, refine_sweeps: int = 0, refine_group: int = 1) -> ActorPolicy:
-    """The learned policy of ``checkpoint``. For TAC, ``refine_sweeps`` > 0 adds the
-    critic-guided search over the discrete choices (:func:`edgepilot.cloud_trainer.tac.refine_with_critic`)."""
+def load_policy(method: str, checkpoint: str | Path) -> ActorPolicy:
+    """The learned policy of ``checkpoint``."""
     if method == "tac":
-        from edgepilot.cloud_trainer.tac import TACConfig, load_tac, refine_with_critic
+        from edgepilot.cloud_trainer.tac import load_tac
 
-        actor, critic, _, ckpt = load_tac(checkpoint)
-        if refine_sweeps <= 0:
-            return ActorPolicy("tac", actor, "joint")
-        cfg = TACConfig.from_dict(ckpt["train_config"])
-        refine = lambda s, e, m, acts: refine_with_critic(critic, s, e, m, acts, cfg, refine_sweeps, refine_group)  # noqa: E731
-        return ActorPolicy("tac_refined", actor, "joint", refine)
-    if refine_sweeps:
-        raise ValueError(f"only TAC has a centralized critic to refine with, not {method!r}")
+        return ActorPolicy("tac", load_tac(checkpoint)[0], "joint")
     if method in ("dtac", "tl_transformer"):
         from edgepilot.cloud_trainer.dtac import load_transfer_actor
 
@@ -105,12 +76,6 @@ def make_policy(method: str, scenario: Scenario, checkpoints: dict[str, str | Pa
 
 
 # ---------------------------------------------------------------------------
-HEADLINE_KEYS = ("weighted_reward", "weighted_reward_median", "avg_round_time_s", "avg_energy_per_task_j", "offload_preference")
-
-
-def headline(result: dict) -> dict:
-    """The figures of an :func:`evaluate_policy` result that the benchmarks report."""
-    return {k: result[k] for k in HEADLINE_KEYS}
 
 
 def relative_change(transferred, trained_there):
@@ -124,54 +89,6 @@ def generalization_entry(trained_on: str, tested_on: str, trained_there: dict, t
     change = relative_change(transferred["weighted_reward"], trained_there["weighted_reward"])
     return {"trained_on": trained_on, "tested_on": tested_on, "dtac_trained_there": trained_there, "dtac_transferred": transferred,
             "relative_change": change}
-
-
-def evaluate_policy(policy, scenario: Scenario, rounds: int = 50, envs: int = 32, seed: int = 1000, keep_rounds: bool = False) -> dict:
-    """Roll ``policy`` for ``rounds`` rounds of ``envs`` parallel episodes. ``keep_rounds``
-    also returns each round's objective and number of local UEs (arrays, in play order:
-    round-major, then env) for per-round comparisons of methods played on the same seed."""
-    sim = BatchSimulator(scenario, batch_size=envs, seed=seed)
-    obs = sim.reset()
-    objective, round_time, energy, tasks, local_ues = [], [], [], [], []
-    counts = np.zeros(3)
-    by_n: dict[int, list[float]] = {}
-    by_n_time: dict[int, list[float]] = {}
-    by_n_energy: dict[int, list[float]] = {}
-    t0 = time.perf_counter()
-    for _ in range(rounds):
-        decision = policy.act(obs)
-        step = sim.step(decision)
-        res, mask = step.result, obs.ue_mask
-        n_ues = mask.sum(1)
-        objective.append(res.objective)
-        round_time.append(res.round_time_s)
-        energy.append(res.total_energy_j)
-        tasks.append(n_ues)
-        x = np.where(mask, decision.offload, -1)
-        counts += [(x == k).sum() for k in range(3)]
-        local_ues.append((x == 0).sum(1))
-        for i, n in enumerate(n_ues.tolist()):
-            by_n.setdefault(n, []).append(float(res.objective[i]))
-            by_n_time.setdefault(n, []).append(float(res.round_time_s[i]))
-            by_n_energy.setdefault(n, []).append(float(res.total_energy_j[i] / n))
-        obs = sim.reset() if step.episode_done else step.observation
-    objective, round_time, energy, tasks = (np.concatenate(v) for v in (objective, round_time, energy, tasks))
-    kept = {"round_objective": objective, "round_local_ues": np.concatenate(local_ues)} if keep_rounds else {}
-    return {
-        "weighted_reward": -float(objective.mean()),  # (27)
-        "weighted_reward_median": -float(np.median(objective)),
-        "avg_round_time_s": float(round_time.mean()),
-        "avg_energy_per_task_j": float(energy.sum() / tasks.sum()),
-        "offload_preference": dict(zip(("local", "edge", "cloud"), (counts / counts.sum()).tolist())),
-        "by_num_ues": {
-            str(n): {"weighted_reward": -float(np.mean(by_n[n])), "avg_round_time_s": float(np.mean(by_n_time[n])),
-                     "avg_energy_per_task_j": float(np.mean(by_n_energy[n])), "rounds": len(by_n[n])}
-            for n in sorted(by_n)
-        },
-        "rounds": int(rounds * envs),
-        "decide_wall_s": time.perf_counter() - t0,
-        **kept,
-    }
 
 
 def offload_kl(reference: ActorPolicy, other: ActorPolicy, scenario: Scenario, rounds: int = 20, envs: int = 16, seed: int = 2000) -> float:
@@ -224,7 +141,6 @@ def complexity(checkpoints: dict[str, str | Path], num_ues: int = 30) -> dict:
             out[method]["critic_parameters"] = count_parameters(critic)
             out[method]["critic_flops_per_ue"] = flops(lambda: critic(s, e, *acts, m)) / num_ues
         if method == "happo":
-            from edgepilot.cloud_trainer.baselines.happo import load_happo
             from edgepilot.cloud_trainer.checkpoint import load_checkpoint
             from edgepilot.cloud_trainer.models import GlobalMLPCritic, MLPConfig
 
@@ -424,13 +340,13 @@ def target_checks(results: dict, scenario: str = "fig6") -> list[dict]:
         for row in out:
             if row["target"] in again:
                 other = again[row["target"]]
-                row["value"] += f"; training seed {seed_check_label(check, checks)}: {other['value']} ({'met' if other['met'] else 'missed'})"
+                row.setdefault("seeds", []).append({"seed": seed_check_label(check, checks), "value": other["value"], "met": other["met"]})
                 row["runs"].append(other["met"])
                 row["met"] = row["met"] and other["met"]
     across = generalization_across_runs(results)
     for row in (r for r in out if across and r["target"].startswith("generalization:")):
         row["across_runs"] = across
-        row["value"] += "; " + across_runs_sentence(across, results["generalization"]["tested_on"])
+        row["across_runs_sentence"] = across_runs_sentence(across, results["generalization"]["tested_on"])
         row["met"] = across["ci95"][0] >= -0.10
     return out
 
@@ -484,6 +400,29 @@ def runs_met_label(row: dict) -> str:
         return (f"{verdict} (expected change over {ac['runs']} runs {100 * ac['relative_change']:+.1f}%, 95% interval from "
                 f"{100 * ac['ci95'][0]:+.1f}%; {sum(runs)} of {len(runs)} runs alone)")
     return f"{verdict} ({sum(runs)} of {len(runs)} runs)" if len(runs) > 1 else verdict
+
+
+def short_value(value: str) -> str:
+    """A target's measured figure without its explanation ("DTAC -25.34 vs TAC -50.45")."""
+    return value.split(" (")[0]
+
+
+def seed_table(targets: list[dict]) -> list[str]:
+    """The results page's per-training-seed detail of the targets other runs were checked
+    on: one row per seed, one short cell per target (figure, then met / **missed**)."""
+    rows = [t for t in targets if t.get("seeds")]
+    if not rows:
+        return []
+    seeds = list(dict.fromkeys(s["seed"] for t in rows for s in t["seeds"]))
+    lines = ["| training seed | " + " | ".join(t["target"].split(":")[0] + ": " + t["target"].split(": ", 1)[-1] for t in rows) + " |",
+             "| --- |" + " --- |" * len(rows)]
+    for seed in seeds:
+        cells = []
+        for t in rows:
+            got = next((s for s in t["seeds"] if s["seed"] == seed), None)
+            cells.append("-" if got is None else f"{short_value(got['value'])} {'met' if got['met'] else '**missed**'}")
+        lines.append(f"| {seed} | " + " | ".join(cells) + " |")
+    return lines
 
 
 DEVIATIONS = (
@@ -584,6 +523,12 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         lines += ["## The issue's targets", "", "| target | measured | met |", "| --- | --- | --- |"]
         lines += [f"| {t['target']} | {t['value']} | {runs_met_label(t)} |" for t in results["targets"]]
         lines.append("")
+        lines += [t["across_runs_sentence"][0].upper() + t["across_runs_sentence"][1:] + "." for t in results["targets"] if t.get("across_runs_sentence")]
+        detail = seed_table(results["targets"])
+        if detail:
+            lines += ["", "The same targets for each other training seed checked (`benchmarks/dtac_seed_check.py`; the row "
+                      "above is training seed 0):", "", *detail]
+        lines.append("")
     for name, entry in results["scenarios"].items():
         lines += [f"## {name}", "", *_method_table_head("method", "median round reward")]
         lines += [_method_row(LABELS[m], entry["methods"][m]) for m in METHOD_ORDER if m in entry["methods"]]
@@ -641,7 +586,7 @@ def write_results_page(results: dict, figures: list[Path], page: Path, command: 
         lines += [f"## N = 4 against the exhaustive optimum, {cells}", "", f"From `benchmarks/dtac_exhaustive_n4.py{flag}` ({cells}, 4 UEs, Fig. 5 radio / compute; "
                   f"TAC {sched}trained {_fmt(n4.get('tac_train_wall_s'), 0)} s with the benchmark's own settings{kept}; evaluation "
                   f"{ev.get('rounds', '?')} rounds x {ev.get('envs', '?')} envs, seed {ev.get('seed', 4242)}, the same for every method; "
-                  "exhaustive a, b on a 3-point grid). Diagnosis, settings and held-out seeds: [results-n4.md](results-n4.md).", "",
+                  "exhaustive a, b on a 3-point grid). Settings: [training.md](training.md#n--4-against-the-exhaustive-optimum); what the trial options behind these figures gave: [decisions.md](decisions.md).", "",
                   *_method_table_head("method")]
         n4_labels = {"exhaustive": "Exhaustive (a, b on {1/3, 2/3, 1})", "exhaustive_fine": "Exhaustive, finer a, b grid",
                      "tac_refined": "TAC + the critic's search (ours)"}

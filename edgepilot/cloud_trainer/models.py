@@ -32,104 +32,50 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass, replace
+from typing import ClassVar, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
 from edgepilot.cloud_trainer.baselines import lower_bound_times
+from edgepilot.cloud_trainer.config_base import TrainerConfig
 from edgepilot.edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
 
 # Floors of the log transform: watts for the received power, seconds for the times.
 _LOG_FLOOR = (1e-18, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3)
 
 
-CPU_RATIO_HEADS = ("sigmoid", "time_budget", "round_budget")
 ROUND_BUDGET_MIN_B = 1e-3  # floor of b = T1* / R (a UE with no work still gets a valid ratio)
 OFFLOAD_MASK_LOGIT = 1e4  # subtracted from a masked option's offload logit (exp(-1e4) = 0, no inf / nan)
-_PRIOR_FLOOR_S = 1e-3  # seconds, floor of the offload prior's log (ModelConfig.offload_prior)
-OFFLOAD_PRIOR_FORMS = ("above_local", "two_sided")
 LOCAL_TIME_FIELD = LOCAL_STATE_FIELDS.index("local_compute_time_s")  # T1* = W / F_UE in the local state (14)
 
 
-def check_cpu_ratio_head(value: str) -> None:
-    if value not in CPU_RATIO_HEADS:
-        raise ValueError(f"cpu_ratio_head must be one of {CPU_RATIO_HEADS}, got {value!r}")
+class ModelConfig(TrainerConfig):
+    """Sizes of the TAC / DTAC networks and the DTAC actor's heads. The default sizes
+    give about 8k parameters per network, near the paper's Table IV (8.17k actor, 8.52k
+    critic)."""
 
+    RETIRED: ClassVar[dict] = {"ue_slot_embedding": 0, "channel_slot_bias": 0, "channel_slot_trainable": True,
+                               "offload_prior": 0.0, "offload_prior_form": "above_local"}
 
-@dataclass
-class ModelConfig:
-    """Sizes of the TAC / DTAC networks. The defaults give about 8k parameters per
-    network, near the paper's Table IV (8.17k actor, 8.52k critic)."""
-
-    num_channels: int = 4  # L
-    d_model: int = 16
-    num_heads: int = 2
-    num_encoders: int = 2
-    num_decoders: int = 1
-    ffn_dim: int = 32
-    max_edges: int = 16  # size of the edge-id position embedding table
-    # > 0: a second position embedding, the UE's slot among the UEs of its edge server
-    # (0, 1, ... in joint-state order), table of this size. Off (0) by default and in
-    # every shipped model; see Backbone. The DTAC actor never uses it.
-    ue_slot_embedding: int = 0
-    # > 0: the TAC actor adds a learned bias per (cell slot, channel) to its channel
-    # logits (table of this many slots), and nothing else sees the slot: the offload
-    # decision, a and b stay the paper's functions of the states. Off (0) by default
-    # and in every shipped model; the critic and the DTAC actor never use it.
-    channel_slot_bias: int = 0
-    # False: that bias stays at its initial "slot j prefers channel j mod L" (not trained).
-    # Tried on N = 4 and not adopted: the backbone's own channel logits outgrow its margin
-    # (docs/results-n4.md)
-    channel_slot_trainable: bool = True
-    # How the DTAC actor gives the CPU frequency ratio b (the TAC actor and the critic
-    # never use it). "sigmoid": the paper's b = sigmoid(z). "time_budget" (ours):
-    # b = sigmoid(z + ln(T1* / T_ref)) = T1* / (T1* + T_ref e^-z), T1* the UE's full-speed
-    # local time (LOCAL_TIME_FIELD of the local state) and T_ref its geometric mean in the normalizer's
-    # statistics; the head then sets a completion time (a local task takes T1* / b), and
-    # "finish with the round", b proportional to T1*, is a constant output instead of a
-    # function the network has to learn from the few local UEs of its scenario. Off by
-    # default: on training seeds 1, 5, 7 it moved the fig6 -> fig7 misses, it did not
-    # remove them (docs/training.md). "round_budget" (ours): b = min(1, T1* / R), every
-    # local UE finishes with a planned round time R, one number per model (the buffer
-    # DTACActor.round_budget_s), which the transfer fits on the training scenario's rounds
-    # with the system model (edgepilot.cloud_trainer.dtac.fit_round_budget) instead of learning b
-    # per state: the round time a UE should plan for is a property of the whole round,
-    # which no local state shows.
-    cpu_ratio_head: str = "sigmoid"
-    # DTAC actor only (ours; 0 = the paper's head, as in every shipped model; the DTAC
-    # transfer sets it from TransferConfig.offload_prior): a prior of weight w on the
-    # offload logits from the option's lower-bound time T_lb(x) in the local state (the
-    # greedy baseline's lower_bound_times; floor 1 ms). The learned logits are only
-    # trained on the UEs of the training scenario; the prior keeps "an option whose lower
-    # bound is longer is less likely" true beyond them (a UE farther from its edge or
-    # cloud than any seen in training). offload_prior_form "above_local": edge and cloud
-    # get -w max(0, ln(T_lb(x) / T1*)), i.e. only an option whose lower bound exceeds
-    # the UE's full-speed local time is pushed down, the rest is left to the network;
-    # "two_sided": every option gets -w ln(T_lb(x)), which also rewards a short lower
-    # bound (with it, fig6 seed 1's DTAC had rare rounds of 10^5 s; docs/training.md).
-    offload_prior: float = 0.0
-    offload_prior_form: str = "above_local"
-    # DTAC actor only (ours; False = the paper's head): an offload option whose lower-bound
-    # time T_lb(x) (no interference, no queue, full power) exceeds the UE's full-speed
-    # local time T1* gets probability 0, so a UE never offloads a task that would be
-    # slower than computing it locally even in the best case. Such a UE is rare in the
-    # training scenario, so the learned logits say little about it there; beyond it (a UE
-    # farther from its edge than any seen in training) they extrapolate.
+    num_channels: int = Field(4, ge=1)  # L
+    d_model: int = Field(16, ge=1)
+    num_heads: int = Field(2, ge=1)
+    num_encoders: int = Field(2, ge=0)
+    num_decoders: int = Field(1, ge=0)
+    ffn_dim: int = Field(32, ge=1)
+    max_edges: int = Field(16, ge=1)  # size of the edge-id position embedding table
+    # DTAC actor only (the TAC actor and the critic never use it): how it gives the CPU
+    # frequency ratio b. "sigmoid": the paper's b = sigmoid(z). "round_budget": b = min(1,
+    # T1* / R), T1* the UE's full-speed local time and R one planned round time per model
+    # (the buffer DTACActor.round_budget_s), fitted by the transfer with the system model
+    # (edgepilot.cloud_trainer.dtac.fit_round_budget); docs/decisions.md says why.
+    cpu_ratio_head: Literal["sigmoid", "round_budget"] = "sigmoid"
+    # DTAC actor only: an offload option whose lower-bound time T_lb(x) (no interference,
+    # no queue, full power) exceeds the UE's full-speed local time T1* gets probability 0.
     offload_mask: bool = False
-
-    def __post_init__(self) -> None:
-        check_cpu_ratio_head(self.cpu_ratio_head)
-        if self.offload_prior_form not in OFFLOAD_PRIOR_FORMS:
-            raise ValueError(f"offload_prior_form must be one of {OFFLOAD_PRIOR_FORMS}, got {self.offload_prior_form!r}")
-        if not (self.offload_prior >= 0 and math.isfinite(self.offload_prior)):
-            raise ValueError(f"offload_prior must be a finite number >= 0, got {self.offload_prior!r}")
-        if not isinstance(self.offload_mask, bool):
-            raise ValueError(f"offload_mask must be true or false, got {self.offload_mask!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class StateNormalizer(nn.Module):
@@ -230,38 +176,19 @@ class DecoderLayer(nn.Module):
         return self.norms[2](h + self.ffn(h))
 
 
-def cell_slot(edge_id: torch.Tensor, num_slots: int | None = None) -> torch.Tensor:
-    """Slot of each UE among the UEs of its edge server, in joint-state order:
-    the number of earlier tokens with the same edge id, capped at ``num_slots - 1``
-    when given (the size of the table it indexes). (B, N) int64."""
-    same = edge_id[..., :, None] == edge_id[..., None, :]  # (B, N, N)
-    earlier = torch.ones(same.shape[-2:], dtype=torch.bool, device=edge_id.device).tril(-1)
-    slot = (same & earlier).sum(-1)
-    return slot if num_slots is None else slot.clamp(max=num_slots - 1)
-
-
 class Backbone(nn.Module):
     """Encoders then decoders (Fig. 3) over per-UE tokens, position = edge-server id.
-
-    With ``cfg.ue_slot_embedding`` > 0 the position also carries the UE's slot within
-    its cell (:func:`cell_slot`). Without it the network is equivariant to permuting
-    the UEs of a cell, so two UEs of one cell are told apart only by their states;
-    that is what the paper specifies and what every shipped model uses, but it makes
-    giving the UEs of a cell distinct channels (5) a symmetry-breaking problem the
-    actor rarely solves (see docs/results-dtac.md, N = 4)."""
+    The network is equivariant to permuting the UEs of a cell, as the paper specifies."""
 
     def __init__(self, cfg: ModelConfig, in_dim: int) -> None:
         super().__init__()
         self.embed = nn.Linear(in_dim, cfg.d_model)
         self.position = nn.Embedding(cfg.max_edges, cfg.d_model)
-        self.slot = nn.Embedding(cfg.ue_slot_embedding, cfg.d_model) if cfg.ue_slot_embedding > 0 else None
         self.encoders = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.num_encoders))
         self.decoders = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_decoders))
 
     def forward(self, tokens: torch.Tensor, edge_id: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.embed(tokens) + self.position(edge_id.clamp(0, self.position.num_embeddings - 1))
-        if self.slot is not None:
-            h = h + self.slot(cell_slot(edge_id, self.slot.num_embeddings))
         for layer in self.encoders:
             h = layer(h, mask)
         memory = h
@@ -279,25 +206,15 @@ class ActionHeads(nn.Module):
         self.channel = nn.Linear(cfg.d_model, cfg.num_channels)
         self.ratios = nn.Linear(cfg.d_model, 2)
 
-    def forward(self, h: torch.Tensor, channel_bias: torch.Tensor | None = None, cpu_offset: torch.Tensor | None = None,
-                offload_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``channel_bias`` (..., L), if given, is added to the channel logits;
-        ``cpu_offset`` (...), if given, to the logit of b; ``offload_bias`` (..., 3) to
-        the offload logits."""
-        logits = self.ratios(h)
-        if cpu_offset is not None:
-            logits = torch.stack([logits[..., 0], logits[..., 1] + cpu_offset], dim=-1)
-        ratios = torch.sigmoid(logits)
-        channel_logits = self.channel(h) if channel_bias is None else self.channel(h) + channel_bias
+    def forward(self, h: torch.Tensor, offload_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``offload_bias`` (..., 3), if given, is added to the offload logits."""
+        ratios = torch.sigmoid(self.ratios(h))
         return (
             torch.softmax(self.offload(h) if offload_bias is None else self.offload(h) + offload_bias, dim=-1),
-            torch.softmax(channel_logits, dim=-1),
+            torch.softmax(self.channel(h), dim=-1),
             ratios[..., 0],
             ratios[..., 1],
         )
-
-
-CHANNEL_SLOT_INIT = 3.0  # logits; see TACActor.channel_slot
 
 
 class TACActor(nn.Module):
@@ -309,24 +226,9 @@ class TACActor(nn.Module):
         self.normalizer = StateNormalizer()
         self.backbone = Backbone(cfg, LOCAL_STATE_DIM)
         self.heads = ActionHeads(cfg)
-        # per-slot channel preference (cfg.channel_slot_bias): lets the UEs of one cell
-        # take distinct channels (5) without making the other decisions slot-based
-        self.channel_slot = None
-        if cfg.channel_slot_bias > 0:
-            # initialised to "slot j prefers channel j mod L" (a margin of
-            # CHANNEL_SLOT_INIT logits): a cell starts separated instead of having to
-            # find a separation through the critic; training can still move it
-            # unless cfg.channel_slot_trainable is False
-            self.channel_slot = nn.Embedding(cfg.channel_slot_bias, cfg.num_channels)
-            with torch.no_grad():
-                slots = torch.arange(cfg.channel_slot_bias)
-                self.channel_slot.weight.copy_(CHANNEL_SLOT_INIT * nn.functional.one_hot(slots % cfg.num_channels, cfg.num_channels).float())
-            self.channel_slot.weight.requires_grad_(cfg.channel_slot_trainable)
 
     def forward(self, joint_state: torch.Tensor, edge_id: torch.Tensor, ue_mask: torch.Tensor | None = None):
-        h = self.backbone(self.normalizer(joint_state), edge_id, ue_mask)
-        bias = None if self.channel_slot is None else self.channel_slot(cell_slot(edge_id, self.channel_slot.num_embeddings))
-        return self.heads(h, channel_bias=bias)
+        return self.heads(self.backbone(self.normalizer(joint_state), edge_id, ue_mask))
 
 
 class TACCritic(nn.Module):
@@ -358,7 +260,6 @@ class DTACActor(nn.Module):
         self.position_bias = nn.Parameter(torch.zeros(cfg.d_model))
         self.heads = ActionHeads(cfg)
         self.backbone.position = None  # replaced by position_bias (no cells to tell apart)
-        self.backbone.slot = None  # a UE alone has no slot among others
         for module in self.backbone.modules():
             if isinstance(module, Attention):
                 module.identity = True
@@ -368,15 +269,13 @@ class DTACActor(nn.Module):
     @classmethod
     def from_tac(cls, tac: TACActor, **head_options) -> "DTACActor":
         """Algorithm 1, lines 14-15: copy the converged TAC actor, attention -> identity.
-        ``head_options`` are the DTAC-only ModelConfig fields: ``cpu_ratio_head`` (with
-        "time_budget" the copy gives the TAC's b for a task of the reference size T_ref),
-        ``offload_prior`` and ``offload_prior_form`` (the lower-bound-time prior on the
-        copy's offload logits), ``offload_mask``; with "round_budget" R starts at three
-        times the geometric-mean T1* of the normalizer's statistics, until a fit."""
-        dtac = cls(replace(tac.cfg, **head_options))
+        ``head_options`` are the DTAC-only ModelConfig fields ``cpu_ratio_head`` and
+        ``offload_mask``; with "round_budget" R starts at three times the geometric-mean
+        T1* of the normalizer's statistics, until a fit."""
+        dtac = cls(ModelConfig(**{**tac.cfg.to_dict(), **head_options}))
         result = dtac.load_state_dict(copy.deepcopy(tac.state_dict()), strict=False)
         own = {"position_bias"} | ({"round_budget_s"} if dtac.cfg.cpu_ratio_head == "round_budget" else set())
-        if set(result.missing_keys) != own:  # unexpected keys: TAC-only parts (channel_slot), which the DTAC never uses
+        if set(result.missing_keys) != own:  # the unexpected key is the TAC's position table, replaced by position_bias
             raise RuntimeError(f"TAC -> DTAC copy mismatch: {result}")
         with torch.no_grad():
             dtac.position_bias.copy_(tac.backbone.position.weight.mean(0))
@@ -392,21 +291,12 @@ class DTACActor(nn.Module):
         memory = h
         for layer in self.backbone.decoders:
             h = layer(h, memory, None)
-        offset = None
-        if self.cfg.cpu_ratio_head == "time_budget":  # ln((T1* + floor) / T_ref), from the normalized feature
-            offset = x[..., LOCAL_TIME_FIELD] * self.normalizer.std[LOCAL_TIME_FIELD]
         raw = local_state.clamp_min(0)  # the heads below read the raw state, not the normalized one
-        lb = lower_bound_times(raw) if self.cfg.offload_prior > 0 or self.cfg.offload_mask else None
         bias = None
-        if self.cfg.offload_prior > 0:
-            log_t = torch.log(lb + _PRIOR_FLOOR_S)
-            if self.cfg.offload_prior_form == "above_local":  # local: relu(0) = 0
-                log_t = torch.relu(log_t - log_t[..., :1])
-            bias = -self.cfg.offload_prior * log_t
         if self.cfg.offload_mask:  # local is never masked: its lower bound is not above itself
-            mask = -OFFLOAD_MASK_LOGIT * (lb > lb[..., :1]).to(h.dtype)
-            bias = mask if bias is None else bias + mask
-        p_x, p_l, a, b = self.heads(h, cpu_offset=offset, offload_bias=bias)
+            lb = lower_bound_times(raw)
+            bias = -OFFLOAD_MASK_LOGIT * (lb > lb[..., :1]).to(h.dtype)
+        p_x, p_l, a, b = self.heads(h, offload_bias=bias)
         if self.cfg.cpu_ratio_head == "round_budget":
             b = (raw[..., LOCAL_TIME_FIELD] / self.round_budget_s).clamp(ROUND_BUDGET_MIN_B, 1.0)
         return p_x, p_l, a, b
@@ -422,16 +312,12 @@ def count_parameters(module: nn.Module) -> int:
 HAPPO_STATE_DIM = LOCAL_STATE_DIM + 2  # (24): UE id n, edge id k, then s_t^n (14)
 
 
-@dataclass
-class MLPConfig:
-    num_channels: int = 4
-    hidden: int = 64
-    max_ues: int = 42  # N_max of the padded global state (25)
-    max_edges: int = 16
-    num_agents: int = 1  # > 1: one parameter set per UE slot (heterogeneous agents, HAPPO)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+class MLPConfig(TrainerConfig):
+    num_channels: int = Field(4, ge=1)
+    hidden: int = Field(64, ge=1)
+    max_ues: int = Field(42, ge=1)  # N_max of the padded global state (25)
+    max_edges: int = Field(16, ge=1)
+    num_agents: int = Field(1, ge=1)  # > 1: one parameter set per UE slot (heterogeneous agents, HAPPO)
 
 
 class _AgentLinear(nn.Module):

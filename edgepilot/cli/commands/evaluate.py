@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from edgepilot.cli.errors import usage_error
+
 
 def evaluate_cmd(
     runs: Path = typer.Option(Path("runs"), help="Training output root (RUNS/<scenario>/<method>.pt)."),
@@ -32,8 +34,7 @@ def evaluate_cmd(
     if page_only:
         src = out / "results.json"
         if not src.exists():
-            typer.echo(f"error: --page-only needs {src} from an earlier `edgepilot evaluate`", err=True)
-            raise typer.Exit(2)
+            usage_error(f"--page-only needs {src} from an earlier `edgepilot evaluate`")
         results = refresh_benchmarks(json.loads(src.read_text()), out)
     else:
         torch.set_num_threads(threads)

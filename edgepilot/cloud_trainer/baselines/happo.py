@@ -21,40 +21,51 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
 from edgepilot.cloud_trainer.checkpoint import load_checkpoint, save_checkpoint
-from edgepilot.cloud_trainer.envs.simulator import BatchSimulator, Observation, sample_local_states
-from edgepilot.cloud_trainer.models import HAPPO_STATE_DIM, GlobalMLPCritic, MLPConfig, StateNormalizer
+from edgepilot.cloud_trainer.common import (
+    CurveWriter,
+    ProgressFn,
+    TrainResult,
+    set_threads,
+)
+from edgepilot.cloud_trainer.config_base import TrainerConfig
+from edgepilot.cloud_trainer.envs.simulator import (
+    BatchSimulator,
+    sample_local_states,
+)
+from edgepilot.cloud_trainer.models import (
+    HAPPO_STATE_DIM,
+    GlobalMLPCritic,
+    MLPConfig,
+    StateNormalizer,
+)
+from edgepilot.cloud_trainer.play import decision_from_actions, observation_tensors
 from edgepilot.cloud_trainer.scenario import Scenario
-from edgepilot.cloud_trainer.tac import CurveWriter, ProgressFn, TrainResult, decision_from_actions, observation_tensors, set_threads
 
 
-@dataclass
-class HAPPOConfig:
+class HAPPOConfig(TrainerConfig):
     seed: int = 0
-    iterations: int = 150
-    envs: int = 32
-    rollout: int = 8  # rounds per iteration and env
-    ppo_epochs: int = 4
-    clip: float = 0.2
-    actor_lr: float = 5e-4
-    critic_lr: float = 1e-3
-    entropy_coef: float = 0.01
-    hidden: int = 64
-    critic_hidden: int = 128
-    reward_clip: float = 1000.0  # floor of -objective, in objective units
-    reward_scale: float = 100.0
-    checkpoint_every: int = 25
-    threads: int = 1
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+    iterations: int = Field(150, ge=1)
+    envs: int = Field(32, ge=1)
+    rollout: int = Field(8, ge=1)  # rounds per iteration and env
+    ppo_epochs: int = Field(4, ge=1)
+    clip: float = Field(0.2, gt=0)
+    actor_lr: float = Field(5e-4, gt=0)
+    critic_lr: float = Field(1e-3, gt=0)
+    entropy_coef: float = Field(0.01, ge=0)
+    hidden: int = Field(64, ge=1)
+    critic_hidden: int = Field(128, ge=1)
+    reward_clip: float = Field(1000.0, gt=0)  # floor of -objective, in objective units
+    reward_scale: float = Field(100.0, gt=0)
+    checkpoint_every: int = Field(25, ge=1)
+    threads: int = Field(1, ge=1)
 
 
 HAPPO_QUICK_OVERRIDES = dict(iterations=3, envs=4, rollout=2, ppo_epochs=1, checkpoint_every=2)
