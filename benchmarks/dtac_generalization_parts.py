@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_json  # noqa: E402
 
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator  # noqa: E402
-from edgepilot.cloud_trainer.evaluate import evaluate_policy, headline, load_policy  # noqa: E402
+from edgepilot.cloud_trainer.evaluate import load_policy  # noqa: E402
+from edgepilot.cloud_trainer.play import evaluate_policy, headline  # noqa: E402
 from edgepilot.cloud_trainer.models import LOCAL_TIME_FIELD  # noqa: E402
 from edgepilot.cloud_trainer.scenario import load_scenario  # noqa: E402
 from edgepilot.edge_agent.system_model import LOCAL, Decision  # noqa: E402

@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 
 from edgepilot.cloud_trainer.dtac import TransferConfig, train_transfer
-from edgepilot.cloud_trainer.evaluate import evaluate_policy, headline, load_policy
+from edgepilot.cloud_trainer.evaluate import load_policy
+from edgepilot.cloud_trainer.play import evaluate_policy, headline
 from edgepilot.cloud_trainer.scenario import load_scenario
 from edgepilot.cloud_trainer.tac import TACConfig, train_tac
 

@@ -118,7 +118,7 @@ def test_round_budget_b_finishes_local_tasks_with_the_fitted_round_time(trained,
     the transfer fits on the training scenario's rounds (checkpoint metrics, kept by the
     reload); the fitted R plays better than half or twice it on those rounds."""
     from edgepilot.cloud_trainer.dtac import fit_round_budget
-    from edgepilot.cloud_trainer.evaluate import ActorPolicy, evaluate_policy
+    from edgepilot.cloud_trainer.play import ActorPolicy, evaluate_policy
 
     scen, tac, _ = trained
     cfg = TransferConfig(**{**TRANSFER_QUICK_OVERRIDES, "steps": 8, "log_every": 4, "cpu_ratio_head": "round_budget"})

@@ -316,22 +316,16 @@ def test_onnxruntime_cpu_variant_of_the_dtac_actor(dtac, work, states):
 
 
 @pytest.mark.parametrize("variant", ["nano", "onnxruntime_cpu"])
-@pytest.mark.parametrize("option", [{"cpu_ratio_head": "time_budget"}, {"offload_prior": 1.0},
-                                    {"offload_prior": 1.0, "offload_prior_form": "two_sided"},
-                                    {"cpu_ratio_head": "round_budget"}, {"offload_mask": True},
+@pytest.mark.parametrize("option", [{"cpu_ratio_head": "round_budget"}, {"offload_mask": True},
                                     {"cpu_ratio_head": "round_budget", "offload_mask": True}])
 def test_dtac_head_options_export_exactly(dtac, work, states, variant, option):
-    """A DTAC with cpu_ratio_head "time_budget" reads the normalized T1* twice (backbone
-    and b's offset); one with offload_prior or offload_mask reads the raw local state a
-    second time for the offload logits, one with "round_budget" for b: every export and
-    every rewrite must keep that."""
-    from dataclasses import replace
-
+    """A DTAC with offload_mask reads the raw local state a second time for the offload
+    logits, one with "round_budget" for b: every export and every rewrite must keep that."""
     from edgepilot.cloud_trainer.models import DTACActor
     from edgepilot.edge_agent.actions import heads_from_logits
     from edgepilot.export.onnx_export import write_onnxruntime_cpu_variant
 
-    tb = DTACActor(replace(dtac.cfg, **option))
+    tb = DTACActor(dtac.cfg.model_copy(update=option))
     tb.load_state_dict({**tb.state_dict(), **dtac.state_dict()})
     if "round_budget" in option.values():
         tb.round_budget_s.fill_(float(np.median(states[:, 1])) * 1.5)  # some b below 1, some at it
@@ -350,7 +344,7 @@ def test_dtac_head_options_export_exactly(dtac, work, states, variant, option):
         path, _ = write_onnxruntime_cpu_variant(base, work / "tb_laptop_fast.onnx", 20)
         out = _run(path, {"local_state": states})
         # the prior's term is packed with the heads (padded and added to the offload logits)
-        assert len(out) == (1 if ("offload_prior" in option or "offload_mask" in option) and "cpu_ratio_head" not in option else 4)
+        assert len(out) == (1 if "offload_mask" in option and "cpu_ratio_head" not in option else 4)
         out = heads_from_logits(out[0]) if len(out) == 1 else out
     for o, r in zip(out, ref):  # the onnxruntime folds reorder float32 sums (see the test above)
         np.testing.assert_allclose(o, r, atol=2e-5 if variant == "nano" else 1e-4)

@@ -32,7 +32,7 @@ from edgepilot.cloud_trainer.environment import describe as describe_environment
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
 # ActorPolicy, evaluate_policy and headline live in play.py (below the trainers); the
 # benchmarks and tests take them from here too
-from edgepilot.cloud_trainer.play import HEADLINE_KEYS, ActorPolicy, decision_from_actions, evaluate_policy, headline  # noqa: F401
+from edgepilot.cloud_trainer.play import HEADLINE_KEYS, ActorPolicy, decision_from_actions, evaluate_policy, headline
 from edgepilot.cloud_trainer.scenario import Scenario, load_scenario
 
 METHOD_ORDER = ("tac", "dtac", "happo", "tl", "tl_transformer", "greedy", "all_edge", "local", "random")

@@ -368,7 +368,7 @@ def pack_action_heads(model: onnx.ModelProto) -> int:
     :func:`edgepilot.edge_agent.actions.heads_from_logits` gives the four heads back. For
     onnxruntime-only artifacts: the outputs change, so TensorRT / INT8 variants keep
     the four heads. A term added to the offload logits before their softmax (the DTAC's
-    ``offload_prior``: ``Add(Gemm(h), bias)``) is kept: it is padded with zeros to the
+    ``offload_mask`` term: ``Add(Gemm(h), bias)``) is kept: it is padded with zeros to the
     packed width and added to the packed Gemm. In place; returns 1 if rewritten, 0 if
     the heads are not of this form (e.g. the TAC actor, whose heads are MatMul + Add on
     (rounds, N, d))."""
