@@ -1,10 +1,13 @@
 """``edgepilot flash`` against a real OpenSSH server on loopback (no mocks of SSH).
 
 The fixture starts ``/usr/sbin/sshd`` with a throwaway host key and an authorized_keys
-file holding a fresh client key; the "board" is this machine, and the agent installs
-with ``--no-systemd --offline-deps`` into a temp prefix, its venv reusing this test's
-Python packages (so no index is needed). What differs on a real Jetson: systemd, the
-service user, pip installing the base requirements, and another CPU architecture.
+file holding a fresh client key; the "board" is this machine. The flash ships the
+edgepilot wheel (built once per module from this checkout, as ``edgepilot flash`` does
+without ``--wheel``); the board installs it with ``--no-systemd --offline-deps`` into a
+temp prefix: each release's venv gets the wheel itself (``pip install --no-deps``) and
+sees this test's Python packages for the dependencies (so no index is needed). What
+differs on a real Jetson: systemd, the service user, pip installing the wheel's base
+dependencies, and another CPU architecture.
 """
 
 from __future__ import annotations
@@ -25,10 +28,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from edgepilot.edge_agent.bundle import verify_bundle
 from edgepilot.cli import app
+from edgepilot.edge_agent.bundle import verify_bundle
 from edgepilot.export.bundle import build_bundle, generate_keypair, load_private_key
-from edgepilot.hardware.jetson.flash import FlashTarget, connect, run_remote
+from edgepilot.hardware.jetson.flash import FlashTarget, build_wheel, connect, run_remote
 
 SSHD = shutil.which("sshd", path="/usr/sbin:/usr/local/sbin:/sbin:" + os.environ.get("PATH", "")) or "/usr/sbin/sshd"
 UE_ID = "ue-007"
@@ -113,19 +116,24 @@ def signing(tmp_path_factory):
     return {"pub": pub, "make": make, "bundle": make(root / "dtac-1.bundle"), "bundle2": make(root / "dtac-2.bundle", "2.0")}
 
 
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    return build_wheel(tmp_path_factory.mktemp("wheel"))
+
+
 @pytest.fixture()
-def board(tmp_path, sshd, signing):
+def board(tmp_path, sshd, signing, wheel):
     """Per-test prefix, staging dir, known_hosts, and the CLI arguments that reach the sshd."""
     known_hosts = tmp_path / "known_hosts"
     known_hosts.write_text(sshd.known_hosts_line)
     prefix, staging = tmp_path / "board" / "opt" / "edgepilot", tmp_path / "board" / "staging"
 
     def args(*extra: str, bundle: Path | None = None, key: Path | None = None, ue_id: str = UE_ID) -> list[str]:
-        return ["flash", "127.0.0.1", "--user", sshd.user, "--port", str(sshd.port), "--key", str(key or sshd.client_key),
+        return ["flash", "127.0.0.1", "--user", sshd.user, "--port", str(sshd.port), "--ssh-key", str(key or sshd.client_key),
                 "--known-hosts", str(known_hosts), "--bundle", str(bundle or signing["bundle"]),
                 "--trusted-key", str(signing["pub"]), "--broker", "broker.lan:8883", "--ue-id", ue_id, "--edge-id", "1",
                 "--prefix", str(prefix), "--remote-python", sys.executable, "--no-systemd", "--offline-deps",
-                "--staging-dir", str(staging), *extra]
+                "--staging-dir", str(staging), "--wheel", str(wheel), *extra]
 
     return {"args": args, "prefix": prefix, "staging": staging, "known_hosts": known_hosts}
 
@@ -173,7 +181,7 @@ def _current(prefix: Path) -> str:
     return os.readlink(prefix / "current")
 
 
-def test_flash_installs_verified_bundle_config_and_an_importable_agent(sshd, signing, board):
+def test_flash_installs_verified_bundle_config_and_an_importable_agent(sshd, signing, board, wheel):
     r = invoke(board["args"]())
     assert r.exit_code == 0, r.output
     prefix = board["prefix"]
@@ -187,27 +195,29 @@ def test_flash_installs_verified_bundle_config_and_an_importable_agent(sshd, sig
     assert oct((cur / "agent.env").stat().st_mode & 0o777) == "0o600"
     unit = (cur / "edgepilot-agent.service").read_text()
     assert f"EnvironmentFile={prefix}/current/agent.env" in unit and f"--bundle {prefix}/current/policy.bundle" in unit
-    assert f"ExecStart={prefix}/current/bin/edgepilot agent" in unit and "--tls-ca" not in unit
-    # torch-free payload: the agent's packages only
-    lib = sorted(p.name for p in (cur / "lib").iterdir())
-    assert lib == ["edgepilot"]
-    assert not (cur / "lib" / "edgepilot" / "hardware" / "jetson").exists() and not (cur / "lib" / "edgepilot" / "cloud_trainer").exists()
-    assert (cur / "lib" / "edgepilot" / "v1" / "fleet_pb2.py").is_file()
+    assert f"ExecStart={prefix}/current/venv/bin/edgepilot agent" in unit and "--tls-ca" not in unit
+    # the release holds the wheel that was shipped, byte for byte, installed into its own venv
+    rel = prefix / _current(prefix)
+    assert (rel / wheel.name).read_bytes() == wheel.read_bytes()
+    assert not (rel / "lib").exists() and (rel / "venv" / "bin" / "edgepilot").is_file()
     # SHA256SUMS on the board matches the files as they were uploaded
     sums = dict(line.split("  ")[::-1] for line in (cur / "SHA256SUMS").read_text().splitlines())
     assert sums["policy.bundle"] == hashlib.sha256(signing["bundle"].read_bytes()).hexdigest()
+    assert sums[wheel.name] == hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert not board["staging"].exists()  # staged payload removed
-    # in the board's own environment (over SSH): the installed agent imports, from the release
-    client = connect(FlashTarget(host="127.0.0.1", port=sshd.port, user=sshd.user, key=sshd.client_key,
+    # in the board's own environment (over SSH): the agent imports from the installed wheel
+    client = connect(FlashTarget(host="127.0.0.1", port=sshd.port, user=sshd.user, ssh_key=sshd.client_key,
                                  known_hosts=board["known_hosts"]))
     try:
-        _, out, _ = run_remote(client, f"{cur}/bin/python -c 'import edgepilot.edge_agent, edgepilot.cli; print(edgepilot.edge_agent.__file__)'")
-        assert out.strip().startswith(str(prefix / "releases")), out
-        _, out, _ = run_remote(client, f"{cur}/bin/edgepilot --version")
+        probe = ("import importlib.metadata as md, edgepilot.edge_agent, edgepilot.cli; "
+                 "d = md.distribution('edgepilot'); "
+                 "print(edgepilot.edge_agent.__file__); print(d.version); print(d.read_text('direct_url.json') or '')")
+        _, out, _ = run_remote(client, f"{cur}/venv/bin/python -c \"{probe}\"")
+        where, version, direct_url = out.strip().split("\n", 2)
+        assert str(Path(where).resolve()).startswith(str(rel.resolve() / "venv" / "lib")), out  # the release venv's, not a checkout
+        assert version == "0.1.0" and wheel.name in direct_url  # installed from the shipped wheel file
+        _, out, _ = run_remote(client, f"{cur}/venv/bin/edgepilot --version")
         assert out.strip() == "edgepilot 0.1.0"
-        # the venv itself has no copy of the agent: only current/lib provides it
-        status, _, err = run_remote(client, f"{prefix}/venv/bin/python -c 'import edgepilot'", check=False)
-        assert status != 0 and "No module named 'edgepilot'" in err
     finally:
         client.close()
 
@@ -295,10 +305,10 @@ def test_unreachable_host_is_a_clear_error(board, sentinel):
     assert r.exit_code == 1 and sentinel.connected(), r.output
 
 
-def test_dry_run_lists_files_and_hashes_and_connects_to_nothing(sshd, signing, board, sentinel):
+def test_dry_run_lists_files_and_hashes_and_connects_to_nothing(sshd, signing, board, sentinel, wheel):
     r = invoke(_with_port(board["args"]("--dry-run"), sentinel.port))
     assert r.exit_code == 0, r.output
-    for name in ("edgepilot-agent-src.tar.gz", "requirements.txt", "policy.bundle", "trusted_key.pub", "agent.env",
+    for name in (wheel.name, "policy.bundle", "trusted_key.pub", "agent.env",
                  "install.sh", "edgepilot-agent.service", "flash.json", "SHA256SUMS"):
         assert f" {name} " in r.output
     assert f"sha256:{hashlib.sha256(signing['bundle'].read_bytes()).hexdigest()}" in r.output
@@ -328,26 +338,26 @@ def test_default_known_hosts_is_the_users_file(tmp_path, monkeypatch):
 
     monkeypatch.setenv("HOME", str(tmp_path))
     inv = tmp_path / "fleet.yaml"
-    inv.write_text("defaults: {user: jetson, key: id_ed25519}\nhosts:\n  - {host: 127.0.0.1, ue_id: ue-001}\n")
+    inv.write_text("defaults: {user: jetson, ssh_key: id_ed25519}\nhosts:\n  - {host: 127.0.0.1, ue_id: ue-001}\n")
     (target,) = load_inventory(inv)
     assert target.known_hosts == tmp_path / ".ssh" / "known_hosts"
 
 
-def test_inventory_yaml_is_validated_and_plans_each_host(sshd, signing, board, tmp_path):
+def test_inventory_yaml_is_validated_and_plans_each_host(sshd, signing, board, tmp_path, wheel):
     inv = tmp_path / "fleet.yaml"
-    common = (f"defaults:\n  user: {sshd.user}\n  key: {sshd.client_key}\n  bundle: {signing['bundle']}\n"
+    common = (f"defaults:\n  user: {sshd.user}\n  ssh_key: {sshd.client_key}\n  bundle: {signing['bundle']}\n"
               f"  trusted_key: {signing['pub']}\n  broker: broker.lan:8883\n  profile: jetson-orin-nano\n")
     inv.write_text(common + "hosts:\n  - {host: 127.0.0.1, ue_id: ue-001}\n  - {host: 127.0.0.2, ue_id: 'bad/id'}\n")
     r = invoke(["flash", "--inventory", str(inv), "--dry-run"])
     assert r.exit_code == 2 and "hosts[1] (127.0.0.2): ue_id" in r.text
     inv.write_text(common + "hosts:\n  - {host: 127.0.0.1, ue_id: ue-001}\n  - {host: 127.0.0.2, ue_id: ue-002, port: 2222}\n")
-    r = invoke(["flash", "--inventory", str(inv), "--dry-run"])
+    r = invoke(["flash", "--inventory", str(inv), "--dry-run", "--wheel", str(wheel)])
     assert r.exit_code == 0, r.output
     assert f"{sshd.user}@127.0.0.1:22 (UE ue-001" in r.output and f"{sshd.user}@127.0.0.2:2222 (UE ue-002" in r.output
     assert "bundle was exported for profile 'jetson-nano', board profile is 'jetson-orin-nano'" in r.output
 
 
-def test_payload_install_renders_the_unit_for_systemd(signing, tmp_path):
+def test_payload_install_renders_the_unit_for_systemd(signing, tmp_path, wheel):
     """The systemd branch of the payload install (no sshd needed): the unit lands in
     SYSTEMD_DIR pointing at PREFIX/current; --no-start starts nothing (no systemctl here)."""
     from edgepilot.hardware.jetson.flash import build_payload, write_payload
@@ -356,9 +366,10 @@ def test_payload_install_renders_the_unit_for_systemd(signing, tmp_path):
     ca = tmp_path / "ca.pem"
     ca.write_text("ca\n")
     (tmp_path / "unused_key").write_text("not used: no connection\n")
-    target = FlashTarget(host="board", user="u", key=tmp_path / "unused_key", ue_id=UE_ID, broker="broker.lan:8883",
+    target = FlashTarget(host="board", user="u", ssh_key=tmp_path / "unused_key", ue_id=UE_ID, broker="broker.lan:8883",
                          bundle=signing["bundle"], trusted_key=signing["pub"], ca=ca, prefix=str(prefix))
-    staging = write_payload(build_payload(target), tmp_path / "staging")
+    staging = write_payload(build_payload(target, verify_bundle(target.bundle, [target.trusted_key]), wheel),
+                            tmp_path / "staging")
     r = subprocess.run(["bash", str(staging / "install.sh"), "--payload", str(staging), "--release", "r1",
                         "--prefix", str(prefix), "--python", sys.executable, "--offline-deps", "--no-start"],
                        env={**os.environ, "SYSTEMD_DIR": str(units)}, capture_output=True, text=True, timeout=60)
@@ -375,7 +386,8 @@ def test_payload_install_renders_the_unit_for_systemd(signing, tmp_path):
     assert os.readlink(prefix / "current") == "releases/r1" and not (prefix / "releases" / "r2").exists()
     # a good second release, then a rollback that also puts the unit back
     target2 = target.model_copy(update={"bundle": signing["bundle2"]})
-    staging2 = write_payload(build_payload(target2), tmp_path / "staging2")
+    staging2 = write_payload(build_payload(target2, verify_bundle(target2.bundle, [target2.trusted_key]), wheel),
+                             tmp_path / "staging2")
     env = {**os.environ, "SYSTEMD_DIR": str(units)}
     r = subprocess.run(["bash", str(staging2 / "install.sh"), "--payload", str(staging2), "--release", "r2",
                         "--prefix", str(prefix), "--python", sys.executable, "--offline-deps", "--no-start"],
@@ -387,3 +399,60 @@ def test_payload_install_renders_the_unit_for_systemd(signing, tmp_path):
                        env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert os.readlink(prefix / "current") == "releases/r1" and (units / "edgepilot-agent.service").is_file()
+
+
+def _fake_python(path: Path, version: str) -> Path:
+    """A `python` that reports ``version`` and fails install.sh's >= 3.8 probe (as a
+    JetPack 4.6 python3, 3.6.9, does)."""
+    path.write_text(f"#!/bin/sh\ncase \"$*\" in *platform*) echo {version};; *) exit 1;; esac\n")
+    path.chmod(0o755)
+    return path
+
+
+def _real_python(path: Path) -> Path:
+    """A `python3.8` on PATH that is this test's interpreter (its venv, so --offline-deps works)."""
+    path.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_install_picks_a_python_of_at_least_3_8_and_refuses_older(signing, tmp_path, wheel):
+    """JetPack 4.6: python3 is 3.6, python3.8 comes from apt. install.sh takes the first
+    python >= 3.8 of python3, python3.13 ... python3.8, and refuses a --python below 3.8."""
+    from edgepilot.hardware.jetson.flash import build_payload, write_payload
+
+    (tmp_path / "unused_key").write_text("not used: no connection\n")
+    target = FlashTarget(host="board", user="u", ssh_key=tmp_path / "unused_key", ue_id=UE_ID, broker="broker.lan:8883",
+                         bundle=signing["bundle"], trusted_key=signing["pub"], prefix=str(tmp_path / "opt"))
+    staging = write_payload(build_payload(target, verify_bundle(target.bundle, [target.trusted_key]), wheel),
+                            tmp_path / "staging")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    old = _fake_python(bin_dir / "python3", "3.6.9")
+    # PATH: the fake pythons, then the tools install.sh uses, without any other python3.X
+    tools = bin_dir / "tools"
+    tools.mkdir()
+    for tool in ("sha256sum", "mkdir", "install", "sed", "grep", "cut", "readlink", "ln", "mv", "rm", "chmod", "basename",
+                 "dirname", "mktemp", "cat", "env", "sh", "bash", "tr"):
+        (tools / tool).symlink_to(shutil.which(tool))
+    env = {**os.environ, "PATH": f"{bin_dir}:{tools}"}
+    cmd = [shutil.which("bash"), str(staging / "install.sh"), "--payload", str(staging), "--prefix", str(tmp_path / "opt"),
+           "--offline-deps", "--no-systemd"]
+    r = subprocess.run([*cmd, "--release", "r0"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 5 and "no Python >= 3.8" in r.stderr and "python3 (3.6.9)" in r.stderr, r.stderr
+    assert "apt-get install python3.8 python3.8-venv" in r.stderr
+    r = subprocess.run([*cmd, "--release", "r0", "--python", str(old)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 5 and "is Python 3.6.9" in r.stderr and "needs Python >= 3.8" in r.stderr, r.stderr
+    assert not (tmp_path / "opt" / "current").exists()
+    _real_python(bin_dir / "python3.8")
+    r = subprocess.run([*cmd, "--release", "r1"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "python3.8" in r.stdout and os.readlink(tmp_path / "opt" / "current") == "releases/r1"
+
+
+def test_ue_id_rule_is_the_topics_rule():
+    """hardware/jetson/flash.py repeats the UE id pattern (it sits below edge_agent)."""
+    from edgepilot.edge_agent.fleet.topics import UE_ID_PATTERN as topics_rule
+    from edgepilot.hardware.jetson.flash import UE_ID_PATTERN
+
+    assert UE_ID_PATTERN.pattern == topics_rule.pattern

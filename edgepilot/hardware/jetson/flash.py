@@ -2,81 +2,67 @@
 
 What one flash does, in order:
 
-1. **Locally, before any connection**: verify the signed policy bundle with the same
-   code the agent uses (:func:`edgepilot.edge_agent.bundle.open_bundle`); a tampered or
-   wrongly signed bundle is refused here and nothing is uploaded. Build the payload:
-   the torch-free agent source (``edge_agent``, the ``edgepilot`` CLI modules the agent
-   needs, the ``edgepilot.v1`` proto stubs, hardware profiles; never ``cloud_trainer``,
-   ``export`` or torch) as a deterministic tar.gz, the base requirements, the bundle,
-   the trusted public key, an optional broker CA, ``agent.env``, ``install.sh``, the
-   systemd unit, ``flash.json`` and ``SHA256SUMS``. ``--dry-run`` stops here and prints
-   this plan: every file with size and SHA-256, and every remote command.
+1. **Locally, before any connection**: the CLI verifies the signed policy bundle with
+   the same code the agent uses (``edgepilot.edge_agent.bundle``); a tampered or
+   wrongly signed bundle is refused there and nothing is uploaded. It builds the
+   edgepilot wheel from the checkout (``python -m build``) or takes ``--wheel PATH``.
+   :func:`build_payload` assembles the payload: that wheel (the device installs its
+   base dependencies only: no torch), the bundle, the trusted public key, an optional
+   broker CA, ``agent.env``, ``install.sh``, the systemd unit, ``flash.json`` and
+   ``SHA256SUMS``. ``--dry-run`` stops here and prints this plan: every file with size
+   and SHA-256, and every remote command.
 2. **Connect** with key authentication. The host key must be in ``known_hosts``
    (strict, like OpenSSH's default); ``accept_new_host_key`` records an unknown key
    (never a changed one).
 3. **Upload** over SFTP into a staging directory (mode 0700), then hash every
    uploaded file on the board (``sha256sum``) and compare with the local hashes.
 4. **Install**: ``install.sh --payload STAGING --release ID --prefix PREFIX``. It
-   builds ``PREFIX/releases/ID`` beside the running install, checks it with its own
-   code (imports, hardware profile, bundle signature), then switches
-   ``PREFIX/current`` atomically and keeps the one it replaced as ``PREFIX/previous``
-   (``rollback`` switches back). A failure leaves ``current`` as it was. The staging
-   directory is removed in every case (``agent.env`` may hold the MQTT password).
+   builds ``PREFIX/releases/ID`` (a virtual environment with the wheel installed, on
+   the board's Python >= 3.8) beside the running install, checks it with its own code
+   (imports, hardware profile, bundle signature), then switches ``PREFIX/current``
+   atomically and keeps the one it replaced as ``PREFIX/previous`` (``rollback``
+   switches back). A failure leaves ``current`` as it was. The staging directory is
+   removed in every case (``agent.env`` may hold the MQTT password).
 
-paramiko is imported inside the functions that connect, so the dry run and the
-payload builder work without it (it is the ``flash`` extra).
+This module is laptop-side tooling kept beside the board's assets; it imports nothing
+of ``edgepilot`` above ``hardware`` (the layers of docs/decisions.md), so the bundle is
+verified by the caller. paramiko is imported inside the functions that connect, so the
+dry run and the payload builder work without it (it is the ``flash`` extra).
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import json
 import os
 import posixpath
+import re
 import secrets
 import shlex
+import shutil
 import socket
-import tarfile
+import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from edgepilot.edge_agent.fleet.topics import UE_ID_PATTERN  # the same rule as install.sh and the MQTT topics
-
 REPO_FILES = Path(__file__).resolve().parent  # hardware/jetson
-PACKAGE_ROOT = REPO_FILES.parent.parent.parent  # where the edgepilot/ package lives
-SRC_ARCHIVE = "edgepilot-agent-src.tar.gz"
-# What the agent needs on the board, relative to PACKAGE_ROOT: directories are taken whole
-# (without caches), files one by one. Nothing of cloud_trainer / export / torch.
-AGENT_SOURCES = (
-    "edgepilot/__init__.py",
-    "edgepilot/__main__.py",
-    "edgepilot/config.py",
-    "edgepilot/edge_agent",
-    "edgepilot/v1",
-    "edgepilot/cli/__init__.py",
-    "edgepilot/cli/errors.py",
-    "edgepilot/cli/commands/__init__.py",
-    "edgepilot/cli/commands/fleet.py",  # edgepilot agent
-    "edgepilot/cli/commands/export.py",  # edgepilot bundle verify|inspect, profiles list (torch only inside `export`)
-    "edgepilot/hardware/__init__.py",
-    "edgepilot/hardware/profiles.py",
-    "edgepilot/hardware/profiles",
-    "edgepilot/emulation/__init__.py",
-    "edgepilot/emulation/hardware.py",
-)
-FORBIDDEN_TOP_LEVEL = ("edgepilot/cloud_trainer", "edgepilot/export", "torch")
+PACKAGE_ROOT = REPO_FILES.parent.parent.parent  # where the edgepilot/ package lives (a checkout: pyproject.toml too)
+# The UE id rule of the MQTT topics (edgepilot.edge_agent.fleet.topics.UE_ID_PATTERN, which
+# tests/test_flash_ssh.py checks is the same) and of install.sh; repeated here because this
+# layer sits below edge_agent.
+UE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+WHEEL_NAME = re.compile(r"^edgepilot-[^-]+-py3-none-any\.whl$")
 DEFAULT_PREFIX = "/opt/edgepilot"
 UPLOAD_CHUNK = 1 << 16
-PATH_FIELDS = ("key", "bundle", "trusted_key", "ca", "password_file", "known_hosts")
+PATH_FIELDS = ("ssh_key", "bundle", "trusted_key", "ca", "password_file", "known_hosts", "wheel")
 DEFAULT_STAGING = ".edgepilot-staging"  # relative: under the SSH user's home
 
 
@@ -120,7 +106,7 @@ class FlashTarget(BaseModel):
     host: str = Field(min_length=1)
     port: int = Field(22, ge=1, le=65535)
     user: str = Field(min_length=1)
-    key: Path  # SSH private key (unencrypted, or held by nothing else: no agent is used)
+    ssh_key: Path  # SSH private key (unencrypted, or held by nothing else: no agent is used)
     known_hosts: Path = Field(Path("~/.ssh/known_hosts"), validate_default=True)  # validated: ~ expanded like a given path
     accept_new_host_key: bool = False
     # what to install (not needed for a rollback)
@@ -132,9 +118,10 @@ class FlashTarget(BaseModel):
     trusted_key: Optional[Path] = None
     ca: Optional[Path] = None
     password_file: Optional[Path] = None
+    wheel: Optional[Path] = None  # the edgepilot wheel to install; None: built from the checkout
     prefix: str = DEFAULT_PREFIX
     staging_dir: str = DEFAULT_STAGING
-    remote_python: str = "python3"
+    remote_python: Optional[str] = None  # None: install.sh picks python3 if >= 3.8, else python3.12 ... python3.8
     systemd: bool = True  # False: --no-systemd (unprivileged, into any prefix)
     offline_deps: bool = False  # the board's venv reuses remote_python's packages instead of pip
     sudo: bool = False  # run install.sh with `sudo -n` (SSH user is not root)
@@ -164,10 +151,10 @@ class Inventory(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     defaults: dict = Field(default_factory=dict)
-    hosts: list[dict] = Field(min_length=1)
+    hosts: List[dict] = Field(min_length=1)
 
 
-def load_inventory(path: str | os.PathLike, overrides: dict | None = None) -> list[FlashTarget]:
+def load_inventory(path: Union[str, os.PathLike], overrides: Optional[dict] = None) -> List[FlashTarget]:
     """Targets of an inventory YAML; relative paths resolve against the YAML's directory.
     ``overrides`` (from the command line) beat ``defaults`` but not a host's own fields."""
     import yaml
@@ -233,83 +220,67 @@ class PayloadFile:
 class Payload:
     target: FlashTarget
     release: str
-    files: list[PayloadFile]
+    files: List[PayloadFile]
     bundle_version: str
     bundle_key_id: str
-    warnings: list[str] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
 
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
 
-def _deterministic_tar_gz(entries: list[tuple[str, bytes]]) -> bytes:
-    """tar.gz with fixed owners, modes and times, so equal sources give equal hashes."""
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w:", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in sorted(entries):
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime, info.uid, info.gid = len(data), 0o644, 0, 0, 0
-            tar.addfile(info, io.BytesIO(data))
-    out = io.BytesIO()
-    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz:
-        gz.write(raw.getvalue())
-    return out.getvalue()
-
-
-def agent_source_entries() -> list[tuple[str, bytes]]:
-    """(relative path, bytes) of every file of the torch-free agent package."""
-    entries: list[tuple[str, bytes]] = []
-    for rel in AGENT_SOURCES:
-        p = PACKAGE_ROOT / rel
-        if p.is_dir():
-            for f in sorted(p.rglob("*")):
-                if f.is_file() and "__pycache__" not in f.parts and f.suffix not in (".pyc", ".pyo"):
-                    entries.append((f.relative_to(PACKAGE_ROOT).as_posix(), f.read_bytes()))
-        elif p.is_file():
-            entries.append((rel, p.read_bytes()))
-        else:
-            raise FlashError(f"agent source {p} is missing: is edgepilot installed from a complete checkout or wheel?")
-    bad = [n for n, _ in entries if any(n == f or n.startswith(f + "/") for f in FORBIDDEN_TOP_LEVEL)]
-    if bad:  # belt and braces: AGENT_SOURCES must never pull in the trainer
-        raise FlashError(f"agent payload would contain {bad[0]}")
-    return entries
-
-
-def base_requirements() -> str:
-    """The base (device) dependencies of edgepilot, one per line."""
-    pyproject = PACKAGE_ROOT / "pyproject.toml"
-    deps: list[str] = []
-    if pyproject.is_file():
-        import tomllib
-
-        deps = list(tomllib.loads(pyproject.read_text())["project"]["dependencies"])
-    else:  # installed from a wheel: the distribution's metadata has the same list
-        from importlib.metadata import requires
-
-        deps = [r for r in (requires("edgepilot") or []) if "extra ==" not in r]
-    return "".join(f"{d}\n" for d in deps)
+def build_wheel(out_dir: Union[str, os.PathLike]) -> Path:
+    """The edgepilot wheel, built from the checkout this module lives in (``python -m
+    build --wheel --no-isolation`` on a clean copy of the package, so nothing stale in a
+    ``build/`` directory gets in). From an installed wheel there is nothing to build:
+    then the caller must give one (``--wheel``)."""
+    if not (PACKAGE_ROOT / "pyproject.toml").is_file():
+        raise FlashError("edgepilot is not installed from a checkout, so there is no wheel to build: "
+                         "give --wheel PATH (the edgepilot-*.whl this install came from)")
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="edgepilot-wheel-") as tmp:
+        src = Path(tmp) / "src"
+        skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+        shutil.copytree(PACKAGE_ROOT / "edgepilot", src / "edgepilot", ignore=skip)
+        for name in ("pyproject.toml", "README.md"):
+            shutil.copy2(PACKAGE_ROOT / name, src / name)
+        r = subprocess.run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(out_dir), str(src)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            tail = (r.stderr.strip() or r.stdout.strip()).splitlines()[-5:]
+            raise FlashError("building the edgepilot wheel failed (needs the `build` and `setuptools` packages: "
+                             "pip install -e '.[dev]'), or give --wheel PATH: " + " | ".join(tail))
+    wheels = sorted(out_dir.glob("edgepilot-*-py3-none-any.whl"))
+    if len(wheels) != 1:
+        raise FlashError(f"expected one edgepilot wheel in {out_dir}, found {len(wheels)}")
+    return wheels[0]
 
 
 def new_release_id() -> str:
     return f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def build_payload(target: FlashTarget) -> Payload:
-    """Verify the bundle locally (refusing it before any upload) and assemble every file."""
-    from edgepilot.edge_agent.bundle import BundleError, verify_bundle
-
+def check_target(target: FlashTarget) -> None:
+    """What a flash (not a rollback) needs: the fields and the local files. FlashError if not."""
     missing = [n for n in ("ue_id", "broker", "bundle", "trusted_key") if getattr(target, n) is None]
     if missing:
         raise FlashError(f"{target.host}: to flash, give " + ", ".join("--" + n.replace("_", "-") for n in missing))
-    for name in ("key", "bundle", "trusted_key", "ca", "password_file"):
+    for name in ("ssh_key", "bundle", "trusted_key", "ca", "password_file", "wheel"):
         p = getattr(target, name)
         if p is not None and not p.is_file():
             raise FlashError(f"--{name.replace('_', '-')} {p}: no such file")
-    try:
-        manifest = verify_bundle(target.bundle, [target.trusted_key])
-    except BundleError as err:
-        raise BundleRefused(f"bundle refused before upload: {err}") from None
+    if target.wheel is not None and not WHEEL_NAME.match(target.wheel.name):
+        raise FlashError(f"--wheel {target.wheel}: not an edgepilot wheel (edgepilot-VERSION-py3-none-any.whl)")
+
+
+def build_payload(target: FlashTarget, manifest: Any, wheel: Path) -> Payload:
+    """Every file of one board's payload. ``manifest``: the bundle's manifest, verified
+    by the caller against ``target.trusted_key`` (edgepilot.edge_agent.bundle.verify_bundle);
+    ``wheel``: the edgepilot wheel the board installs."""
+    check_target(target)
+    if not WHEEL_NAME.match(wheel.name) or not wheel.is_file():
+        raise FlashError(f"{wheel}: not an edgepilot wheel (edgepilot-VERSION-py3-none-any.whl)")
     bundle_target = manifest.target.get("name") if isinstance(manifest.target, dict) else None
     warnings = []
     if bundle_target and bundle_target != target.profile:
@@ -330,8 +301,7 @@ def build_payload(target: FlashTarget) -> Payload:
         env_lines.append(f"EDGEPILOT_MQTT_PASSWORD={password}")
 
     files = [
-        PayloadFile(SRC_ARCHIVE, _deterministic_tar_gz(agent_source_entries())),
-        PayloadFile("requirements.txt", base_requirements().encode()),
+        PayloadFile(wheel.name, wheel.read_bytes()),
         PayloadFile("policy.bundle", target.bundle.read_bytes()),
         PayloadFile("trusted_key.pub", target.trusted_key.read_bytes()),
     ]
@@ -342,8 +312,6 @@ def build_payload(target: FlashTarget) -> Payload:
         PayloadFile("install.sh", (REPO_FILES / "install.sh").read_bytes(), mode=0o755),
         PayloadFile("edgepilot-agent.service", (REPO_FILES / "edgepilot-agent.service").read_bytes()),
     ]
-    from edgepilot import __version__
-
     info = {
         "release": release,
         "ue_id": target.ue_id,
@@ -352,7 +320,8 @@ def build_payload(target: FlashTarget) -> Payload:
         "profile": target.profile,
         "bundle": {"version": manifest.version, "kind": manifest.kind, "key_id": manifest.key_id,
                    "manifest_sha256": manifest.digest, "target": bundle_target},
-        "edgepilot_version": __version__,
+        "wheel": wheel.name,
+        "edgepilot_version": wheel.name.split("-")[1],
         "flashed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "files": {f.name: f.sha256 for f in files},
     }
@@ -362,7 +331,7 @@ def build_payload(target: FlashTarget) -> Payload:
     return Payload(target, release, files, manifest.version, manifest.key_id or "", warnings)
 
 
-def write_payload(payload: Payload, directory: str | os.PathLike) -> Path:
+def write_payload(payload: Payload, directory: Union[str, os.PathLike]) -> Path:
     """The payload as files in a local directory (what the staging directory on the
     board holds after the upload): for a board reached another way, and for tests."""
     directory = Path(directory)
@@ -391,7 +360,7 @@ def _mkdir_staging_command(staging: str) -> str:
     return f"mkdir -p -m 700 {_q(staging)} && cd {_q(staging)} && pwd"
 
 
-def _sha256sum_command(directory: str, names: list[str]) -> str:
+def _sha256sum_command(directory: str, names: List[str]) -> str:
     return f"cd {_q(directory)} && sha256sum -- {' '.join(_q(n) for n in names)}"
 
 
@@ -400,14 +369,16 @@ def _cleanup_command(staging: str) -> str:
     return f"rm -rf -- {_q(staging)}; rmdir -- {_q(posixpath.dirname(staging))}"
 
 
-def _install_sh_command(target: FlashTarget, args: list[str]) -> str:
+def _install_sh_command(target: FlashTarget, args: List[str]) -> str:
     cmd = " ".join(_q(a) for a in args)
     return f"sudo -n {cmd}" if target.sudo else cmd
 
 
 def install_command(target: FlashTarget, staging_abs: str, release: str) -> str:
     args = ["bash", f"{staging_abs}/install.sh", "--payload", staging_abs, "--release", release,
-            "--prefix", target.prefix, "--python", target.remote_python]
+            "--prefix", target.prefix]
+    if target.remote_python:
+        args += ["--python", target.remote_python]
     if not target.systemd:
         args.append("--no-systemd")
     if target.offline_deps:
@@ -422,7 +393,7 @@ def rollback_command(target: FlashTarget) -> str:
     return _install_sh_command(target, args)
 
 
-def plan_commands(payload: Payload) -> list[str]:
+def plan_commands(payload: Payload) -> List[str]:
     t = payload.target
     st = staging_path(t, payload.release)
     return [
@@ -480,15 +451,15 @@ def connect(target: FlashTarget):
     """An authenticated paramiko SSHClient, or a FlashError subclass saying why not."""
     import paramiko
 
-    key_path = target.key
+    key_path = target.ssh_key
     try:
         pkey = paramiko.PKey.from_path(key_path)
     except FileNotFoundError:
-        raise FlashError(f"--key {key_path}: no such file") from None
+        raise FlashError(f"--ssh-key {key_path}: no such file") from None
     except paramiko.PasswordRequiredException:
-        raise FlashError(f"--key {key_path} is passphrase-protected; use an unencrypted deploy key") from None
+        raise FlashError(f"--ssh-key {key_path} is passphrase-protected; use an unencrypted deploy key") from None
     except (paramiko.SSHException, ValueError, OSError) as err:
-        raise FlashError(f"--key {key_path}: not a usable private key ({err})") from None
+        raise FlashError(f"--ssh-key {key_path}: not a usable private key ({err})") from None
     known_hosts = target.known_hosts
     client = paramiko.SSHClient()
     if known_hosts.is_file():
@@ -533,8 +504,8 @@ def connect(target: FlashTarget):
     return client
 
 
-def run_remote(client, command: str, timeout_s: float = 900.0, on_line: Callable[[str], None] | None = None,
-               check: bool = True) -> tuple[int, str, str]:
+def run_remote(client, command: str, timeout_s: float = 900.0, on_line: Optional[Callable[[str], None]] = None,
+               check: bool = True) -> Tuple[int, str, str]:
     """Run ``command`` on the board; stdout and stderr are drained together (no
     deadlock on a chatty command). Raises RemoteCommandError on a non-zero exit."""
     chan = client.get_transport().open_session()
@@ -577,7 +548,7 @@ def run_remote(client, command: str, timeout_s: float = 900.0, on_line: Callable
     return status, o, e
 
 
-def remote_sha256(client, directory: str, names: list[str]) -> dict[str, str]:
+def remote_sha256(client, directory: str, names: List[str]) -> Dict[str, str]:
     """SHA-256 of files on the board (coreutils sha256sum, which install.sh needs too)."""
     status, out, err = run_remote(client, _sha256sum_command(directory, names), check=False)
     if status != 0:
@@ -599,7 +570,7 @@ class FlashResult:
     ue_id: str
     release: str
     current: str
-    previous: str | None
+    previous: Optional[str]
     files: int
     bytes_uploaded: int
     output: str
@@ -619,7 +590,7 @@ class _Reporter:
     def remote_line(self, line: str) -> None: ...
 
 
-def _session_errors() -> tuple[type[BaseException], ...]:
+def _session_errors() -> Tuple[Type[BaseException], ...]:
     """What a broken SSH / SFTP session raises mid-flash (after a successful connect)."""
     import paramiko
 
@@ -646,18 +617,17 @@ def _upload(client, payload: Payload, staging_abs: str, rep: _Reporter) -> None:
         sftp.close()
 
 
-def _read_links(client, prefix: str) -> tuple[str, str | None]:
+def _read_links(client, prefix: str) -> Tuple[str, Optional[str]]:
     _, out, _ = run_remote(client, f"readlink {_q(prefix + '/current')}; readlink {_q(prefix + '/previous')} || true",
                            check=False)
     lines = out.splitlines()
     return (lines[0] if lines else ""), (lines[1] if len(lines) > 1 else None)
 
 
-def flash(target: FlashTarget, reporter: _Reporter | None = None) -> FlashResult:
-    """Flash one board (see the module docstring). Raises FlashError subclasses."""
+def flash(payload: Payload, reporter: Optional[_Reporter] = None) -> FlashResult:
+    """Flash one board with its payload (see the module docstring). Raises FlashError subclasses."""
+    target = payload.target
     rep = reporter or _Reporter()
-    rep.step("verifying bundle and building payload")
-    payload = build_payload(target)
     rep.step(f"connecting to {target.address}")
     client = connect(target)
     try:
@@ -695,7 +665,7 @@ def flash(target: FlashTarget, reporter: _Reporter | None = None) -> FlashResult
         client.close()
 
 
-def rollback(target: FlashTarget, reporter: _Reporter | None = None) -> FlashResult:
+def rollback(target: FlashTarget, reporter: Optional[_Reporter] = None) -> FlashResult:
     """Switch the board's ``current`` back to ``previous`` (and restart the service)."""
     rep = reporter or _Reporter()
     rep.step(f"connecting to {target.address}")
