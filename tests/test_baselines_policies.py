@@ -50,7 +50,7 @@ def test_exhaustive_is_the_minimum_over_the_grid():
         for combo in itertools.product(range(len(opts)), repeat=2):
             r = opts[list(combo)]
             t = obs.tasks
-            sub = lambda a: np.asarray(a)[i : i + 1]  # noqa: E731
+            sub = lambda a, i=i: np.asarray(a)[i : i + 1]  # noqa: E731
             from edgepilot.edge_agent.system_model import RoundTasks
 
             tasks = RoundTasks(sub(t.edge), sub(t.gain), t.edge_cloud_gain[i : i + 1], sub(t.input_bits), sub(t.output_bits), sub(t.cycles_per_bit), sub(t.cached))

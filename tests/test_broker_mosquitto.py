@@ -3,7 +3,6 @@ embedded amqtt broker of ``make demo``."""
 
 from __future__ import annotations
 
-import json
 import time
 
 import pytest

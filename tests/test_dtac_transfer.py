@@ -147,7 +147,7 @@ def test_offload_mask_removes_exactly_the_options_slower_than_local(trained):
     """offload_mask: p_x of an option whose lower-bound time exceeds T1* is 0; a UE with no
     such option gets the unmasked head's p_x."""
 
-    from edgepilot.cloud_trainer.baselines import lower_bound_times
+    from edgepilot.cloud_trainer.state_bounds import lower_bound_times
 
     scen, tac, _ = trained
     plain = DTACActor.from_tac(load_actor(tac.checkpoint)[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from edgepilot.cloud_trainer.scenario import Scenario, ScenarioError, list_presets, load_scenario, scenario_from_dict
@@ -97,5 +98,5 @@ def test_scenario_show_prints_resolved_fields(tmp_path):
 
 def test_scenario_is_immutable():
     s = Scenario()
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         s.seed = 3

@@ -106,7 +106,7 @@ def _assert_scored_like_the_simulator(scen, played, changed, env, reward, rows_t
     for j in rows_to_check:
         twin = BatchSimulator(scen, batch_size=_ROUND_ENVS, seed=_ROUND_SEED)
         twin.reset()
-        rows = lambda f: np.where(np.arange(_ROUND_ENVS)[:, None] == int(env[j]), getattr(changed, f)[j], getattr(played, f))  # noqa: E731
+        rows = lambda f, j=j: np.where(np.arange(_ROUND_ENVS)[:, None] == int(env[j]), getattr(changed, f)[j], getattr(played, f))  # noqa: E731
         step = twin.step(type(played)(*(rows(f) for f in ("offload", "channel", "transmit_power_ratio", "cpu_freq_ratio"))))
         assert np.allclose(step.reward[int(env[j])], reward[j].numpy(), rtol=1e-5)
 

@@ -32,7 +32,7 @@ from edgepilot.cloud_trainer.environment import describe as describe_environment
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
 # ActorPolicy, evaluate_policy and headline live in play.py (below the trainers); the
 # benchmarks and tests take them from here too
-from edgepilot.cloud_trainer.play import HEADLINE_KEYS, ActorPolicy, decision_from_actions, evaluate_policy, headline
+from edgepilot.cloud_trainer.play import ActorPolicy, decision_from_actions, evaluate_policy
 from edgepilot.cloud_trainer.scenario import Scenario, load_scenario
 
 METHOD_ORDER = ("tac", "dtac", "happo", "tl", "tl_transformer", "greedy", "all_edge", "local", "random")
@@ -129,9 +129,9 @@ def complexity(checkpoints: dict[str, str | Path], num_ues: int = 30) -> dict:
         pol = load_policy(method, path)
         actor = pol.actor
         if pol.kind == "local":
-            f = flops(lambda: actor(s[0]))
+            f = flops(lambda actor=actor: actor(s[0]))
         else:
-            f = flops(lambda: actor(s, e, m))
+            f = flops(lambda actor=actor: actor(s, e, m))
         out[method] = {"actor_parameters": count_parameters(actor), "actor_flops_per_ue": f / num_ues}
         if method == "tac":
             from edgepilot.cloud_trainer.tac import load_tac
@@ -139,7 +139,7 @@ def complexity(checkpoints: dict[str, str | Path], num_ues: int = 30) -> dict:
             _, critic, _, _ = load_tac(path)
             acts = actor(s, e, m)
             out[method]["critic_parameters"] = count_parameters(critic)
-            out[method]["critic_flops_per_ue"] = flops(lambda: critic(s, e, *acts, m)) / num_ues
+            out[method]["critic_flops_per_ue"] = flops(lambda critic=critic, acts=acts: critic(s, e, *acts, m)) / num_ues
         if method == "happo":
             from edgepilot.cloud_trainer.checkpoint import load_checkpoint
             from edgepilot.cloud_trainer.models import GlobalMLPCritic, MLPConfig
@@ -151,7 +151,7 @@ def complexity(checkpoints: dict[str, str | Path], num_ues: int = 30) -> dict:
             ee = torch.zeros(1, critic.cfg.max_ues, dtype=torch.int64)
             me = torch.ones(1, critic.cfg.max_ues, dtype=torch.bool)
             out[method]["critic_parameters"] = count_parameters(critic)
-            out[method]["critic_flops_per_ue"] = flops(lambda: critic(se, ee, me)) / critic.cfg.max_ues
+            out[method]["critic_flops_per_ue"] = flops(lambda critic=critic, se=se, ee=ee, me=me: critic(se, ee, me)) / critic.cfg.max_ues
     return out
 
 

@@ -39,7 +39,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from edgepilot.cloud_trainer.baselines import lower_bound_times
+from edgepilot.cloud_trainer.state_bounds import lower_bound_times
 from edgepilot.cloud_trainer.config_base import TrainerConfig
 from edgepilot.edge_agent.system_model import LOCAL_STATE_DIM, LOCAL_STATE_FIELDS
 

@@ -34,9 +34,7 @@ def fit_reference_actor(actor, states: np.ndarray, steps: int = 300, seed: int =
     """Fit ``actor`` (DTAC or TAC) in place on raw local states (count, 6); returns it
     in eval mode. TAC actors see the states grouped into rounds of 10 UEs."""
     import torch
-    from torch.nn import functional as F
 
-    from edgepilot.cloud_trainer.models import DTACActor
 
     torch.manual_seed(seed)
     threads = torch.get_num_threads()

@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from edgepilot.cloud_trainer.envs.simulator import Observation, random_decision
+from edgepilot.cloud_trainer.state_bounds import lower_bound_times
 from edgepilot.edge_agent.system_model import CLOUD, EDGE, LOCAL, Decision
 
 HEURISTICS = ("random", "local", "all_edge", "greedy")
@@ -66,19 +67,6 @@ class AllEdgePolicy:
         shape = obs.edge_id.shape
         return Decision(np.full(shape, EDGE), self.rng.integers(0, self.num_channels, shape), np.ones(shape), np.ones(shape))
 
-
-def lower_bound_times(local_state):
-    """(..., 3) lower-bound execution time of local / edge / cloud from the local state (14):
-    T1*; edge compute + UE-edge transfer; cloud compute + UE-edge + edge-cloud transfer.
-    A numpy array gives a numpy array, a torch tensor a tensor (the DTAC's offload prior,
-    edgepilot.cloud_trainer.models)."""
-    s = local_state
-    parts = [s[..., 1], s[..., 2] + s[..., 3], s[..., 4] + s[..., 3] + s[..., 5]]
-    if isinstance(s, np.ndarray):
-        return np.stack(parts, axis=-1)
-    import torch  # already loaded by whoever passed a tensor
-
-    return torch.stack(parts, dim=-1)
 
 
 class GreedyPolicy:

@@ -16,13 +16,12 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from edgepilot.cloud_trainer.split.data import Split, to_float
