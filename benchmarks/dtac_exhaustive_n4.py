@@ -36,7 +36,8 @@ from edgepilot.cloud_trainer.baselines.exhaustive import ExhaustivePolicy, repea
 from edgepilot.cloud_trainer.checkpoint import load_checkpoint
 from edgepilot.cloud_trainer.common import actor_objective
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
-from edgepilot.cloud_trainer.evaluate import load_policy, local_round_analysis, local_round_sentence, make_policy, split_analysis_sentence
+from edgepilot.cloud_trainer.evaluate import load_policy, make_policy
+from edgepilot.cloud_trainer.results_page import local_round_analysis, local_round_sentence, split_analysis_sentence
 from edgepilot.cloud_trainer.play import evaluate_policy, headline
 from edgepilot.cloud_trainer.play import ActorPolicy
 from edgepilot.cloud_trainer.scenario import load_scenario, scenario_from_dict

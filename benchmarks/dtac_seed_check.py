@@ -39,7 +39,8 @@ from _common import write_json  # noqa: E402
 
 from edgepilot.cloud_trainer.baselines.happo import HAPPOConfig, train_happo  # noqa: E402
 from edgepilot.cloud_trainer.dtac import TransferConfig, train_transfer  # noqa: E402
-from edgepilot.cloud_trainer.evaluate import discover_checkpoints, generalization_entry, make_policy, target_checks
+from edgepilot.cloud_trainer.evaluate import discover_checkpoints, generalization_entry, make_policy
+from edgepilot.cloud_trainer.results_page import target_checks
 from edgepilot.cloud_trainer.play import evaluate_policy, headline
 from edgepilot.cloud_trainer.scenario import load_scenario  # noqa: E402
 from edgepilot.cloud_trainer.tac import TACConfig, train_tac  # noqa: E402

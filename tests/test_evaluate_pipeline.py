@@ -12,7 +12,8 @@ from edgepilot.cli import app
 from edgepilot.cloud_trainer.baselines import LocalPolicy
 from edgepilot.cloud_trainer.checkpoint import load_actor
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator
-from edgepilot.cloud_trainer.evaluate import GENERALIZATION_MIN_RUNS, generalization_across_runs, generalization_entry, local_round_analysis, local_round_sentence, rounds_to_fraction, runs_met_label, seed_check_label, target_checks
+from edgepilot.cloud_trainer.evaluate import generalization_entry, rounds_to_fraction
+from edgepilot.cloud_trainer.results_page import GENERALIZATION_MIN_RUNS, generalization_across_runs, local_round_analysis, local_round_sentence, runs_met_label, seed_check_label, target_checks
 from edgepilot.cloud_trainer.play import evaluate_policy
 from edgepilot.cloud_trainer.scenario import load_scenario
 

@@ -28,8 +28,9 @@ def evaluate_cmd(
     """Evaluate every method; write JSON, PNG figures and the results page."""
     import torch
 
-    from edgepilot.cloud_trainer.evaluate import EvalSpec, refresh_benchmarks, run_evaluation, write_results_page
+    from edgepilot.cloud_trainer.evaluate import EvalSpec, run_evaluation
     from edgepilot.cloud_trainer.plots import plot_evaluation
+    from edgepilot.cloud_trainer.results_page import refresh_benchmarks, write_results_page
 
     if page_only:
         src = out / "results.json"
@@ -42,8 +43,8 @@ def evaluate_cmd(
         cmd = ("edgepilot evaluate " + " ".join(sys.argv[2:])).strip() if len(sys.argv) > 1 else "edgepilot evaluate"
         spec = EvalSpec(scenarios=names, rounds=3 if quick else rounds, envs=4 if quick else envs, seed=seed, command=cmd)
         gen = ("fig6", "fig7") if {"fig6", "fig7"} <= set(names) else None
-        results = run_evaluation(runs, out, spec, log=typer.echo, generalization=gen,
-                                 similarity=tuple(n for n in ("fig6", "fig7", "fig5") if n in names))
+        results = refresh_benchmarks(run_evaluation(runs, out, spec, log=typer.echo, generalization=gen,
+                                                    similarity=tuple(n for n in ("fig6", "fig7", "fig5") if n in names)), out)
     figures = plot_evaluation(results, out)
     write_results_page(results, figures, page, results.get("spec", {}).get("command") or "edgepilot evaluate")
     typer.echo(json.dumps({"results": str(out / "results.json"), "figures": [str(f) for f in figures], "page": str(page)}))
