@@ -103,7 +103,7 @@ def target_checks(results: dict, scenario: str = "fig6") -> list[dict]:
 
 # The generalization verdict over several training runs (ours): each run's fig6 and fig7
 # DTACs are two trainings, and the fig7-trained one alone spreads by more than the 10%
-# margin across training seeds (docs/training.md, "Generalization over training seeds"),
+# margin across training seeds (docs/training.md, "Findings worth knowing"),
 # so one run's ratio says as much about which fig7 DTAC the seed drew as about the
 # transfer. From GENERALIZATION_MIN_RUNS runs on, the target is the expected change: the
 # mean transferred reward against the mean trained-there reward, met when the lower end
