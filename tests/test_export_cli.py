@@ -4,7 +4,6 @@ the real command line (console script in a subprocess)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -100,7 +100,7 @@ def keys_generate_cmd(
     try:
         priv, pub = generate_keypair(out, name, overwrite=force)
     except FileExistsError as err:
-        usage_error(f"{err} (--force overwrites)")
+        usage_error(str(err))
     typer.echo(json.dumps({"private_key": str(priv), "public_key": str(pub), "key_id": key_id(load_public_key(pub))}))
 
 
