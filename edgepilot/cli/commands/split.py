@@ -186,7 +186,7 @@ def train_cmd(
             bdir = export_bundle(model, base_model, out / "bundles" / f"lambda_{lam:g}",
                                  training={"lambda": lam, **{k: v for k, v in metrics.items() if k != "history"},
                                            "base_val_accuracy": base_metrics["val_accuracy"]})
-            points.append({k: v for k, v in metrics.items() if k != "history"} | {"checkpoint": str(ckpt), "bundle": str(bdir)})
+            points.append({**{k: v for k, v in metrics.items() if k != "history"}, "checkpoint": str(ckpt), "bundle": str(bdir)})
     chosen = T.choose_operating_point(points, base_metrics["val_accuracy"], max_drop)
     summary = {"base_val_accuracy": base_metrics["val_accuracy"], "points": points, "chosen": chosen,
                "train_images": len(tr), "validation_images": len(va)}
@@ -218,7 +218,7 @@ def export_cmd(
         base_model, base_metrics = T.load_base(base)
     except (FileNotFoundError, ValueError) as err:
         usage_error(str(err))
-    training = {k: v for k, v in metrics.items() if k != "history"} | {"base_val_accuracy": base_metrics["val_accuracy"]}
+    training = {**{k: v for k, v in metrics.items() if k != "history"}, "base_val_accuracy": base_metrics["val_accuracy"]}
     path = export_bundle(model, base_model, out, model_id, version, training)
     typer.echo(json.dumps(json.loads((path / "manifest.json").read_text()), indent=2))
 
