@@ -34,7 +34,8 @@ def _walk(cmd, path=()):
 
 
 COMMANDS = dict(_walk(ROOT))
-OPTIONS = [(path, p) for path, cmd in COMMANDS.items() for p in cmd.params if isinstance(p, typer.core.TyperOption)]
+OPTIONS = [(path, p) for path, cmd in [("", ROOT), *COMMANDS.items()] for p in cmd.params
+           if isinstance(p, typer.core.TyperOption)]
 
 
 def _longs(p):
@@ -67,6 +68,7 @@ def test_a_short_option_means_one_thing_everywhere():
 
 
 def test_a_long_option_is_a_flag_everywhere_or_nowhere():
+    """``edgepilot --version`` prints the version: a model version is ``--model-version``."""
     kinds = defaultdict(set)
     for path, p in OPTIONS:
         for long in _longs(p):

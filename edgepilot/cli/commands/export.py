@@ -31,7 +31,7 @@ def export_cmd(
     on_parity_failure: str = typer.Option("fail", "--on-parity-failure", help="'fail' (no bundle, exit 1), 'drop' (leave failing quantized variants out) or 'warn' (keep them, marked failed; for measuring only)."),
     mixed_precision: bool = typer.Option(True, "--mixed-precision/--no-mixed-precision", help="INT8: keep the fewest Gemm layers in FP32 that reach --min-agreement on the calibration states."),
     signing_key: Optional[Path] = typer.Option(None, "--signing-key", help="Ed25519 private key (edgepilot keys generate) to sign the bundle with."),
-    version: Optional[str] = typer.Option(None, "--version", help="Model version in the manifest (default: kind-<checkpoint sha256 prefix>)."),
+    version: Optional[str] = typer.Option(None, "--model-version", help="Model version in the manifest (default: kind-<checkpoint sha256 prefix>)."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the parity report JSON here."),
     seed: int = typer.Option(0, "--seed", help="Seed of the simulator states."),
 ) -> None:

@@ -207,7 +207,7 @@ def export_cmd(
     base: Path = typer.Option(..., help="Base CNN checkpoint (base.pt) for the full model."),
     out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
     model_id: str = typer.Option("fmnist-cnn", help="Model id in the manifest."),
-    version: str = typer.Option("1", help="Model version in the manifest."),
+    version: str = typer.Option("1", "--model-version", help="Model version in the manifest."),
 ) -> None:
     """Export a trained codec checkpoint to a split bundle (head / tail / full ONNX + integer CDF tables)."""
     from edgepilot.cloud_trainer.split import train as T
