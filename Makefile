@@ -25,7 +25,7 @@ protos: $(STAMP)
 
 # re-export the shipped demo bundle after retraining edgepilot/models/policies/dtac_fig5.pt
 policies: $(STAMP)
-	$(VENV)/bin/edgepilot export edgepilot/models/policies/dtac_fig5.pt --target laptop --precisions fp32 \
+	$(VENV)/bin/edgepilot export edgepilot/models/policies/dtac_fig5.pt --profile laptop --precisions fp32 \
 	  --states 500 --calibration-states 200 --min-agreement 0.9 --out edgepilot/models/policies/dtac_fig5-laptop.bundle
 
 clean:

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._common import write_json  # noqa: E402
 from edgepilot.emulation.coordinator import EmulateConfig, format_table, run_emulation  # noqa: E402
-from edgepilot.cli.commands.demo import demo_bundle  # noqa: E402
+from edgepilot.emulation.policy import signed_shipped_bundle  # noqa: E402
 
 KEYS = ("lost_decisions", "decision_messages_missing", "decision_duplicates", "late_decisions", "decision_window_s", "telemetry_out_of_order", "fallbacks", "decision_latency_p50_s",
         "decision_latency_p99_s", "end_to_end_decision_p50_s", "end_to_end_decision_p99_s", "mean_measured_round_time_s",
@@ -40,22 +40,23 @@ def main() -> int:
     ap.add_argument("--wire-scale", type=float, default=1.0)
     ap.add_argument("--agent-procs", type=int, default=2)
     ap.add_argument("--no-restart", action="store_true")
-    ap.add_argument("--deadline-factor", type=float, default=EmulateConfig.deadline_factor,
+    ap.add_argument("--deadline-factor", type=float, default=EmulateConfig.model_fields["deadline_factor"].default,
                     help="task deadline = factor x the UE's local time T1*(0); 0: none")
     ap.add_argument("--only", choices=("dtac", "centralized"), default=None)
     ap.add_argument("--out", type=Path, default=Path("results/fleet_emulate.json"))
     a = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    bundle, pub = demo_bundle(Path("runs/demo"), echo=print)
+    bundle, pub = signed_shipped_bundle(Path("runs/demo"))
     results = {}
     for policy in ("dtac", "centralized"):
         if a.only and policy != a.only:
             continue
-        cfg = EmulateConfig(num_ues=a.ues, num_edges=a.edges, rounds=a.rounds, policy=policy,
-                            bundle=str(bundle) if policy == "dtac" else None, trusted_keys=[str(pub)],
-                            time_scale=a.time_scale, wire_scale=a.wire_scale, broker="mosquitto",
-                            agent_procs=a.agent_procs, out_dir=f"runs/bench-fleet/{policy}", deadline_factor=a.deadline_factor,
-                            restart_broker_at=None if (a.no_restart or policy != "dtac") else a.rounds // 2)
+        dtac = policy == "dtac"
+        cfg = EmulateConfig(ues=a.ues, edges=a.edges, rounds=a.rounds, policy=policy,
+                            bundle=str(bundle) if dtac else None, trusted_keys=[str(pub)] if dtac else [],
+                            time_scale=a.time_scale, wire_scale=a.wire_scale, broker_kind="mosquitto",
+                            agent_procs=a.agent_procs, out=f"runs/bench-fleet/{policy}", deadline_factor=a.deadline_factor,
+                            restart_broker_at=None if (a.no_restart or not dtac) else a.rounds // 2)
         start = time.time()
         s = run_emulation(cfg, progress=lambda m: print(f"[{policy}] {m}", flush=True))
         print(f"\n== {policy}: {a.ues} UEs x {a.rounds} rounds ({time.time() - start:.0f} s wall)")

@@ -13,8 +13,8 @@ from edgepilot.edge_agent.system_model import EDGE, LOCAL
 
 
 def _cfg(tmp_path, **kw) -> EmulateConfig:
-    base = dict(num_ues=6, num_edges=3, rounds=3, policy="threshold", broker="mosquitto", agent_procs=1,
-                time_scale=0.02, wire_scale=0.1, out_dir=str(tmp_path / "run"))
+    base = dict(ues=6, edges=3, rounds=3, policy="threshold", broker_kind="mosquitto", agent_procs=1,
+                time_scale=0.02, wire_scale=0.1, out=str(tmp_path / "run"))
     base.update(kw)
     return EmulateConfig(**base)
 
@@ -72,18 +72,57 @@ def test_emulate_cli_on_the_embedded_broker(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("args,fragment", [(["--ues", "5", "--edges", "3"], "multiple"),
-                                           (["--policy", "dtac"], "--bundle")])
+                                           (["--bundle", "x.bundle"], "--trusted-key"),
+                                           (["--policy", "threshold", "--trusted-key", "k.pub"], "needs bundle"),
+                                           (["--restart-broker-at", "1"], "--broker-kind mosquitto"),
+                                           (["--broker-kind", "external"], "--broker"),
+                                           (["--broker", "localhost"], "HOST:PORT")])
 def test_emulate_cli_rejects_bad_options(tmp_path, args, fragment) -> None:
     from edgepilot.cli import app
 
     res = CliRunner().invoke(app, ["emulate", *args, "--out", str(tmp_path)])
-    assert res.exit_code != 0 and fragment in res.output
+    assert res.exit_code == 2 and fragment in res.output
+    assert not (tmp_path / "summary.json").exists()
+
+
+def test_emulate_config_file_set_and_options_in_that_order(tmp_path) -> None:
+    """--config, then --set, then the options given: the run's summary records the result."""
+    from edgepilot.cli import app
+
+    cfg = tmp_path / "emulate.yaml"
+    cfg.write_text("policy: threshold\nues: 4\nedges: 2\nrounds: 3\nagent_procs: 0\ntime_scale: 0.02\n"
+                   "wire_scale: 0.1\nplot: false\n")
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["emulate", "--config", str(cfg), "--set", "rounds=2", "--set", "ues=6",
+                                   "--edges", "3", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["config"]["ues"] == 6 and saved["config"]["edges"] == 3 and saved["rounds"] == 2
+    assert saved["config"]["policy"] == "threshold" and not (out / "summary.png").exists()
+    bad = CliRunner().invoke(app, ["emulate", "--config", str(cfg), "--set", "edges=99", "--out", str(out)])
+    assert bad.exit_code == 2 and "--set edges: Input should be less than or equal to 64" in bad.output
+    cfg.write_text("num_ues: 4\n")  # the old field name: refused, named
+    bad = CliRunner().invoke(app, ["emulate", "--config", str(cfg)])
+    assert bad.exit_code == 2 and f"{cfg}: num_ues: Extra inputs are not permitted" in bad.output
+
+
+def test_emulate_config_loads_with_load_config(tmp_path) -> None:
+    from edgepilot.config import ConfigError, load_config
+
+    path = tmp_path / "e.yaml"
+    path.write_text("ues: 8\nedges: 4\nbroker_kind: external\nbroker: broker.lan:1883\n")
+    cfg = load_config(EmulateConfig, path, ["rounds=5"])
+    assert (cfg.ues, cfg.edges, cfg.rounds, cfg.broker_host, cfg.broker_port) == (8, 4, 5, "broker.lan", 1883)
+    assert EmulateConfig().broker_host == "127.0.0.1" and EmulateConfig().broker_port == 0
+    with pytest.raises(ConfigError, match="edges"):
+        load_config(EmulateConfig, path, ["edges=3"])  # 8 UEs on 3 edge servers
 
 
 def test_a_task_deadline_sends_late_offloads_local_and_none_is_the_default(tmp_path) -> None:
     assert EmulateConfig().deadline_factor == 0.0  # like the system model: no deadline
-    with pytest.raises(ValueError, match="deadline_factor"):
-        EmulateConfig(deadline_factor=-1.0).validate()
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ValueError, match="deadline_factor"):
+            EmulateConfig(deadline_factor=bad)
     # a deadline far below any offload's time: every offload gives up and runs locally
     s = run_emulation(_cfg(tmp_path, policy="centralized", rounds=2, agent_procs=0, deadline_factor=1e-3),
                       progress=lambda m: None)

@@ -109,8 +109,9 @@ def test_invalid_input_names_the_field_and_prints_nothing(tmp_path, path, value,
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(_mutate(inst, path, value)))
     result = runner.invoke(app, ["evaluate-round", str(bad)])
-    assert result.exit_code != 0
+    assert result.exit_code == 2  # usage: an invalid input file
     assert result.stdout == ""
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
     assert named in result.stderr
 
 
@@ -118,9 +119,9 @@ def test_not_json_and_missing_file(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text("{not json")
     result = runner.invoke(app, ["evaluate-round", str(bad)])
-    assert result.exit_code != 0 and result.stdout == "" and "not valid JSON" in result.stderr
+    assert result.exit_code == 2 and result.stdout == "" and "not valid JSON" in result.stderr
     result = runner.invoke(app, ["evaluate-round", str(tmp_path / "missing.json")])
-    assert result.exit_code != 0 and result.stdout == ""
+    assert result.exit_code == 2 and result.stdout == "" and "missing.json" in result.stderr
 
 
 def test_console_script_end_to_end(tmp_path):
@@ -134,4 +135,4 @@ def test_console_script_end_to_end(tmp_path):
     inst["ues"][0]["offload"] = 5
     path.write_text(json.dumps(inst))
     bad = subprocess.run([*exe, "evaluate-round", str(path)], capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and bad.stdout == "" and "ues.0.offload" in bad.stderr
+    assert bad.returncode == 2 and bad.stdout == "" and "ues.0.offload" in bad.stderr and "Traceback" not in bad.stderr

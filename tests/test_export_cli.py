@@ -4,7 +4,6 @@ the real command line (console script in a subprocess)."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -30,22 +29,23 @@ def work(tmp_path_factory):
 def test_export_sign_verify_inspect(work, tmp_path):
     ckpt = reference_checkpoint(work, "dtac")
     keys = json.loads(run("keys", "generate", "--out", tmp_path / "keys", "--name", "ci", check=0).stdout)
-    assert run("keys", "generate", "--out", tmp_path / "keys", "--name", "ci", check=1).stderr.startswith("error: ")
+    assert run("keys", "generate", "--out", tmp_path / "keys", "--name", "ci", check=2).stderr.startswith("error: ")
     out = tmp_path / "nano.bundle"
-    proc = run("export", ckpt, "--target", "jetson-nano", "--out", out, "--states", 500, "--calibration-states", 200,
+    proc = run("export", ckpt, "--profile", "jetson-nano", "--out", out, "--states", 500, "--calibration-states", 200,
                "--report", tmp_path / "parity.json", check=0)
     report = json.loads(proc.stdout)
     assert set(report["variants"]) == {"fp32", "fp16"} and report["signed"] is False
     assert report["onnx"]["opset"] == 16 and "LayerNormalization" not in report["onnx"]["ops"]
     assert "TensorRT is not installed" in proc.stderr and "trtexec --onnx=artifacts/dtac_fp16.onnx" in "\n".join(report["tensorrt"]["commands"])
     assert json.loads((tmp_path / "parity.json").read_text())["variants"]["fp16"]["passed"] is True
-    # unsigned -> refused; signed -> verified; the wrong key -> refused
-    assert run("bundle", "verify", out, "-T", keys["public_key"], check=2).stdout.count('"verified": false') == 1
-    run("bundle", "sign", out, "--key", keys["private_key"], check=0)
+    # unsigned -> refused (exit 1); signed -> verified; the wrong key -> refused; a missing key file -> usage (2)
+    assert run("bundle", "verify", out, "-T", keys["public_key"], check=1).stdout.count('"verified": false') == 1
+    assert run("bundle", "verify", out, "--trusted-key", tmp_path / "nokey.pub", check=2).stderr.startswith("error: --trusted-key")
+    run("bundle", "sign", out, "--signing-key", keys["private_key"], check=0)
     ok = json.loads(run("bundle", "verify", out, "-T", tmp_path / "keys", check=0).stdout)
     assert ok["verified"] and ok["key_id"] == keys["key_id"] and ok["target"] == "jetson-nano"
     other = json.loads(run("keys", "generate", "--out", tmp_path / "other", check=0).stdout)
-    assert "unknown key" in run("bundle", "verify", out, "-T", other["public_key"], check=2).stderr
+    assert "unknown key" in run("bundle", "verify", out, "-T", other["public_key"], check=1).stderr
     manifest = json.loads(run("bundle", "inspect", out, check=0).stdout)["manifest"]
     assert manifest["target"]["name"] == "jetson-nano" and manifest["opset"] == 16
     assert {a["precision"] for a in manifest["artifacts"]} == {"fp32", "fp16"}
@@ -55,25 +55,28 @@ def test_export_sign_verify_inspect(work, tmp_path):
 
 
 def test_export_refuses_what_the_profile_cannot_run(work, tmp_path):
+    """Bad input exits 2 with one error line and writes nothing."""
     ckpt = reference_checkpoint(work, "dtac")
-    proc = run("export", ckpt, "--target", "jetson-nano", "--precisions", "int8_static", "--out", tmp_path / "x.bundle", check=1)
-    assert "jetson-nano does not support int8_static" in proc.stderr
-    proc = run("export", ckpt, "--target", "jetson-tx9", check=1)
-    assert "unknown hardware profile" in proc.stderr
-    proc = run("export", tmp_path / "missing.pt", "--target", "laptop", check=1)
+    proc = run("export", ckpt, "--profile", "jetson-nano", "--precisions", "int8_static", "--out", tmp_path / "x.bundle", check=2)
+    assert "jetson-nano does not support int8_static" in proc.stderr and not (tmp_path / "x.bundle").exists()
+    proc = run("export", ckpt, "-p", "jetson-tx9", check=2)
+    assert proc.stderr.startswith("error: --profile: unknown hardware profile") and len(proc.stderr.splitlines()) == 1
+    proc = run("export", tmp_path / "missing.pt", "--profile", "laptop", check=2)
     assert "checkpoint not found" in proc.stderr
+    proc = run("export", ckpt, "--profile", "laptop", "--signing-key", tmp_path / "none.key", check=2)
+    assert proc.stderr.startswith("error: --signing-key")
 
 
 def test_export_fails_below_the_agreement_threshold(work, tmp_path):
     ckpt = reference_checkpoint(work, "dtac")
     out = tmp_path / "never.bundle"
-    proc = run("export", ckpt, "--target", "laptop", "--precisions", "int8_dynamic", "--min-agreement", "1.0",
-               "--no-mixed-precision", "--states", 500, "--calibration-states", 100, "--out", out, check=3)
+    proc = run("export", ckpt, "--profile", "laptop", "--precisions", "int8_dynamic", "--min-agreement", "1.0",
+               "--no-mixed-precision", "--states", 500, "--calibration-states", 100, "--out", out, check=1)
     assert "decision agreement below 1.0000" in proc.stderr and "int8_dynamic" in proc.stderr
     assert not out.exists()
     assert json.loads(proc.stdout)["variants"]["int8_dynamic"]["passed"] is False
     # with --on-parity-failure drop the bundle is written without the failing variant
-    proc = run("export", ckpt, "--target", "laptop", "--precisions", "int8_dynamic", "--min-agreement", "1.0",
+    proc = run("export", ckpt, "--profile", "laptop", "--precisions", "int8_dynamic", "--min-agreement", "1.0",
                "--no-mixed-precision", "--on-parity-failure", "drop", "--states", 500, "--calibration-states", 100,
                "--out", out, check=0)
     assert json.loads(proc.stdout)["dropped"] == ["int8_dynamic"]

@@ -12,8 +12,9 @@ code  meaning
 130   interrupted (Ctrl-C)
 ====  ==============================================================================
 
-Both errors print exactly one line, ``error: <message>``, on stderr (typer's own usage
-errors print theirs in a box and also exit 2).
+Both errors print exactly one line, ``error: <message>``, on stderr; so do the usage
+errors the command-line parser finds itself (an unknown option, a value out of its
+range: see :class:`edgepilot.cli.RootGroup`).
 """
 
 from __future__ import annotations
@@ -28,17 +29,17 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 
-def _one_line(message: str) -> str:
+def one_line(message: str) -> str:
     return " ".join(str(message).split())
 
 
 def usage_error(message: str) -> NoReturn:
     """Bad input: print ``error: message`` and exit 2."""
-    typer.echo(f"error: {_one_line(message)}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(EXIT_USAGE)
 
 
 def failed(message: str) -> NoReturn:
     """The operation failed: print ``error: message`` and exit 1."""
-    typer.echo(f"error: {_one_line(message)}", err=True)
+    typer.echo(f"error: {one_line(message)}", err=True)
     raise typer.Exit(EXIT_FAILED)

@@ -63,7 +63,7 @@ class EmbeddedBroker:
             from amqtt.broker import Broker  # optional dependency (extra "fleet")
         except ImportError as err:
             raise RuntimeError("the embedded broker needs amqtt: pip install 'edgepilot[fleet]' "
-                               "(or use --broker mosquitto)") from err
+                               "(or use --broker-kind mosquitto)") from err
         for name in ("amqtt", "transitions"):
             logging.getLogger(name).setLevel(logging.WARNING)
         config = {

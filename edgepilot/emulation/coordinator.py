@@ -9,7 +9,8 @@ the same round with the system model under the decisions the agents published (t
 simulator's prediction) and compares: round time, energy, offload mix, decision latency,
 MQTT messages and bytes per round.
 
-``--policy dtac`` (or ``threshold`` / ``local``) decides on the UEs from their local
+``--policy dtac`` (the default: the shipped DTAC bundle unless ``--bundle`` names
+another; or ``threshold`` / ``local``) decides on the UEs from their local
 state alone; ``--policy centralized`` is the baseline that needs every UE's state: each
 agent sends its local state to the controller here, which decides for all of them and
 sends each its command. The messages / bytes columns show the signalling each needs.
@@ -21,14 +22,12 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 import subprocess
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -43,79 +42,19 @@ from edgepilot.edge_agent.fleet.execution import TaskExecutionService
 from edgepilot.edge_agent.server import EdgeServer, ServerConfig
 from edgepilot.edge_agent.system_model import CLOUD, EDGE, LOCAL, Decision, evaluate_round
 from edgepilot.v1 import fleet_pb2 as pb
-from edgepilot.emulation.hardware import DEFAULT_TIME_SCALE, EmulationClock, RadioCell, device_cpu_hz
+from edgepilot.emulation.config import POLICIES, EmulateConfig  # noqa: F401  (EmulateConfig is part of this API)
+from edgepilot.emulation.hardware import EmulationClock, RadioCell, device_cpu_hz
 
 log = logging.getLogger("edgepilot.fleet.coordinator")
-
-POLICIES = ("dtac", "threshold", "local", "centralized")
-
-
-@dataclass
-class EmulateConfig:
-    scenario: str = "fig5"
-    num_ues: int = 12
-    num_edges: int = 3
-    rounds: int = 10
-    policy: str = "threshold"
-    bundle: str | None = None  # signed DTAC bundle (policy dtac)
-    trusted_keys: list = field(default_factory=list)
-    time_scale: float = DEFAULT_TIME_SCALE  # wall seconds per emulated second
-    decision_window_s: float | None = None  # wall s from task issue to the uplink frame; None: 0.2 + 8 ms per UE
-    # task deadline = factor x the UE's local time T1*(0); past it the UE gives up on the
-    # offload and computes locally. 0 (default): no deadline, like the system model, so the
-    # measured rounds compare like for like with its prediction (with 5 UEs on an edge
-    # server, 10 x T1*(0) sent ~4% of the shipped DTAC's offloads local and put 23 of 50
-    # rounds more than 10% off the prediction)
-    deadline_factor: float = 0.0
-    wire_scale: float = 1.0  # fraction of each task's input / output bytes that really travel
-    broker: str = "embedded"  # embedded | mosquitto | external
-    broker_host: str = "127.0.0.1"
-    broker_port: int = 0
-    agent_procs: int = 2  # agent-host processes; 0 = threads in this process
-    hardware_profile: str = "jetson-nano"
-    seed: int = 0
-    out_dir: str = "runs/emulate"
-    restart_broker_at: int | None = None  # restart the (Mosquitto) broker before this round
-    round_timeout_s: float = 60.0  # wall seconds before a round gives up on missing UEs
-    resend_after_s: float = 3.0  # wall seconds before re-sending a task that got no decision
-    plot: bool = True
-
-    @property
-    def window_s(self) -> float:
-        if self.decision_window_s is not None:
-            return self.decision_window_s
-        if self.policy == "centralized":  # every state to the controller, then every command back
-            return 0.5 + 0.025 * self.num_ues
-        return 0.2 + 0.008 * self.num_ues
-
-    def validate(self) -> None:
-        if self.policy not in POLICIES:
-            raise ValueError(f"policy must be one of {POLICIES}, got {self.policy!r}")
-        if self.num_ues < 1 or self.num_edges < 1 or self.rounds < 1:
-            raise ValueError("num_ues, num_edges and rounds must be >= 1")
-        if self.num_ues % self.num_edges:
-            raise ValueError(f"num_ues ({self.num_ues}) must be a multiple of num_edges ({self.num_edges}): "
-                             "every edge server gets the same number of UEs")
-        if self.num_ues // self.num_edges > 64:
-            raise ValueError("at most 64 UEs per edge server (scenario schema)")
-        if self.policy == "dtac" and not self.bundle:
-            raise ValueError("--policy dtac needs --bundle (a signed DTAC bundle) and --trusted-key")
-        if self.broker not in ("embedded", "mosquitto", "external"):
-            raise ValueError(f"broker must be embedded, mosquitto or external, got {self.broker!r}")
-        if not (self.deadline_factor >= 0 and math.isfinite(self.deadline_factor)):
-            raise ValueError(f"deadline_factor must be a finite number >= 0 (0: no deadline), got {self.deadline_factor!r}")
-        if self.restart_broker_at is not None and self.broker != "mosquitto":
-            raise ValueError("--restart-broker-at needs --broker mosquitto")
-
 
 def fleet_scenario(cfg: EmulateConfig) -> Scenario:
     """The named scenario with K edge servers of N / K UEs each and the UE's compute speed."""
     base = load_scenario(cfg.scenario)
     data = base.model_dump(mode="json")
-    per_edge = cfg.num_ues // cfg.num_edges
-    data["topology"].update(num_edge_servers=cfg.num_edges, ues_per_edge_min=per_edge, ues_per_edge_max=per_edge)
-    data["compute"]["ue_max_cpu_hz"] = device_cpu_hz(cfg.hardware_profile, base.compute.ue_max_cpu_hz)
-    data["name"] = f"{base.name}-fleet-{cfg.num_ues}x{cfg.num_edges}"
+    per_edge = cfg.ues // cfg.edges
+    data["topology"].update(num_edge_servers=cfg.edges, ues_per_edge_min=per_edge, ues_per_edge_max=per_edge)
+    data["compute"]["ue_max_cpu_hz"] = device_cpu_hz(cfg.profile, base.compute.ue_max_cpu_hz)
+    data["name"] = f"{base.name}-fleet-{cfg.ues}x{cfg.edges}"
     return Scenario.model_validate(data)
 
 
@@ -270,15 +209,19 @@ _OFFLOAD_NAME = {LOCAL: "local", EDGE: "edge", CLOUD: "cloud"}
 
 
 def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -> dict:
-    cfg.validate()
     sc = fleet_scenario(cfg)
     params = sc.network_params
-    out = Path(cfg.out_dir)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    if cfg.policy == "dtac" and cfg.bundle is None:  # the default policy: the shipped DTAC bundle
+        from edgepilot.emulation.policy import signed_shipped_bundle
+
+        bundle, pub = signed_shipped_bundle(out / "policy", progress=progress)
+        cfg = cfg.model_copy(update={"bundle": str(bundle), "trusted_keys": [str(pub)]})
     for stale in ("agents", "mosquitto"):  # a fresh fleet: no outbox, cache or broker sessions of an earlier run
         shutil.rmtree(out / stale, ignore_errors=True)
-    ues = [ue_name(i) for i in range(cfg.num_ues)]
-    per_edge = cfg.num_ues // cfg.num_edges
+    ues = [ue_name(i) for i in range(cfg.ues)]
+    per_edge = cfg.ues // cfg.edges
     edge_of = {ue: i // per_edge for i, ue in enumerate(ues)}  # slot order of the simulator
     clock = EmulationClock(cfg.time_scale)
     radio = RadioCell(params.channel_bandwidth_hz, params.noise_power_w, params.ue_max_power_w,
@@ -287,12 +230,12 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
     try:
         # -- broker ------------------------------------------------------------------
         broker = None
-        if cfg.broker == "embedded":
+        if cfg.broker_kind == "embedded":
             from edgepilot.emulation.broker import EmbeddedBroker
 
             broker = EmbeddedBroker(cfg.broker_host, cfg.broker_port)
             port = broker.start()
-        elif cfg.broker == "mosquitto":
+        elif cfg.broker_kind == "mosquitto":
             from edgepilot.emulation.broker import MosquittoBroker
 
             broker = MosquittoBroker(cfg.broker_port, cfg.broker_host, workdir=out / "mosquitto")
@@ -301,11 +244,11 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
             port = cfg.broker_port
         if broker is not None:
             stack.append(broker.stop)
-        progress(f"broker: {cfg.broker} on {cfg.broker_host}:{port}")
+        progress(f"broker: {cfg.broker_kind} on {cfg.broker_host}:{port}")
 
         # -- cloud tier and edge servers ----------------------------------------------
         def server(service) -> EdgeServer:
-            s = EdgeServer(ServerConfig(port=0, max_workers=cfg.num_ues + 8, max_message_bytes=64 << 20, grace_seconds=1.0))
+            s = EdgeServer(ServerConfig(port=0, max_workers=cfg.ues + 8, max_message_bytes=64 << 20, grace_seconds=1.0))
             s.add_service(service)
             s.start()
             stack.append(lambda: s.stop(0.5))
@@ -315,7 +258,7 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
                                             wire_scale=cfg.wire_scale))
         edges = [server(TaskExecutionService("edge", radio, params.edge_cpu_hz, params.cloud_cpu_hz, clock, edge_id=k,
                                              cloud_address=cloud.address, wire_scale=cfg.wire_scale))
-                 for k in range(cfg.num_edges)]
+                 for k in range(cfg.edges)]
         progress(f"edge servers: {', '.join(e.address for e in edges)}; cloud tier {cloud.address}")
 
         # -- coordinator, edge info ------------------------------------------------------
@@ -334,7 +277,7 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
         # -- agents ------------------------------------------------------------------
         spec = {
             "broker_host": cfg.broker_host, "broker_port": port, "state_root": str(out / "agents"),
-            "hardware_profile": cfg.hardware_profile, "wire_scale": cfg.wire_scale,
+            "hardware_profile": cfg.profile, "wire_scale": cfg.wire_scale,
             "mode": "centralized" if cfg.policy == "centralized" else "decentralized",
             "num_channels": sc.radio.num_channels, "command_timeout_s": 30.0,
             "policy": {"kind": "threshold" if cfg.policy == "centralized" else cfg.policy, "bundle": cfg.bundle,
@@ -355,7 +298,7 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
             stack.append(stop_threads)
         else:
             procs = []
-            for p in range(min(cfg.agent_procs, cfg.num_ues)):
+            for p in range(min(cfg.agent_procs, cfg.ues)):
                 mine = ues[p::cfg.agent_procs]
                 host_spec = {**spec, "agents": [{"ue_id": u, "edge_id": edge_of[u]} for u in mine],
                              "summary_path": str(out / f"agents-{p}.json")}
@@ -381,7 +324,7 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
         if not coord.wait_online(120):
             missing = sorted(set(ues) - coord.online)
             raise RuntimeError(f"agents not online after 120 s: {missing[:10]}")
-        progress(f"{cfg.num_ues} agents online ({cfg.policy}); {cfg.rounds} rounds on scenario {sc.name}, "
+        progress(f"{cfg.ues} agents online ({cfg.policy}); {cfg.rounds} rounds on scenario {sc.name}, "
                  f"time scale {cfg.time_scale:g} wall s per emulated s")
 
         # -- rounds ------------------------------------------------------------------
@@ -525,13 +468,13 @@ def summarize(cfg: EmulateConfig, sc: Scenario, rounds: list[dict], agents: list
     pred = np.array([r["predicted_round_time_s"] for r in rounds])
     rel = (meas - pred) / np.maximum(pred, 1e-12)
     mix = {k: int(sum(r["offload_mix"][k] for r in rounds)) for k in ("local", "edge", "cloud")}
-    expected = cfg.num_ues * len(rounds)
+    expected = cfg.ues * len(rounds)
     received = sum(r["decisions_received"] for r in rounds)
     return {
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "config": cfg.model_dump(mode="json"),
         "scenario": sc.name,
         "rounds": len(rounds),
-        "ues": cfg.num_ues,
+        "ues": cfg.ues,
         "decisions_expected": expected,
         "decisions_received": received,
         # a decision is lost when it reached the coordinator neither on the decision topic

@@ -42,7 +42,7 @@ def _scenario_for(ckpt: dict, scenario_arg):
 
 def export_checkpoint(
     checkpoint: str | os.PathLike,
-    target: str,
+    profile: str | os.PathLike,
     out: str | os.PathLike,
     *,
     precisions: list[str] | None = None,
@@ -58,7 +58,7 @@ def export_checkpoint(
     mixed_precision: bool = True,
     progress: Callable[[str], None] = lambda msg: None,
 ) -> dict:
-    """Export ``checkpoint`` for hardware profile ``target`` into the bundle ``out``.
+    """Export ``checkpoint`` for hardware ``profile`` (a name or a YAML path) into the bundle ``out``.
 
     Returns the parity report (also written into the bundle as parity.json). Raises
     :class:`ParityError` when a variant's decision agreement is below ``min_agreement``
@@ -71,7 +71,7 @@ def export_checkpoint(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a ~8k-parameter actor: extra threads only contend
     try:
-        return _export(checkpoint, target, out, precisions, scenario, parity_count, calibration_count, min_agreement,
+        return _export(checkpoint, profile, out, precisions, scenario, parity_count, calibration_count, min_agreement,
                        on_parity_failure, signing_key, version, seed, build_engines, mixed_precision, progress)
     finally:
         torch.set_num_threads(threads)

@@ -7,62 +7,134 @@ the TensorRT optimization profile. The exporter reads a profile to decide what t
 build; the exporter copies it into the bundle manifest, so the device runtime needs no
 profile files of its own.
 
-Torch-free and pydantic-free (stdlib + PyYAML): the device runtime imports this module
-too, for :func:`detect_local_profile`.
+A pydantic model, like every config of the project (unknown fields are refused, every
+error names the file and the field as a :class:`ProfileError`); torch-free, and the
+device runtime imports this module too (:func:`detect_local_profile`), so its
+annotations are Python 3.8's (``typing.Optional`` / ``Tuple`` / ``Dict``).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Dict, List, Literal, Optional, Tuple, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, ValidationError, field_validator, model_validator
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
 #: Every precision an exporter can build; a profile lists the subset its device runs.
 PRECISIONS = ("fp32", "fp16", "int8_dynamic", "int8_static")
 SHAPE_AXES = ("batch", "ues", "rounds")
-_DEVICE_KINDS = ("jetson", "cuda", "cpu")
+DEVICE_KINDS = ("jetson", "cuda", "cpu")
+
+Precision = Literal["fp32", "fp16", "int8_dynamic", "int8_static"]
 
 
 class ProfileError(ValueError):
     """A profile file that cannot be used; the message names the file and the field."""
 
 
-@dataclass(frozen=True)
-class ShapeRange:
+class ShapeRange(BaseModel):
     """min / opt / max of one dynamic axis (TensorRT optimization profile)."""
 
-    min: int
-    opt: int
-    max: int
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-    def as_tuple(self) -> tuple[int, int, int]:
+    min: StrictInt
+    opt: StrictInt
+    max: StrictInt
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "ShapeRange":
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise ValueError(f"needs integers 1 <= min <= opt <= max, got min {self.min}, opt {self.opt}, max {self.max}")
+        return self
+
+    def as_tuple(self) -> Tuple[int, int, int]:
         return (self.min, self.opt, self.max)
 
 
-@dataclass(frozen=True)
-class HardwareProfile:
-    name: str
-    description: str
-    device_kind: str  # "jetson" | "cuda" | "cpu"
-    opset: int
-    precisions: tuple[str, ...]
-    preferred_precision: str
-    execution_providers: tuple[str, ...]
-    shapes: dict[str, ShapeRange]
-    workspace_mib: int = 0
-    intra_op_threads: int = 1
-    onnx_ir_version: int | None = None
-    ort_contrib_ops: bool = False  # onnxruntime is the only runtime: its contrib ops may be used
-    tensorrt_version: str | None = None
-    compute_capability: str | None = None
-    jetpack: str | None = None
-    python: str | None = None
-    cpu_hz: float | None = None  # CPU clock a task computed on the device runs at (F_UE of eq. 2); emulation uses it
-    match: tuple[str, ...] = field(default_factory=tuple)
+def _text_or_none(value: Any) -> Optional[str]:
+    """YAML reads ``jetpack: 4.6`` as a number: keep the version as written."""
+    return None if value is None else str(value)
+
+
+class HardwareProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: StrictStr
+    description: str = ""
+    device_kind: Literal["jetson", "cuda", "cpu"]
+    opset: StrictInt = Field(ge=13, le=21)
+    precisions: Tuple[Precision, ...]
+    preferred_precision: StrictStr
+    execution_providers: Tuple[StrictStr, ...]
+    shapes: Dict[str, ShapeRange]
+    workspace_mib: StrictInt = Field(0, ge=0)
+    intra_op_threads: StrictInt = Field(1, ge=1)
+    onnx_ir_version: Optional[StrictInt] = None
+    ort_contrib_ops: StrictBool = False  # onnxruntime is the only runtime: its contrib ops may be used
+    tensorrt_version: Optional[StrictStr] = Field(None, pattern=r"^[0-9]+(\.[0-9]+)*$",
+                                                 description="a version string such as '8.2'")
+    compute_capability: Optional[str] = None
+    jetpack: Optional[str] = None
+    python: Optional[str] = None
+    # CPU clock a task computed on the device runs at (F_UE of eq. 2); emulation uses it
+    cpu_hz: Optional[float] = Field(None, gt=0, allow_inf_nan=False)
+    match: Tuple[str, ...] = ()
+
+    @field_validator("compute_capability", "jetpack", "python", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Optional[str]:
+        return _text_or_none(value)
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _description(cls, value: Any) -> str:
+        return "" if value is None else str(value)
+
+    @field_validator("cpu_hz", mode="before")
+    @classmethod
+    def _hertz(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a positive number of hertz, got {value!r}")
+        return value
+
+    @field_validator("match", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return () if value is None else [str(m).lower() for m in value] if isinstance(value, list) else value
+
+    @field_validator("precisions")
+    @classmethod
+    def _some_precision(cls, value: Tuple[str, ...]) -> Tuple[str, ...]:
+        if not value:
+            raise ValueError(f"must list at least one of {', '.join(PRECISIONS)}")
+        return value
+
+    @field_validator("shapes")
+    @classmethod
+    def _axes(cls, value: Dict[str, ShapeRange]) -> Dict[str, ShapeRange]:
+        missing = [a for a in SHAPE_AXES if a not in value]
+        unknown = sorted(set(value) - set(SHAPE_AXES))
+        if missing or unknown:
+            raise ValueError(f"needs exactly the axes {', '.join(SHAPE_AXES)}"
+                             + (f"; missing {', '.join(missing)}" if missing else "")
+                             + (f"; unknown {', '.join(unknown)}" if unknown else ""))
+        return {a: value[a] for a in SHAPE_AXES}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "HardwareProfile":
+        if self.preferred_precision not in self.precisions:
+            raise ValueError(f"preferred_precision {self.preferred_precision!r} is not in precisions {list(self.precisions)}")
+        if not self.execution_providers or self.execution_providers[-1] != "CPUExecutionProvider":
+            raise ValueError("execution_providers must end with CPUExecutionProvider")
+        if self.ort_contrib_ops and self.tensorrt_version is not None:
+            raise ValueError("ort_contrib_ops needs a profile without TensorRT (TensorRT cannot parse them)")
+        if self.tensorrt_version is not None and self.workspace_mib <= 0:
+            raise ValueError("a TensorRT profile needs workspace_mib > 0")
+        return self
 
     def supports(self, precision: str) -> bool:
         return precision in self.precisions
@@ -71,105 +143,47 @@ class HardwareProfile:
     def has_tensorrt(self) -> bool:
         return self.tensorrt_version is not None
 
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["precisions"] = list(self.precisions)
-        d["execution_providers"] = list(self.execution_providers)
-        d["match"] = list(self.match)
-        d["shapes"] = {k: asdict(v) for k, v in self.shapes.items()}
-        return d
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain JSON types, in field order (the bundle manifest's ``target``)."""
+        return self.model_dump(mode="json")
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "<dict>") -> "HardwareProfile":
-        return _parse(data, source)
+    def from_dict(cls, data: Any, source: str = "<dict>") -> "HardwareProfile":
+        """Validate ``data``; a :class:`ProfileError` naming ``source`` and the field otherwise."""
+        if not isinstance(data, dict):
+            raise ProfileError(f"{source}: expected a mapping at the top level")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise ProfileError(f"{source}: {_describe(err)}") from None
 
 
-def _require(data: dict, key: str, kind, source: str):
-    if key not in data:
-        raise ProfileError(f"{source}: missing field {key!r}")
-    value = data[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise ProfileError(f"{source}: field {key!r} must be {getattr(kind, '__name__', kind)}, got {value!r}")
-    return value
+def _describe(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e.get("loc", ()))
+        msg = str(e.get("msg", "invalid"))
+        msg = msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
+        kind = e.get("type")
+        if kind == "extra_forbidden":
+            parts.append(f"unknown field {loc!r}")
+        elif kind == "missing":
+            parts.append(f"missing field {loc!r}")
+        elif not loc:
+            parts.append(msg)
+        else:
+            got = e.get("input")
+            shown = f", got {got!r}" if kind != "value_error" and not isinstance(got, (dict, list)) else ""
+            parts.append(f"{loc}: {msg}{shown}")
+    return "; ".join(parts)
 
 
-def _parse(data: dict, source: str) -> HardwareProfile:
-    if not isinstance(data, dict):
-        raise ProfileError(f"{source}: expected a mapping at the top level")
-    known = {f for f in HardwareProfile.__dataclass_fields__}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ProfileError(f"{source}: unknown field(s) {', '.join(unknown)}")
-    name = _require(data, "name", str, source)
-    kind = _require(data, "device_kind", str, source)
-    if kind not in _DEVICE_KINDS:
-        raise ProfileError(f"{source}: device_kind must be one of {_DEVICE_KINDS}, got {kind!r}")
-    opset = _require(data, "opset", int, source)
-    if not 13 <= opset <= 21:
-        raise ProfileError(f"{source}: opset must be in [13, 21], got {opset}")
-    precisions = tuple(_require(data, "precisions", list, source))
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad or not precisions:
-        raise ProfileError(f"{source}: precisions must be a non-empty subset of {PRECISIONS}, got {list(precisions)}")
-    preferred = _require(data, "preferred_precision", str, source)
-    if preferred not in precisions:
-        raise ProfileError(f"{source}: preferred_precision {preferred!r} is not in precisions {list(precisions)}")
-    providers = tuple(_require(data, "execution_providers", list, source))
-    if not providers or providers[-1] != "CPUExecutionProvider":
-        raise ProfileError(f"{source}: execution_providers must end with CPUExecutionProvider")
-    raw_shapes = _require(data, "shapes", dict, source)
-    shapes = {}
-    for axis in SHAPE_AXES:
-        r = raw_shapes.get(axis)
-        if not isinstance(r, dict) or set(r) != {"min", "opt", "max"}:
-            raise ProfileError(f"{source}: shapes.{axis} must have min, opt and max")
-        lo, opt, hi = (r[k] for k in ("min", "opt", "max"))
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (lo, opt, hi)) or not 1 <= lo <= opt <= hi:
-            raise ProfileError(f"{source}: shapes.{axis} needs integers 1 <= min <= opt <= max, got {r}")
-        shapes[axis] = ShapeRange(lo, opt, hi)
-    workspace = data.get("workspace_mib", 0)
-    threads = data.get("intra_op_threads", 1)
-    if not isinstance(workspace, int) or workspace < 0:
-        raise ProfileError(f"{source}: workspace_mib must be an integer >= 0, got {workspace!r}")
-    if not isinstance(threads, int) or threads < 1:
-        raise ProfileError(f"{source}: intra_op_threads must be an integer >= 1, got {threads!r}")
-    trt = data.get("tensorrt_version")
-    if trt is not None and (not isinstance(trt, str) or not trt.replace(".", "").isdigit()):
-        raise ProfileError(f"{source}: tensorrt_version must be a version string such as '8.2', got {trt!r}")
-    if data.get("ort_contrib_ops") and trt is not None:
-        raise ProfileError(f"{source}: ort_contrib_ops needs a profile without TensorRT (TensorRT cannot parse them)")
-    if trt is not None and workspace <= 0:
-        raise ProfileError(f"{source}: a TensorRT profile needs workspace_mib > 0")
-    cpu_hz = data.get("cpu_hz")
-    if cpu_hz is not None and (isinstance(cpu_hz, bool) or not isinstance(cpu_hz, (int, float)) or not cpu_hz > 0):
-        raise ProfileError(f"{source}: cpu_hz must be a positive number of hertz, got {cpu_hz!r}")
-    return HardwareProfile(
-        name=name,
-        description=str(data.get("description", "")),
-        device_kind=kind,
-        opset=opset,
-        precisions=precisions,
-        preferred_precision=preferred,
-        execution_providers=providers,
-        shapes=shapes,
-        workspace_mib=workspace,
-        intra_op_threads=threads,
-        onnx_ir_version=data.get("onnx_ir_version"),
-        ort_contrib_ops=bool(data.get("ort_contrib_ops", False)),
-        tensorrt_version=trt,
-        compute_capability=None if data.get("compute_capability") is None else str(data["compute_capability"]),
-        jetpack=None if data.get("jetpack") is None else str(data["jetpack"]),
-        python=None if data.get("python") is None else str(data["python"]),
-        cpu_hz=None if cpu_hz is None else float(cpu_hz),
-        match=tuple(str(m).lower() for m in data.get("match", []) or []),
-    )
-
-
-def list_profiles(directory: str | os.PathLike | None = None) -> list[str]:
+def list_profiles(directory: Optional[Union[str, "os.PathLike[str]"]] = None) -> List[str]:
     return sorted(p.stem for p in Path(directory or PROFILE_DIR).glob("*.yaml"))
 
 
-def load_profile(name_or_path: str | os.PathLike, directory: str | os.PathLike | None = None) -> HardwareProfile:
+def load_profile(name_or_path: Union[str, "os.PathLike[str]"],
+                 directory: Optional[Union[str, "os.PathLike[str]"]] = None) -> HardwareProfile:
     """A profile by name (``jetson-nano``) or by YAML path."""
     path = Path(name_or_path)
     if not path.is_file():
@@ -182,7 +196,7 @@ def load_profile(name_or_path: str | os.PathLike, directory: str | os.PathLike |
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ProfileError(f"{path}: not valid YAML: {err}") from None
-    return _parse(data, str(path))
+    return HardwareProfile.from_dict(data, str(path))
 
 
 def _read_text(path: str) -> str:
@@ -196,7 +210,7 @@ def detect_local_profile(
     *,
     tegra_release: str = "/etc/nv_tegra_release",
     device_tree_model: str = "/proc/device-tree/model",
-    providers: list[str] | None = None,
+    providers: Optional[List[str]] = None,
 ) -> str:
     """Best guess of the profile of the machine this runs on.
 

@@ -10,12 +10,9 @@ from typing import Optional
 
 import typer
 
+from edgepilot.cli.errors import usage_error
+
 scenario_app = typer.Typer(help="Inspect scenario presets and files (DTAC paper Table I and Fig. 5/6/7).", no_args_is_help=True)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def evaluate_round_cmd(
@@ -28,15 +25,15 @@ def evaluate_round_cmd(
     try:
         text = sys.stdin.read() if str(instance) == "-" else instance.read_text()
     except OSError as err:
-        _fail(f"cannot read {instance}: {err.strerror}")
+        usage_error(f"cannot read {instance}: {err.strerror}")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        _fail(f"{instance} is not valid JSON: {err}")
+        usage_error(f"{instance} is not valid JSON: {err}")
     try:
         parsed = parse_instance(data)
     except InstanceError as err:
-        _fail(str(err))
+        usage_error(str(err))
     result = evaluate_round(parsed.network_params(), parsed.tasks(), parsed.decision())
     typer.echo(json.dumps(result.for_round(0), indent=2))
 
@@ -54,7 +51,7 @@ def scenario_show(
     try:
         resolved = load_scenario(scenario).resolved()
     except ScenarioError as err:
-        _fail(str(err))
+        usage_error(str(err))
     typer.echo(json.dumps(resolved, indent=2) if as_json else yaml.safe_dump(resolved, sort_keys=False))
 
 
@@ -68,11 +65,11 @@ def scenario_list() -> None:
 
 
 def simulate_cmd(
-    scenario: str = typer.Option("fig5", help="Preset name or YAML file."),
-    policy: str = typer.Option("random", help="random (the paper's Random baseline) or local (every UE computes locally)."),
-    rounds: int = typer.Option(20, min=1, help="Rounds to simulate."),
-    seed: int = typer.Option(0, help="Seed of placements, tasks and fading."),
-    output: Optional[Path] = typer.Option(None, "--json", help="Write the per-round figures as JSON here."),
+    scenario: str = typer.Option("fig5", "--scenario", help="Preset name or YAML file."),
+    policy: str = typer.Option("random", "--policy", help="random (the paper's Random baseline) or local (every UE computes locally)."),
+    rounds: int = typer.Option(20, "--rounds", min=1, help="Rounds to simulate."),
+    seed: int = typer.Option(0, "--seed", help="Seed of placements, tasks and fading."),
+    output: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the summary and the per-round figures as JSON here."),
 ) -> None:
     """Run a short simulator episode with a baseline policy and print its summary."""
     import numpy as np
@@ -84,12 +81,12 @@ def simulate_cmd(
     from edgepilot.cloud_trainer.scenario import ScenarioError, load_scenario
     from edgepilot.edge_agent.system_model import Decision
 
+    if policy not in ("random", "local"):
+        usage_error(f"--policy: unknown policy {policy!r} (random, local)")
     try:
         scen = load_scenario(scenario)
     except ScenarioError as err:
-        _fail(str(err))
-    if policy not in ("random", "local"):
-        _fail(f"--policy: unknown policy {policy!r} (random, local)")
+        usage_error(f"--scenario: {err}")
     sim = BatchSimulator(scen, batch_size=1, seed=seed)
     obs = sim.reset()
     rng = np.random.default_rng(seed + 1)

@@ -14,15 +14,12 @@ from typing import List, Optional
 
 import typer
 
+from edgepilot.cli.errors import failed, usage_error
+
 split_app = typer.Typer(help="Client-edge co-inference: train, export, benchmark and call a split model.",
                         no_args_is_help=True)
 
 DEFAULT_RUN_DIR = Path("runs/split")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
 
 
 class _LineProgress:
@@ -74,7 +71,7 @@ def _load_bundle(path: Optional[Path]):
     try:
         return SplitBundle.load(path or DEFAULT_BUNDLE)
     except (BundleError, FileNotFoundError) as err:
-        _fail(f"--bundle: {err}")
+        usage_error(f"--bundle: {err}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,9 +101,9 @@ def serve_cmd(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if (tls_cert is None) != (tls_key is None):
-        _fail("--tls-cert and --tls-key go together")
+        usage_error("--tls-cert and --tls-key go together")
     if tls_client_ca is not None and tls_cert is None:
-        _fail("--tls-client-ca needs --tls-cert and --tls-key")
+        usage_error("--tls-client-ca needs --tls-cert and --tls-key")
     bundles = [_load_bundle(p) for p in (bundle or [None])]
     tls = TLSConfig(tls_cert, tls_key, tls_client_ca) if tls_cert else None
     try:
@@ -115,8 +112,10 @@ def serve_cmd(
         server = build_split_server(bundles, config, BatchingConfig(max_batch, max_wait_ms / 1000.0, queue_capacity,
                                                                      max_bitstream_bytes), edge_only=not no_edge_only)
         bound = server.start()
-    except (ValueError, OSError) as err:
-        _fail(str(err))
+    except ValueError as err:  # a bundle or setting the server cannot use
+        usage_error(str(err))
+    except OSError as err:  # the port is taken, a certificate unreadable
+        failed(f"cannot start the server on {host}:{port}: {err}")
     server.install_signal_handlers()
     info = {"address": f"{host}:{bound}", "port": bound, "metrics_port": server.metrics_port, "tls": tls is not None,
             "mtls": tls_client_ca is not None, "max_batch": max_batch, "max_wait_ms": max_wait_ms,
@@ -130,7 +129,7 @@ def serve_cmd(
 # --------------------------------------------------------------------------------------------
 @split_app.command("train")
 def train_cmd(
-    out: Path = typer.Option(DEFAULT_RUN_DIR, help="Run directory: checkpoints, sweep.json, bundles/."),
+    out: Path = typer.Option(DEFAULT_RUN_DIR, "--out", "-o", help="Run directory: checkpoints, sweep.json, bundles/."),
     epochs: int = typer.Option(4, min=1, help="Epochs of the full-precision CNN."),
     codec_epochs: int = typer.Option(8, min=1, help="Epochs of each lambda's codec training (on precomputed head features: fast)."),
     lambdas: str = typer.Option("3e-4,1e-3,3e-3,1e-2", help="Comma-separated rate weights (loss = CE + lambda * bits)."),
@@ -154,13 +153,13 @@ def train_cmd(
     try:
         lams = [float(v) for v in lambdas.split(",") if v.strip()]
     except ValueError:
-        _fail(f"--lambdas must be comma-separated numbers, got {lambdas!r}")
+        usage_error(f"--lambdas must be comma-separated numbers, got {lambdas!r}")
     if not lams or any(v < 0 for v in lams):
-        _fail("--lambdas needs at least one value, all >= 0")
+        usage_error("--lambdas needs at least one value, all >= 0")
     try:
         tr, va = train_validation(limit=limit)
     except FileNotFoundError as err:
-        _fail(str(err))
+        usage_error(str(err))
     tc = T.TrainConfig(epochs=epochs, codec_epochs=codec_epochs, threads=threads)
     codec = CodecConfig(split_point=split_point, latent_channels=latent_channels)
     with _progress() as bar:
@@ -187,7 +186,7 @@ def train_cmd(
             bdir = export_bundle(model, base_model, out / "bundles" / f"lambda_{lam:g}",
                                  training={"lambda": lam, **{k: v for k, v in metrics.items() if k != "history"},
                                            "base_val_accuracy": base_metrics["val_accuracy"]})
-            points.append({k: v for k, v in metrics.items() if k != "history"} | {"checkpoint": str(ckpt), "bundle": str(bdir)})
+            points.append({**{k: v for k, v in metrics.items() if k != "history"}, "checkpoint": str(ckpt), "bundle": str(bdir)})
     chosen = T.choose_operating_point(points, base_metrics["val_accuracy"], max_drop)
     summary = {"base_val_accuracy": base_metrics["val_accuracy"], "points": points, "chosen": chosen,
                "train_images": len(tr), "validation_images": len(va)}
@@ -206,9 +205,9 @@ def train_cmd(
 def export_cmd(
     checkpoint: Path = typer.Argument(..., help="Codec checkpoint (codec_lambda_*.pt)."),
     base: Path = typer.Option(..., help="Base CNN checkpoint (base.pt) for the full model."),
-    out: Path = typer.Option(..., help="Bundle directory to write."),
+    out: Path = typer.Option(..., "--out", "-o", help="Bundle directory to write."),
     model_id: str = typer.Option("fmnist-cnn", help="Model id in the manifest."),
-    version: str = typer.Option("1", help="Model version in the manifest."),
+    version: str = typer.Option("1", "--model-version", help="Model version in the manifest."),
 ) -> None:
     """Export a trained codec checkpoint to a split bundle (head / tail / full ONNX + integer CDF tables)."""
     from edgepilot.cloud_trainer.split import train as T
@@ -218,8 +217,8 @@ def export_cmd(
         model, metrics = T.load_codec(checkpoint)
         base_model, base_metrics = T.load_base(base)
     except (FileNotFoundError, ValueError) as err:
-        _fail(str(err))
-    training = {k: v for k, v in metrics.items() if k != "history"} | {"base_val_accuracy": base_metrics["val_accuracy"]}
+        usage_error(str(err))
+    training = {**{k: v for k, v in metrics.items() if k != "history"}, "base_val_accuracy": base_metrics["val_accuracy"]}
     path = export_bundle(model, base_model, out, model_id, version, training)
     typer.echo(json.dumps(json.loads((path / "manifest.json").read_text()), indent=2))
 
@@ -235,7 +234,7 @@ def bench_cmd(
     rtt_ms: float = typer.Option(5.0, min=0.0, help="Emulated round-trip time, ms."),
     device_slowdown: float = typer.Option(1.0, min=0.01, help="Multiply device compute by this (emulate a slower board)."),
     no_latency: bool = typer.Option(False, "--no-latency", help="Skip Fig. 3."),
-    out: Path = typer.Option(Path("results/split"), help="Output directory (bench.json, rate_accuracy.png, latency_vs_rate.png)."),
+    out: Path = typer.Option(Path("results/split"), "--out", "-o", help="Output directory (bench.json, rate_accuracy.png, latency_vs_rate.png)."),
 ) -> None:
     """Print the paper's Table II for our model (payload bytes and accuracy per method) and Fig. 3
     (latency vs link rate, link emulated, through a real gRPC server on 127.0.0.1); write JSON and PNG."""
@@ -252,21 +251,21 @@ def bench_cmd(
         qs = [int(q) for q in qualities.split(",") if q.strip()]
         rs = [float(r) for r in rates.split(",") if r.strip()]
     except ValueError:
-        _fail("--qualities and --rates must be comma-separated numbers")
+        usage_error("--qualities and --rates must be comma-separated numbers")
     if any(not 1 <= q <= 100 for q in qs):
-        _fail("--qualities must be in 1..100")
+        usage_error("--qualities must be in 1..100")
     if any(r <= 0 for r in rs):
-        _fail("--rates must be > 0")
+        usage_error("--rates must be > 0")
     main = _load_bundle(bundle)
     sweep_bundles = []
     if sweep:
         if not sweep.is_dir():
-            _fail(f"--sweep: {sweep} is not a directory")
+            usage_error(f"--sweep: {sweep} is not a directory")
         sweep_bundles = [SplitBundle.load(p.parent) for p in sorted(sweep.glob("*/manifest.json"))]
     try:
         test = load_official("test")
     except FileNotFoundError as err:
-        _fail(str(err))
+        usage_error(str(err))
     imgs, labels = test.images[:images], test.labels[:images]
     results = {"bundle": str(main.root), "model_id": main.model_id, "version": main.version,
                "split_point": main.split_point, "latent_shape": list(main.latent_shape)}
@@ -320,14 +319,15 @@ def bench_cmd(
 
 @split_app.command("infer")
 def infer_cmd(
-    target: str = typer.Option("127.0.0.1:50051", help="Edge server address."),
+    server: str = typer.Option("127.0.0.1:50051", "--server", help="Edge server address, HOST:PORT (edgepilot serve)."),
     bundle: Optional[Path] = typer.Option(None, help="Bundle (head + codec); default: the shipped one."),
     images: int = typer.Option(10, min=1, help="How many validation images to send."),
     tls_ca: Optional[Path] = typer.Option(None, help="CA certificate of the server (enables TLS)."),
     tls_cert: Optional[Path] = typer.Option(None, help="Client certificate (mTLS)."),
     tls_key: Optional[Path] = typer.Option(None, help="Client key (mTLS)."),
 ) -> None:
-    """Device side: run the head, entropy-code the latent, call the edge server; print JSON per request."""
+    """Device side: run the head, entropy-code the latent, call the edge server; print JSON per request.
+    Exit 1 when the server refuses or does not answer a request."""
     import grpc
 
     from edgepilot.cloud_trainer.split.data import train_validation
@@ -338,12 +338,12 @@ def infer_cmd(
     creds = channel_credentials(tls_ca, tls_cert, tls_key) if tls_ca else None
     _, va = train_validation()
     correct = 0
-    with SplitClient(target, b, creds) as client:
+    with SplitClient(server, b, creds) as client:
         for i in range(min(images, len(va))):
             try:
                 r = client.infer(va.images[i])
             except grpc.RpcError as err:
-                _fail(f"request {i}: {err.code().name}: {err.details()}", code=1)
+                failed(f"request {i} to {server}: {err.code().name}: {err.details()}")
             correct += int(r.predicted_class == va.labels[i])
             typer.echo(json.dumps({"request_id": r.request_id, "predicted_class": r.predicted_class,
                                    "label": int(va.labels[i]), "payload_bytes": r.payload_bytes,
@@ -353,7 +353,7 @@ def infer_cmd(
 
 
 @split_app.command("dev-certs")
-def dev_certs_cmd(out: Path = typer.Argument(..., help="Directory for ca.pem, server.pem/key, client.pem/key.")) -> None:
+def dev_certs_cmd(out: Path = typer.Option(..., "--out", "-o", help="Directory for ca.pem, server.pem/key, client.pem/key.")) -> None:
     """Write a short-lived development PKI (CA, server cert for 127.0.0.1/localhost, client cert) for TLS / mTLS."""
     from edgepilot.edge_agent.server.tls import write_dev_pki
 
