@@ -58,7 +58,7 @@ def main() -> int:
                             agent_procs=a.agent_procs, out=f"runs/bench-fleet/{policy}", deadline_factor=a.deadline_factor,
                             restart_broker_at=None if (a.no_restart or not dtac) else a.rounds // 2)
         start = time.time()
-        s = run_emulation(cfg, progress=lambda m: print(f"[{policy}] {m}", flush=True))
+        s = run_emulation(cfg, progress=lambda m, policy=policy: print(f"[{policy}] {m}", flush=True))
         print(f"\n== {policy}: {a.ues} UEs x {a.rounds} rounds ({time.time() - start:.0f} s wall)")
         print(format_table(s))
         results[policy] = {k: s[k] for k in KEYS} | {"broker_restart_at_round": cfg.restart_broker_at}

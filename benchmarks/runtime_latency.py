@@ -84,7 +84,6 @@ def interruptions(seconds: float = 2.0, threshold_ns: int = 2000) -> dict:
 def one_gemm_floor():
     """A one-node (6 -> 3 Gemm) model through the same bound onnxruntime call: the
     machine's per-call floor at the time of the run, to read the other figures against."""
-    import onnx
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -182,7 +181,7 @@ def main() -> None:
     dtac = interleaved(candidates, args.calls)
     irq_after = interruptions()
     torch_p50 = dtac["torch_eager"]["p50_us"]
-    for name, fig in dtac.items():
+    for fig in dtac.values():
         fig["speedup_vs_torch_p50"] = torch_p50 / fig["p50_us"]
 
     tac_rt = PolicyRuntime.from_bundle(tac_bundle, [pub], profile="laptop", intra_op_threads=1)

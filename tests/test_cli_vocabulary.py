@@ -59,7 +59,7 @@ def test_retired_option_names_are_gone(retired):
 
 def test_a_short_option_means_one_thing_everywhere():
     meaning = defaultdict(set)
-    for path, p in OPTIONS:
+    for _path, p in OPTIONS:
         for short in _shorts(p):
             meaning[short].add(tuple(_longs(p)))
     clashes = {s: sorted(m) for s, m in meaning.items() if len(m) > 1}
@@ -70,7 +70,7 @@ def test_a_short_option_means_one_thing_everywhere():
 def test_a_long_option_is_a_flag_everywhere_or_nowhere():
     """``edgepilot --version`` prints the version: a model version is ``--model-version``."""
     kinds = defaultdict(set)
-    for path, p in OPTIONS:
+    for _path, p in OPTIONS:
         for long in _longs(p):
             kinds[long].add(bool(p.is_flag))
     assert not [o for o, k in kinds.items() if len(k) > 1]

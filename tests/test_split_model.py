@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from edgepilot.cloud_trainer.split.data import load_official, split_indices, to_float, train_validation
-from edgepilot.cloud_trainer.split.model import CodecConfig, CoInferenceModel, SplitCNN
+from edgepilot.cloud_trainer.split.model import CodecConfig, SplitCNN
 from edgepilot.cloud_trainer.split.train import TrainConfig, choose_operating_point, train_base, train_codec
 from edgepilot.edge_agent.split.bundle import BundleError, SplitBundle
 from edgepilot.export.split_model import export_bundle

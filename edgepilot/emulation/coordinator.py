@@ -387,7 +387,7 @@ def _run_round(cfg, coord: Coordinator, sim, obs, t: int, ues, params, num_chann
     resends = 0
     while True:
         with coord.cond:
-            coord.cond.wait_for(lambda: len(coord.telemetry.get(t, {})) >= n
+            coord.cond.wait_for(lambda commanded=commanded: len(coord.telemetry.get(t, {})) >= n
                                 or (cfg.policy == "centralized" and not commanded and len(coord.states.get(t, {})) >= n),
                                 timeout=0.2)
             have_tel = dict(coord.telemetry.get(t, {}))
