@@ -367,7 +367,7 @@ def test_payload_install_renders_the_unit_for_systemd(signing, tmp_path, wheel):
     ca.write_text("ca\n")
     (tmp_path / "unused_key").write_text("not used: no connection\n")
     target = FlashTarget(host="board", user="u", ssh_key=tmp_path / "unused_key", ue_id=UE_ID, broker="broker.lan:8883",
-                         bundle=signing["bundle"], trusted_key=signing["pub"], ca=ca, prefix=str(prefix))
+                         bundle=signing["bundle"], trusted_key=signing["pub"], tls_ca=ca, prefix=str(prefix))
     staging = write_payload(build_payload(target, verify_bundle(target.bundle, [target.trusted_key]), wheel),
                             tmp_path / "staging")
     r = subprocess.run(["bash", str(staging / "install.sh"), "--payload", str(staging), "--release", "r1",

@@ -14,7 +14,7 @@ from edgepilot.cli.errors import usage_error
 
 def evaluate_cmd(
     runs: Path = typer.Option(Path("runs"), help="Training output root (RUNS/<scenario>/<method>.pt)."),
-    out: Path = typer.Option(Path("docs/figures/dtac"), help="Where results.json and the PNG figures go."),
+    out: Path = typer.Option(Path("docs/figures/dtac"), "--out", "-o", help="Where results.json and the PNG figures go."),
     page: Path = typer.Option(Path("docs/results-dtac.md"), help="Results page generated from the JSON."),
     scenarios: str = typer.Option("fig5,fig6,fig7", help="Comma-separated scenario presets."),
     rounds: int = typer.Option(50, min=1, help="Rounds per method and scenario."),

@@ -34,7 +34,7 @@ def flash_cmd(
     broker: Optional[str] = typer.Option(None, "--broker", help="MQTT broker HOST:PORT the agent connects to."),
     ue_id: Optional[List[str]] = typer.Option(None, "--ue-id", help="UE id of each board, in the order of HOST (repeat for several hosts)."),
     edge_id: int = typer.Option(0, "--edge-id", min=0, help="Index k of the boards' edge server."),
-    ca: Optional[Path] = typer.Option(None, "--ca", help="Broker CA certificate (enables TLS in the agent)."),
+    tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help="CA certificate of the broker (enables TLS in the agent)."),
     password_file: Optional[Path] = typer.Option(None, "--password-file", help="MQTT password (one line) for the UE's broker user."),
     wheel: Optional[Path] = typer.Option(None, "--wheel", help="The edgepilot wheel the boards install (default: built from this checkout with `python -m build`)."),
     inventory: Optional[Path] = typer.Option(None, "--inventory", help="YAML: defaults + hosts (host, ue_id, and any option) instead of HOST arguments."),
@@ -64,7 +64,7 @@ def flash_cmd(
 
     console = Console(stderr=True, highlight=False)
     common = {"port": port, "ssh_key": ssh_key, "wheel": wheel, "bundle": bundle, "trusted_key": trusted_key, "profile": profile,
-              "broker": broker, "edge_id": edge_id, "ca": ca, "password_file": password_file, "prefix": prefix,
+              "broker": broker, "edge_id": edge_id, "tls_ca": tls_ca, "password_file": password_file, "prefix": prefix,
               "known_hosts": known_hosts, "accept_new_host_key": accept_new_host_key, "remote_python": remote_python,
               "systemd": not no_systemd, "offline_deps": offline_deps, "sudo": sudo, "staging_dir": staging_dir,
               "connect_timeout_s": connect_timeout,

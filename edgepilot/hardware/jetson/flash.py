@@ -62,7 +62,7 @@ UE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 WHEEL_NAME = re.compile(r"^edgepilot-[^-]+-py3-none-any\.whl$")
 DEFAULT_PREFIX = "/opt/edgepilot"
 UPLOAD_CHUNK = 1 << 16
-PATH_FIELDS = ("ssh_key", "bundle", "trusted_key", "ca", "password_file", "known_hosts", "wheel")
+PATH_FIELDS = ("ssh_key", "bundle", "trusted_key", "tls_ca", "password_file", "known_hosts", "wheel")
 DEFAULT_STAGING = ".edgepilot-staging"  # relative: under the SSH user's home
 
 
@@ -116,7 +116,7 @@ class FlashTarget(BaseModel):
     profile: str = Field("jetson-nano", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
     bundle: Optional[Path] = None
     trusted_key: Optional[Path] = None
-    ca: Optional[Path] = None
+    tls_ca: Optional[Path] = None  # broker CA certificate: TLS in the agent
     password_file: Optional[Path] = None
     wheel: Optional[Path] = None  # the edgepilot wheel to install; None: built from the checkout
     prefix: str = DEFAULT_PREFIX
@@ -266,7 +266,7 @@ def check_target(target: FlashTarget) -> None:
     missing = [n for n in ("ue_id", "broker", "bundle", "trusted_key") if getattr(target, n) is None]
     if missing:
         raise FlashError(f"{target.host}: to flash, give " + ", ".join("--" + n.replace("_", "-") for n in missing))
-    for name in ("ssh_key", "bundle", "trusted_key", "ca", "password_file", "wheel"):
+    for name in ("ssh_key", "bundle", "trusted_key", "tls_ca", "password_file", "wheel"):
         p = getattr(target, name)
         if p is not None and not p.is_file():
             raise FlashError(f"--{name.replace('_', '-')} {p}: no such file")
@@ -305,8 +305,8 @@ def build_payload(target: FlashTarget, manifest: Any, wheel: Path) -> Payload:
         PayloadFile("policy.bundle", target.bundle.read_bytes()),
         PayloadFile("trusted_key.pub", target.trusted_key.read_bytes()),
     ]
-    if target.ca is not None:
-        files.append(PayloadFile("ca.pem", target.ca.read_bytes()))
+    if target.tls_ca is not None:
+        files.append(PayloadFile("ca.pem", target.tls_ca.read_bytes()))
     files += [
         PayloadFile("agent.env", ("\n".join(env_lines) + "\n").encode(), mode=0o600, secret=True),
         PayloadFile("install.sh", (REPO_FILES / "install.sh").read_bytes(), mode=0o755),
