@@ -33,7 +33,7 @@ def bundles(tmp_path_factory):
     ckpt = reference_checkpoint(d, "dtac", fit=False)
     priv, pub = generate_keypair(d / "keys", "fleet")
     rogue_priv, _ = generate_keypair(d / "rogue", "rogue")
-    out = {"pub": pub}
+    out = {"pub": pub, "priv": priv}
     for v in ("v1", "v2"):
         out[v] = d / f"dtac-{v}.bundle"
         export_checkpoint(ckpt, "laptop", out[v], precisions=["fp32"], parity_count=100, calibration_count=100,
@@ -64,6 +64,7 @@ def bundles(tmp_path_factory):
 
     man = json.loads(json.dumps(manifest))
     man["model"]["version"] = "dtac-broken"
+    man.pop("sequence", None)   # a release of its own: build_bundle gives it the next sequence
     man["files"][onnx_name] = hashlib.sha256(broken[onnx_name]).hexdigest()
     for art in man.get("artifacts", []):
         if art.get("path") == onnx_name and "sha256" in art:
@@ -136,3 +137,64 @@ def test_agent_swaps_policy_between_rounds_over_mqtt(tmp_path, mosquitto, bundle
         agent.stop(flush_timeout=5)
         lis.close()
         fleet.close()
+
+
+def _rebuilt(bundles, d: Path, name: str, version: str) -> Path:
+    """The broken bundle again under another version, built now (a higher sequence)."""
+    from edgepilot.export.bundle import build_bundle, load_private_key
+
+    members = read_members(bundles["broken"])
+    manifest = json.loads(members[MANIFEST_NAME])
+    manifest["model"]["version"] = version
+    manifest.pop("sequence", None)
+    files = {k: v for k, v in members.items() if k not in (MANIFEST_NAME, SIGNATURE_NAME)}
+    return build_bundle(d / name, files, manifest, private_key=load_private_key(bundles["priv"]))
+
+
+def test_failed_updates_keep_current_and_previous_working(tmp_path, bundles) -> None:
+    root = tmp_path / "b"
+    up = PolicyUpdater(root, [bundles["pub"]], profile="laptop")
+    up.install(_ann(bundles["v1"], "dtac-v1", bundles["pub"]), 4)
+    up.install(_ann(bundles["v2"], "dtac-v2", bundles["pub"]), 4)
+    good = {n: (root / n).resolve() for n in ("current", "previous")}
+    for i in range(3):   # repeated failures: each must leave both links on working versions
+        broken = _rebuilt(bundles, tmp_path, f"broken{i}.bundle", f"dtac-broken{i}")
+        with pytest.raises(UpdateRejected, match="rolled back"):
+            up.install(_ann(broken, f"dtac-broken{i}", bundles["pub"]), 4)
+        assert {n: (root / n).resolve() for n in ("current", "previous")} == good
+        assert all(p.is_dir() for p in good.values())   # the version before last was not pruned
+    assert PolicyUpdater(root, [bundles["pub"]], profile="laptop").load_current(4).version == "dtac-v2"
+    # the running version breaks on disk: start-up falls back to the previous one, and
+    # previous no longer points at the broken one
+    onnx = next((root / "current").resolve().rglob("*.onnx"))
+    onnx.write_bytes(b"damaged")
+    fresh = PolicyUpdater(root, [bundles["pub"]], profile="laptop")
+    assert fresh.load_current(4).version == "dtac-v1"
+    assert (root / "current").resolve() == good["previous"] and not (root / "previous").exists()
+    assert fresh.load_current(4).version == "dtac-v1"       # and again: still a policy
+
+
+def test_empty_or_malformed_digest_announcement_is_refused(tmp_path, bundles) -> None:
+    up = PolicyUpdater(tmp_path / "b", [bundles["pub"]], profile="laptop")
+    for digest in ("", "abc", "Z" * 64):
+        ann = _ann(bundles["v1"], "dtac-v1", bundles["pub"])
+        ann.manifest_sha256 = digest
+        with pytest.raises(UpdateRejected, match="manifest_sha256"):
+            up.install(ann, 4)
+    assert not (tmp_path / "b" / "current").exists() and up.rejected == 3
+
+
+def test_downgrade_and_replay_announcements_are_refused(tmp_path, bundles) -> None:
+    from edgepilot.export.bundle import make_rollback_bundle
+
+    up = PolicyUpdater(tmp_path / "b", [bundles["pub"]], profile="laptop")
+    up.install(_ann(bundles["v1"], "dtac-v1", bundles["pub"]), 4)
+    up.install(_ann(bundles["v2"], "dtac-v2", bundles["pub"]), 4)
+    with pytest.raises(UpdateRejected, match="older than"):
+        up.install(_ann(bundles["v1"], "dtac-v1", bundles["pub"]), 4)     # downgrade to a validly signed v1
+    assert up.load_current(4).version == "dtac-v2"
+    v2_seq = verify_bundle(bundles["v2"], [bundles["pub"]]).sequence
+    back = make_rollback_bundle(bundles["v1"], bundles["priv"], tmp_path / "back.bundle", from_sequence=v2_seq)
+    assert up.install(_ann(back, "dtac-v1", bundles["pub"]), 4).version == "dtac-v1"   # operator-signed rollback
+    with pytest.raises(UpdateRejected, match="already taken"):
+        up.install(_ann(bundles["v2"], "dtac-v2", bundles["pub"]), 4)     # replay of the version rolled back from

@@ -16,10 +16,27 @@ from the manifest, a file the manifest does not list (or a listed file that is
 missing), and any entry that is not a plain file with a plain relative name
 (absolute paths, ``..``, links, devices, duplicates).
 
+Reading is bounded before anything is read (:class:`BundleLimits`): the bundle file's
+size, the number of entries, each member's size and their total are checked from the
+file size and the tar headers; sparse members (whose stored size says nothing about
+what they expand to) and anything but plain files and directories are refused.
+
+Anti-rollback: the signed manifest carries ``sequence``, an integer that grows with
+every release (``edgepilot.export.bundle.build_bundle`` writes microseconds since the
+epoch unless given one; a manifest without it reads as 0). A device records the highest
+sequence it installed, and the manifest digest that set it, in ``ROOT/anti_rollback.json``
+and refuses a bundle with a lower sequence (a downgrade), or another bundle with the same
+sequence (a replay of a superseded one), unless that bundle's manifest carries an
+operator-signed rollback marker ``"rollback": {"from_sequence": N}`` with N at least the
+recorded sequence (:func:`check_rollback`). Re-installing the bundle that set the record
+is a no-op. See docs/export-and-runtime.md, "Bundle format".
+
 :func:`install_bundle` verifies, extracts into ``ROOT/versions/<version>-<digest>``,
 then switches the ``ROOT/current`` link atomically and keeps the version it replaced
-as ``ROOT/previous`` (see :func:`rollback`). Used by the runtime and by the OTA
-updater of the MQTT agent.
+as ``ROOT/previous`` (see :func:`rollback`). With ``commit=False`` it neither records the
+sequence nor prunes old versions: the OTA updater commits (:func:`commit_install`) only
+after the new version passed its self-test. Used by the runtime and by the OTA updater
+of the MQTT agent.
 """
 
 from __future__ import annotations
@@ -41,7 +58,26 @@ MANIFEST_NAME = "manifest.json"
 SIGNATURE_NAME = "signature.json"
 BUNDLE_FORMAT = "edgepilot-bundle"
 FORMAT_VERSION = 1
-MAX_MEMBER_BYTES = 512 << 20  # refuse absurd members before reading them
+ANTI_ROLLBACK_NAME = "anti_rollback.json"
+
+
+@dataclass(frozen=True)
+class BundleLimits:
+    """What a bundle may hold; checked from the file size and tar headers before reading."""
+
+    max_member_bytes: int = 256 << 20    # one file (an ONNX model or TensorRT plan)
+    max_total_bytes: int = 512 << 20     # all files together (they are held in memory to verify)
+    max_members: int = 1024              # entries, directories included
+    max_name_chars: int = 255            # one entry's path
+
+    def max_file_bytes(self) -> int:
+        """The largest tar file these limits allow: data plus a header (and PAX / long-name
+        headers) per entry, plus the end-of-archive blocks."""
+        return self.max_total_bytes + self.max_members * (3 * 512 + 2 * self.max_name_chars + 1024) + 10240
+
+
+DEFAULT_LIMITS = BundleLimits()
+MAX_MEMBER_BYTES = DEFAULT_LIMITS.max_member_bytes
 
 
 class BundleError(ValueError):
@@ -117,30 +153,68 @@ def _safe_name(name: str) -> str:
     return norm
 
 
-def read_members(path: str | os.PathLike) -> dict[str, bytes]:
-    """Every file of the bundle as bytes, after checking each entry is safe."""
+def _short(name: str, limit: int = 80) -> str:
+    return repr(name) if len(name) <= limit else repr(name[:limit]) + f"... ({len(name)} characters)"
+
+
+def read_members(path: str | os.PathLike, limits: BundleLimits = DEFAULT_LIMITS) -> dict[str, bytes]:
+    """Every file of the bundle as bytes, after checking each entry is safe.
+
+    Two passes: every header is checked (names, types, counts and sizes against
+    ``limits``) before a single member is read, so a bundle that would expand beyond the
+    limits costs no more than its headers."""
     path = Path(path)
     if not path.is_file():
         raise BundleError(f"bundle not found: {path}")
+    size = path.stat().st_size
+    if size > limits.max_file_bytes():
+        raise BundleError(f"{path}: bundle file is {size} bytes, larger than the {limits.max_file_bytes()} "
+                          f"bytes the limits allow ({limits.max_total_bytes} bytes of files)")
     try:
         tar = tarfile.open(path, mode="r:")
     except (tarfile.TarError, OSError) as err:
         raise BundleError(f"{path}: not a bundle (uncompressed tar expected): {err}") from None
     members: dict[str, bytes] = {}
     with tar:
-        for info in tar:
-            name = _safe_name(info.name)
-            if info.isdir():
-                continue
-            if not info.isreg():
-                kind = "symlink" if info.issym() else "hard link" if info.islnk() else "special file"
-                raise BundleError(f"bundle entry {info.name!r} is a {kind}; only plain files are allowed")
-            if name in members:
-                raise BundleError(f"bundle entry {name!r} appears twice")
-            if info.size > MAX_MEMBER_BYTES:
-                raise BundleError(f"bundle entry {name!r} is too large ({info.size} bytes)")
+        infos: list[tarfile.TarInfo] = []
+        names: set[str] = set()
+        total = 0
+        entries = 0
+        try:
+            for info in tar:
+                entries += 1
+                if entries > limits.max_members:
+                    raise BundleError(f"{path}: bundle has more than {limits.max_members} entries")
+                if len(info.name) > limits.max_name_chars:
+                    raise BundleError(f"bundle entry {_short(info.name)} has a name longer than "
+                                      f"{limits.max_name_chars} characters")
+                name = _safe_name(info.name)
+                if info.isdir():
+                    continue
+                if info.issparse():
+                    raise BundleError(f"bundle entry {_short(name)} is a sparse file; only plain files are allowed")
+                if not info.isreg():
+                    kind = "symlink" if info.issym() else "hard link" if info.islnk() else "special file"
+                    raise BundleError(f"bundle entry {_short(name)} is a {kind}; only plain files are allowed")
+                if name in names:
+                    raise BundleError(f"bundle entry {_short(name)} appears twice")
+                if info.size > limits.max_member_bytes:
+                    raise BundleError(f"bundle entry {_short(name)} is {info.size} bytes, larger than the limit of "
+                                      f"{limits.max_member_bytes} bytes")
+                total += info.size
+                if total > limits.max_total_bytes:
+                    raise BundleError(f"{path}: bundle files are more than {limits.max_total_bytes} bytes together "
+                                      f"(the limit)")
+                names.add(name)
+                infos.append(info)
+        except tarfile.TarError as err:
+            raise BundleError(f"{path}: bundle is truncated or not a tar file: {err}") from None
+        for info in infos:
             fh = tar.extractfile(info)
-            members[name] = fh.read() if fh is not None else b""
+            data = fh.read(info.size + 1) if fh is not None else b""
+            if len(data) != info.size:
+                raise BundleError(f"{path}: bundle entry {_short(info.name)} is truncated")
+            members[posixpath.normpath(info.name)] = data
     if MANIFEST_NAME not in members:
         raise BundleError(f"{path}: bundle has no {MANIFEST_NAME}")
     return members
@@ -178,11 +252,23 @@ class Manifest:
     def digest(self) -> str:
         return hashlib.sha256(self.raw).hexdigest()
 
+    @property
+    def sequence(self) -> int:
+        """Anti-rollback counter (0 when the manifest has none)."""
+        return int(self.data.get("sequence", 0))
+
+    @property
+    def rollback_from(self) -> int | None:
+        """``rollback.from_sequence`` of an operator-signed rollback, else None."""
+        marker = self.data.get("rollback")
+        return None if marker is None else int(marker["from_sequence"])
+
 
 @dataclass
 class VerifiedBundle:
     manifest: Manifest
     files: dict[str, bytes] = field(repr=False)
+    signature_raw: bytes | None = field(default=None, repr=False)
 
     def artifact_bytes(self, name: str) -> bytes:
         return self.files[name]
@@ -204,6 +290,14 @@ def parse_manifest(raw: bytes, source: str = "bundle") -> Manifest:
         raise BundleError(f"{source}: manifest 'files' must map path -> sha256")
     for name in data["files"]:
         _safe_name(name)
+    seq = data.get("sequence", 0)
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 1 << 63:
+        raise BundleError(f"{source}: manifest 'sequence' must be an integer in 0..2**63-1, got {seq!r:.40}")
+    marker = data.get("rollback")
+    if marker is not None:
+        frm = marker.get("from_sequence") if isinstance(marker, dict) else None
+        if isinstance(frm, bool) or not isinstance(frm, int) or frm < 0 or set(marker) != {"from_sequence"}:
+            raise BundleError(f"{source}: manifest 'rollback' must be {{\"from_sequence\": <integer >= 0>}}")
     return Manifest(data=data, raw=raw)
 
 
@@ -249,16 +343,17 @@ def check_files(manifest: Manifest, members: Mapping[str, bytes], source: str = 
             raise BundleError(f"{source}: {name} has changed (sha256 {actual[:16]}..., manifest says {expected[:16]}...)")
 
 
-def open_bundle(path: str | os.PathLike, trusted_keys) -> VerifiedBundle:
+def open_bundle(path: str | os.PathLike, trusted_keys, limits: BundleLimits = DEFAULT_LIMITS) -> VerifiedBundle:
     """Read and fully verify a bundle; its files come back in memory."""
-    members = read_members(path)
+    members = read_members(path, limits)
     source = str(path)
     raw = members[MANIFEST_NAME]
     kid = check_signature(raw, members.get(SIGNATURE_NAME), trusted_keys, source)
     manifest = parse_manifest(raw, source)
     manifest.key_id = kid
     check_files(manifest, members, source)
-    return VerifiedBundle(manifest=manifest, files={k: v for k, v in members.items() if k in manifest.files})
+    return VerifiedBundle(manifest=manifest, files={k: v for k, v in members.items() if k in manifest.files},
+                          signature_raw=members.get(SIGNATURE_NAME))
 
 
 def verify_bundle(path: str | os.PathLike, trusted_keys) -> Manifest:
@@ -298,30 +393,108 @@ def _switch_link(link: Path, target: str) -> None:
     os.replace(tmp, link)  # atomic on POSIX
 
 
-def install_bundle(path: str | os.PathLike, trusted_keys, root: str | os.PathLike) -> Path:
+def read_rollback_state(root: str | os.PathLike) -> dict:
+    """``{"sequence": ..., "manifest_sha256": ...}`` of the newest bundle installed under
+    ``root``; sequence -1 when nothing was installed yet."""
+    p = Path(root) / ANTI_ROLLBACK_NAME
+    if not p.is_file():
+        return {"sequence": -1, "manifest_sha256": ""}
+    try:
+        state = json.loads(p.read_text())
+        return {"sequence": int(state["sequence"]), "manifest_sha256": str(state["manifest_sha256"])}
+    except (ValueError, KeyError, TypeError) as err:
+        # never fall back to "anything goes": a damaged record refuses every install
+        raise BundleError(f"{p} is damaged ({err}); restore it or remove it deliberately") from None
+
+
+def check_rollback(manifest: Manifest, state: Mapping) -> None:
+    """Raise BundleError when installing ``manifest`` would be a downgrade or a replay
+    (the rule in the module docstring)."""
+    recorded, recorded_digest = int(state["sequence"]), state["manifest_sha256"]
+    seq = manifest.sequence
+    if seq > recorded or (seq == recorded and manifest.digest == recorded_digest):
+        return
+    if manifest.rollback_from is not None and manifest.rollback_from >= recorded:
+        return
+    if seq == recorded:
+        raise BundleError(f"bundle sequence {seq} is already taken by another installed bundle (manifest sha256 "
+                          f"{recorded_digest[:16]}...): a replay of a superseded bundle is refused")
+    raise BundleError(f"bundle sequence {seq} is older than the installed sequence {recorded} (a downgrade); "
+                      f"an operator-signed rollback (manifest rollback.from_sequence >= {recorded}) is required")
+
+
+def _write_json_atomic(path: Path, doc: dict) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(doc, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _link(root: Path, name: str) -> str | None:
+    p = root / name
+    return os.readlink(p) if p.is_symlink() else None
+
+
+def commit_install(root: str | os.PathLike, manifest: Manifest) -> None:
+    """After the version ``manifest`` describes runs (and passed its self-test): record its
+    sequence for anti-rollback and remove versions other than ``current`` and ``previous``."""
+    root = Path(root)
+    state = read_rollback_state(root)
+    _write_json_atomic(root / ANTI_ROLLBACK_NAME, {"sequence": max(state["sequence"], manifest.sequence),
+                                                   "manifest_sha256": manifest.digest})
+    keep = {t for t in (_link(root, "current"), _link(root, "previous")) if t}
+    versions = root / "versions"
+    for d in versions.iterdir() if versions.is_dir() else ():
+        if d.is_dir() and not d.name.startswith(".") and f"versions/{d.name}" not in keep:
+            shutil.rmtree(d, ignore_errors=True)
+
+
+def restore_links(root: str | os.PathLike, current: str | None, previous: str | None) -> None:
+    """Put ``current`` / ``previous`` back to the given targets (None: no link)."""
+    root = Path(root)
+    for name, target in (("current", current), ("previous", previous)):
+        if target is None:
+            (root / name).unlink(missing_ok=True)
+        elif _link(root, name) != target:
+            _switch_link(root / name, target)
+
+
+def install_bundle(path: str | os.PathLike, trusted_keys, root: str | os.PathLike, expected_digest: str | None = None,
+                   commit: bool = True, limits: BundleLimits = DEFAULT_LIMITS) -> Path:
     """Verify ``path`` and install it under ``root``; returns the installed directory.
 
-    ``root/current`` -> the new version, ``root/previous`` -> the one it replaced;
-    versions older than those two are removed. Re-installing the current version is
-    a no-op. A failed verification leaves ``root`` untouched."""
-    bundle = open_bundle(path, trusted_keys)
+    ``root/current`` -> the new version, ``root/previous`` -> the one it replaced.
+    Refused (BundleError, ``root`` untouched): a bundle that fails verification, whose
+    manifest digest is not ``expected_digest`` (when given), or that anti-rollback refuses.
+    With ``commit`` (the default) the sequence is recorded and versions older than
+    current and previous are removed at once; otherwise the caller calls
+    :func:`commit_install` once the new version proved itself. Re-installing the current
+    version is a no-op. The bundle file is read once."""
+    bundle = open_bundle(path, trusted_keys, limits)
+    manifest = bundle.manifest
+    if expected_digest is not None and manifest.digest != expected_digest:
+        raise BundleError(f"{path}: manifest SHA-256 {manifest.digest} is not the expected {expected_digest[:64]}")
     root = Path(root)
+    check_rollback(manifest, read_rollback_state(root))
     versions = root / "versions"
     versions.mkdir(parents=True, exist_ok=True)
-    name = f"{bundle.manifest.version}-{bundle.manifest.digest[:12]}"
+    name = f"{manifest.version}-{manifest.digest[:12]}"
     name = "".join(c if c.isalnum() or c in "._-+" else "_" for c in name)
     dest = versions / name
     current = root / "current"
-    old = os.readlink(current) if current.is_symlink() else None
+    old = _link(root, "current")
     if old == f"versions/{name}" and dest.is_dir():
+        if commit:
+            commit_install(root, manifest)
         return dest
     if not dest.is_dir():
         staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=versions))
         try:
-            _write_members(staging, {MANIFEST_NAME: bundle.manifest.raw, **bundle.files})
-            raw_sig = read_members(path).get(SIGNATURE_NAME)
-            if raw_sig is not None:
-                (staging / SIGNATURE_NAME).write_bytes(raw_sig)
+            _write_members(staging, {MANIFEST_NAME: manifest.raw, **bundle.files})
+            if bundle.signature_raw is not None:
+                (staging / SIGNATURE_NAME).write_bytes(bundle.signature_raw)
             os.replace(staging, dest)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
@@ -329,10 +502,8 @@ def install_bundle(path: str | os.PathLike, trusted_keys, root: str | os.PathLik
     _switch_link(current, f"versions/{name}")
     if old is not None and old != f"versions/{name}":
         _switch_link(root / "previous", old)
-    keep = {os.readlink(root / n) for n in ("current", "previous") if (root / n).is_symlink()}
-    for d in versions.iterdir():
-        if d.is_dir() and not d.name.startswith(".") and f"versions/{d.name}" not in keep:
-            shutil.rmtree(d, ignore_errors=True)
+    if commit:
+        commit_install(root, manifest)
     return dest
 
 

@@ -6,6 +6,8 @@ import base64
 import hashlib
 import json
 import os
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -69,11 +71,34 @@ def manifest_bytes(manifest: dict) -> bytes:
     return json.dumps(manifest, indent=2, sort_keys=True).encode()
 
 
-def build_bundle(path: str | os.PathLike, files: Mapping[str, bytes], manifest: dict, private_key=None) -> Path:
-    """Write a bundle: ``manifest`` gets ``format``, ``format_version`` and the SHA-256 of
-    every file; signed when ``private_key`` is given."""
+AUTO = object()
+_last_sequence = 0
+_sequence_lock = threading.Lock()
+
+
+def next_sequence() -> int:
+    """An anti-rollback sequence: microseconds since the Unix epoch, strictly increasing
+    within a process. Bundles built later on a machine with a sane clock compare higher."""
+    global _last_sequence
+    with _sequence_lock:
+        _last_sequence = max(time.time_ns() // 1000, _last_sequence + 1)
+        return _last_sequence
+
+
+def build_bundle(path: str | os.PathLike, files: Mapping[str, bytes], manifest: dict, private_key=None,
+                 sequence=AUTO) -> Path:
+    """Write a bundle: ``manifest`` gets ``format``, ``format_version``, the SHA-256 of
+    every file and its anti-rollback ``sequence`` (``AUTO``: :func:`next_sequence` unless
+    the manifest has one; an int: that one; None: none, as bundles before the field);
+    signed when ``private_key`` is given."""
     manifest = dict(manifest)
     manifest["format"], manifest["format_version"] = BUNDLE_FORMAT, FORMAT_VERSION
+    if sequence is AUTO:
+        manifest.setdefault("sequence", next_sequence())
+    elif sequence is None:
+        manifest.pop("sequence", None)
+    else:
+        manifest["sequence"] = int(sequence)
     manifest["files"] = {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
     raw = manifest_bytes(manifest)
     sig = signature_for(raw, private_key) if private_key is not None else None
@@ -90,3 +115,24 @@ def sign_bundle(path: str | os.PathLike, key_path: str | os.PathLike, out: str |
     files = {k: v for k, v in members.items() if k not in (MANIFEST_NAME, SIGNATURE_NAME)}
     written = write_bundle(out or path, files, manifest.raw, signature_for(manifest.raw, key))
     return written, key_id(key.public_key())
+
+
+def make_rollback_bundle(path: str | os.PathLike, key_path: str | os.PathLike, out: str | os.PathLike,
+                         from_sequence: int) -> Path:
+    """An operator's explicit rollback: the bundle at ``path`` (an older release) re-signed
+    with ``"rollback": {"from_sequence": from_sequence}`` in its manifest. Devices that
+    recorded a sequence up to ``from_sequence`` accept it although its own sequence is
+    lower; once they installed anything newer than ``from_sequence`` they refuse it again.
+    The file hashes are checked first; the old signature is not needed."""
+    members = read_members(path)
+    manifest = parse_manifest(members[MANIFEST_NAME], str(path))
+    check_files(manifest, members, str(path))
+    if int(from_sequence) < manifest.sequence:
+        raise BundleError(f"from_sequence {from_sequence} is below the bundle's own sequence {manifest.sequence}: "
+                          "that is not a rollback")
+    data = dict(manifest.data)
+    data["rollback"] = {"from_sequence": int(from_sequence)}
+    raw = manifest_bytes(data)
+    key = load_private_key(key_path)
+    files = {k: v for k, v in members.items() if k not in (MANIFEST_NAME, SIGNATURE_NAME)}
+    return write_bundle(out, files, raw, signature_for(raw, key))

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from edgepilot.v1 import common_pb2 as edgepilot_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"edgepilot/v1/split_inference.proto\x12\x0c\x65\x64gepilot.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19\x65\x64gepilot/v1/common.proto\"\xf7\x01\n\x0cInferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.edgepilot.v1.ModelRef\x12\x13\n\x0bsplit_point\x18\x03 \x01(\x05\x12/\n\x0clatent_shape\x18\x04 \x01(\x0b\x32\x19.edgepilot.v1.TensorShape\x12%\n\x05\x63odec\x18\x05 \x01(\x0b\x32\x16.edgepilot.v1.CodecRef\x12\x11\n\tbitstream\x18\x06 \x01(\x0c\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xa4\x01\n\rInferResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06logits\x18\x02 \x03(\x02\x12\x17\n\x0fpredicted_class\x18\x03 \x01(\x05\x12,\n\x07timings\x18\x04 \x01(\x0b\x32\x1b.edgepilot.v1.ServerTimings\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.edgepilot.v1.ErrorDetail\"\x13\n\x11ListModelsRequest\"\xa4\x01\n\rSplitEndpoint\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.edgepilot.v1.ModelRef\x12\x13\n\x0bsplit_point\x18\x02 \x01(\x05\x12/\n\x0clatent_shape\x18\x03 \x01(\x0b\x32\x19.edgepilot.v1.TensorShape\x12&\n\x06\x63odecs\x18\x04 \x03(\x0b\x32\x16.edgepilot.v1.CodecRef\"D\n\x12ListModelsResponse\x12.\n\tendpoints\x18\x01 \x03(\x0b\x32\x1b.edgepilot.v1.SplitEndpoint2\xef\x01\n\x0eSplitInference\x12@\n\x05Infer\x12\x1a.edgepilot.v1.InferRequest\x1a\x1b.edgepilot.v1.InferResponse\x12J\n\x0bInferStream\x12\x1a.edgepilot.v1.InferRequest\x1a\x1b.edgepilot.v1.InferResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.edgepilot.v1.ListModelsRequest\x1a .edgepilot.v1.ListModelsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"edgepilot/v1/split_inference.proto\x12\x0c\x65\x64gepilot.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19\x65\x64gepilot/v1/common.proto\"\xa9\x02\n\x0cInferRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.edgepilot.v1.ModelRef\x12\x13\n\x0bsplit_point\x18\x03 \x01(\x05\x12/\n\x0clatent_shape\x18\x04 \x01(\x0b\x32\x19.edgepilot.v1.TensorShape\x12%\n\x05\x63odec\x18\x05 \x01(\x0b\x32\x16.edgepilot.v1.CodecRef\x12\x11\n\tbitstream\x18\x06 \x01(\x0c\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1c\n\x0f\x62itstream_crc32\x18\x08 \x01(\x07H\x00\x88\x01\x01\x42\x12\n\x10_bitstream_crc32\"\xa4\x01\n\rInferResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06logits\x18\x02 \x03(\x02\x12\x17\n\x0fpredicted_class\x18\x03 \x01(\x05\x12,\n\x07timings\x18\x04 \x01(\x0b\x32\x1b.edgepilot.v1.ServerTimings\x12(\n\x05\x65rror\x18\x05 \x01(\x0b\x32\x19.edgepilot.v1.ErrorDetail\"\x13\n\x11ListModelsRequest\"\xa4\x01\n\rSplitEndpoint\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.edgepilot.v1.ModelRef\x12\x13\n\x0bsplit_point\x18\x02 \x01(\x05\x12/\n\x0clatent_shape\x18\x03 \x01(\x0b\x32\x19.edgepilot.v1.TensorShape\x12&\n\x06\x63odecs\x18\x04 \x03(\x0b\x32\x16.edgepilot.v1.CodecRef\"D\n\x12ListModelsResponse\x12.\n\tendpoints\x18\x01 \x03(\x0b\x32\x1b.edgepilot.v1.SplitEndpoint2\xef\x01\n\x0eSplitInference\x12@\n\x05Infer\x12\x1a.edgepilot.v1.InferRequest\x1a\x1b.edgepilot.v1.InferResponse\x12J\n\x0bInferStream\x12\x1a.edgepilot.v1.InferRequest\x1a\x1b.edgepilot.v1.InferResponse(\x01\x30\x01\x12O\n\nListModels\x12\x1f.edgepilot.v1.ListModelsRequest\x1a .edgepilot.v1.ListModelsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,15 +34,15 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'edgepilot.v1.split_inferenc
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INFERREQUEST']._serialized_start=113
-  _globals['_INFERREQUEST']._serialized_end=360
-  _globals['_INFERRESPONSE']._serialized_start=363
-  _globals['_INFERRESPONSE']._serialized_end=527
-  _globals['_LISTMODELSREQUEST']._serialized_start=529
-  _globals['_LISTMODELSREQUEST']._serialized_end=548
-  _globals['_SPLITENDPOINT']._serialized_start=551
-  _globals['_SPLITENDPOINT']._serialized_end=715
-  _globals['_LISTMODELSRESPONSE']._serialized_start=717
-  _globals['_LISTMODELSRESPONSE']._serialized_end=785
-  _globals['_SPLITINFERENCE']._serialized_start=788
-  _globals['_SPLITINFERENCE']._serialized_end=1027
+  _globals['_INFERREQUEST']._serialized_end=410
+  _globals['_INFERRESPONSE']._serialized_start=413
+  _globals['_INFERRESPONSE']._serialized_end=577
+  _globals['_LISTMODELSREQUEST']._serialized_start=579
+  _globals['_LISTMODELSREQUEST']._serialized_end=598
+  _globals['_SPLITENDPOINT']._serialized_start=601
+  _globals['_SPLITENDPOINT']._serialized_end=765
+  _globals['_LISTMODELSRESPONSE']._serialized_start=767
+  _globals['_LISTMODELSRESPONSE']._serialized_end=835
+  _globals['_SPLITINFERENCE']._serialized_start=838
+  _globals['_SPLITINFERENCE']._serialized_end=1077
 # @@protoc_insertion_point(module_scope)

@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Iterable as _Iterable, Mapping as _Map
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class InferRequest(_message.Message):
-    __slots__ = ("request_id", "model", "split_point", "latent_shape", "codec", "bitstream", "deadline")
+    __slots__ = ("request_id", "model", "split_point", "latent_shape", "codec", "bitstream", "deadline", "bitstream_crc32")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     SPLIT_POINT_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class InferRequest(_message.Message):
     CODEC_FIELD_NUMBER: _ClassVar[int]
     BITSTREAM_FIELD_NUMBER: _ClassVar[int]
     DEADLINE_FIELD_NUMBER: _ClassVar[int]
+    BITSTREAM_CRC32_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: _common_pb2.ModelRef
     split_point: int
@@ -23,7 +24,8 @@ class InferRequest(_message.Message):
     codec: _common_pb2.CodecRef
     bitstream: bytes
     deadline: _timestamp_pb2.Timestamp
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., split_point: _Optional[int] = ..., latent_shape: _Optional[_Union[_common_pb2.TensorShape, _Mapping]] = ..., codec: _Optional[_Union[_common_pb2.CodecRef, _Mapping]] = ..., bitstream: _Optional[bytes] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    bitstream_crc32: int
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[_common_pb2.ModelRef, _Mapping]] = ..., split_point: _Optional[int] = ..., latent_shape: _Optional[_Union[_common_pb2.TensorShape, _Mapping]] = ..., codec: _Optional[_Union[_common_pb2.CodecRef, _Mapping]] = ..., bitstream: _Optional[bytes] = ..., deadline: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., bitstream_crc32: _Optional[int] = ...) -> None: ...
 
 class InferResponse(_message.Message):
     __slots__ = ("request_id", "logits", "predicted_class", "timings", "error")

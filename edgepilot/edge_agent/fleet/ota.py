@@ -4,13 +4,18 @@ The retained policy topic announces a signed bundle (version, where to read it, 
 SHA-256 of its manifest). Between two rounds the agent hands the announcement to
 :class:`PolicyUpdater.install`, which
 
-1. verifies the bundle (Ed25519 signature by a trusted key, every file's hash, plain
-   entry names: :func:`edgepilot.edge_agent.bundle.verify_bundle`) and that its manifest digest is
-   the announced one: an unsigned or tampered bundle is refused and nothing changes;
-2. installs it atomically next to the running one (``current`` -> new, ``previous`` ->
-   the one it replaced: :func:`edgepilot.edge_agent.bundle.install_bundle`);
-3. loads it through the device runtime and runs a self-test on fixed local states;
-   if either fails, rolls ``current`` back to the previous version and raises.
+1. refuses an announcement without a well-formed ``manifest_sha256`` (64 hex digits):
+   the digest binds the announcement to one signed manifest;
+2. verifies the bundle (Ed25519 signature by a trusted key, every file's hash, plain
+   entry names, sizes within limits), that its manifest digest is the announced one, and
+   anti-rollback (no older or replayed sequence without an operator-signed rollback),
+   all on one read of the file: :func:`edgepilot.edge_agent.bundle.install_bundle`;
+3. installs it next to the running one (``current`` -> new, ``previous`` -> the one it
+   replaced) without pruning or recording anything yet;
+4. loads it through the device runtime and runs a self-test on fixed local states; if
+   either fails, puts ``current`` and ``previous`` back exactly as they were (both still
+   working versions), removes the failed one and raises; if both pass, commits: records
+   the sequence and only now removes the version before last.
 
 The caller keeps running the policy it had until ``install`` returns a new one.
 """
@@ -19,15 +24,25 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
-from edgepilot.edge_agent.bundle import BundleError, install_bundle, load_trusted_keys, rollback, verify_bundle
+from edgepilot.edge_agent.bundle import (
+    MANIFEST_NAME,
+    BundleError,
+    commit_install,
+    install_bundle,
+    load_trusted_keys,
+    parse_manifest,
+    restore_links,
+)
 from edgepilot.edge_agent.fleet.policy import Policy, load_bundle_policy, self_test
 from edgepilot.v1 import fleet_pb2 as pb
 
 log = logging.getLogger("edgepilot.fleet.ota")
+DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class UpdateRejected(RuntimeError):
@@ -66,57 +81,55 @@ class PolicyUpdater:
         self_test(policy, channels)
         return policy
 
+    def _link(self, name: str) -> str | None:
+        p = self.root / name
+        return os.readlink(p) if p.is_symlink() else None
+
     def load_current(self, num_channels: int | None = None) -> Policy | None:
-        """The installed policy at start-up; falls back to the previous one if the
-        current fails to load (and says so)."""
+        """The installed policy at start-up. If the current one fails to load, falls back
+        to the previous one, which becomes current (``previous`` is then removed rather
+        than left pointing at the broken version), and says so."""
         if not self.current_dir.exists():
             return None
         try:
             return self._load(self.current_dir, num_channels)
         except Exception as err:
-            log.warning("installed policy %s fails to load (%s); rolling back", self.current_dir, err)
-            try:
-                rollback(self.root)
-                return self._load(self.current_dir, num_channels)
-            except Exception as err2:
-                log.error("no loadable installed policy: %s", err2)
-                return None
+            log.warning("installed policy %s fails to load (%s); falling back to the previous one", self.current_dir, err)
+        prev = self._link("previous")
+        if prev is None:
+            log.error("no loadable installed policy: the current one fails and there is no previous one")
+            return None
+        try:
+            policy = self._load(self.root / prev, num_channels)
+        except Exception as err2:
+            log.error("no loadable installed policy: the previous one fails too (%s)", err2)
+            return None
+        restore_links(self.root, prev, None)
+        return policy
+
+    def _refuse(self, message: str) -> UpdateRejected:
+        self.rejected += 1
+        return UpdateRejected(message)
 
     def install(self, ann: pb.PolicyAnnouncement, num_channels: int | None = None) -> Policy:
+        version = ann.version[:64]
+        if not DIGEST.fullmatch(ann.manifest_sha256):
+            raise self._refuse(f"bundle {version} refused: the announcement's manifest_sha256 must be 64 lowercase "
+                               f"hex digits, got {ann.manifest_sha256[:80]!r}")
         path = bundle_path(ann.bundle_uri)
+        before = (self._link("current"), self._link("previous"))
         try:
-            manifest = verify_bundle(path, self.trusted_keys)
+            dest = install_bundle(path, self.trusted_keys, self.root, expected_digest=ann.manifest_sha256, commit=False)
         except (BundleError, OSError, KeyError, ValueError) as err:
-            self.rejected += 1
-            raise UpdateRejected(f"bundle {ann.version} refused: {err}") from None
-        if ann.manifest_sha256 and manifest.digest != ann.manifest_sha256:
-            self.rejected += 1
-            raise UpdateRejected(f"bundle {ann.version} refused: manifest SHA-256 {manifest.digest} "
-                                 f"is not the announced {ann.manifest_sha256}")
-        had_current = self.current_dir.is_symlink()
-        before = os.readlink(self.current_dir) if had_current else None
-        try:
-            install_bundle(path, self.trusted_keys, self.root)
-        except (BundleError, OSError) as err:
-            self.rejected += 1
-            raise UpdateRejected(f"bundle {ann.version} could not be installed: {err}") from None
+            raise self._refuse(f"bundle {version} refused: {err}") from None
         try:
             policy = self._load(self.current_dir, num_channels)
         except Exception as err:
-            self.rejected += 1
-            self._roll_back(had_current, before)
-            raise UpdateRejected(f"bundle {ann.version} failed to load or its self-test ({err}); rolled back") from None
+            restore_links(self.root, *before)
+            if f"versions/{dest.name}" not in before:
+                shutil.rmtree(dest, ignore_errors=True)
+            raise self._refuse(f"bundle {version} failed to load or its self-test ({err}); rolled back") from None
+        commit_install(self.root, parse_manifest((dest / MANIFEST_NAME).read_bytes(), str(dest)))
         self.installed += 1
-        log.info("policy %s installed (previous: %s)", ann.version, self.previous_version or "none")
+        log.info("policy %s installed (previous: %s)", version, self.previous_version or "none")
         return policy
-
-    def _roll_back(self, had_current: bool, before: str | None) -> None:
-        if not had_current:  # first install failed: leave no current behind
-            bad = self.current_dir
-            target = os.readlink(bad) if bad.is_symlink() else None
-            bad.unlink(missing_ok=True)
-            if target:
-                shutil.rmtree(self.root / target, ignore_errors=True)
-            return
-        if os.readlink(self.current_dir) != before:
-            rollback(self.root)

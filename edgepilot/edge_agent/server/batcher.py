@@ -62,6 +62,7 @@ class MicroBatcher:
         self._queue: queue.Queue[Pending] = queue.Queue(maxsize=queue_capacity)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._busy_since: float | None = None   # monotonic start of the batch now running
 
     def start(self) -> "MicroBatcher":
         if self._thread is None:
@@ -75,6 +76,11 @@ class MicroBatcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+
+    def busy_seconds(self) -> float:
+        """How long the batch now running has been running (0 when idle)."""
+        since = self._busy_since
+        return 0.0 if since is None else time.monotonic() - since
 
     def depth(self) -> int:
         return self._queue.qsize()
@@ -127,6 +133,7 @@ class MicroBatcher:
                 continue
             for item in live:
                 item.started = now
+            self._busy_since = now
             try:
                 out = self.run_batch(np.stack([item.x for item in live]))
                 seconds = time.monotonic() - now
@@ -136,6 +143,8 @@ class MicroBatcher:
                 seconds = time.monotonic() - now
                 for item in live:
                     item.error = exc
+            finally:
+                self._busy_since = None
             for item in live:
                 item.compute_seconds = seconds
                 item.batch_size = len(live)

@@ -9,20 +9,29 @@ split point 0 (the full model on an encoded image; codecs ``image/png``, ``image
 Every malformed request is answered INVALID_ARGUMENT with the field named in the details
 (also in the ``edgepilot-field`` trailing metadata); a full queue RESOURCE_EXHAUSTED; an
 expired deadline DEADLINE_EXCEEDED. Nothing a client sends can stop the server.
+
+Integrity: ``bitstream_crc32`` (CRC-32 of ``bitstream``, zlib / IEEE 802.3) is required;
+a payload whose checksum differs is refused (field ``bitstream``) before it is decoded,
+so a corrupted latent cannot decode to a confident wrong class.
+
+Deadlines: a call without a gRPC deadline and without ``deadline`` gets
+``default_deadline_seconds``; no deadline is honoured beyond ``max_deadline_seconds``.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 
 import grpc
 import numpy as np
 
 from edgepilot.edge_agent.server.batcher import DeadlineExpired, MicroBatcher, QueueFull
-from edgepilot.edge_agent.server.errors import RequestError, invalid
+from edgepilot.edge_agent.server.errors import RequestError, bounded, clip, invalid
 from edgepilot.edge_agent.server.metrics import ServerMetrics
 from edgepilot.edge_agent.split.bundle import SplitBundle
 from edgepilot.edge_agent.split.codec import IMAGE_CODEC_IDS, CodecError, ImageCodec
@@ -30,6 +39,8 @@ from edgepilot.v1 import common_pb2, split_inference_pb2 as pb, split_inference_
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["SplitInference"].full_name
 MAX_REQUEST_ID = 128
+# google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z
+TIMESTAMP_MIN_SECONDS, TIMESTAMP_MAX_SECONDS = -62135596800, 253402300799
 
 
 @dataclass
@@ -38,6 +49,13 @@ class BatchingConfig:
     max_wait_seconds: float = 0.002
     queue_capacity: int = 256
     max_bitstream_bytes: int = 256 * 1024   # larger payloads: INVALID_ARGUMENT (field bitstream)
+    default_deadline_seconds: float = 30.0  # for calls that carry no deadline at all
+    max_deadline_seconds: float = 300.0     # later deadlines are cut to this
+
+    def __post_init__(self):
+        if not 0 < self.default_deadline_seconds <= self.max_deadline_seconds:
+            raise ValueError("default_deadline_seconds must be > 0 and <= max_deadline_seconds, got "
+                             f"{self.default_deadline_seconds} / {self.max_deadline_seconds}")
 
     @property
     def enabled(self) -> bool:
@@ -104,10 +122,10 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
             raise invalid("model.model_id", "is empty")
         models = {k[0] for k in self.endpoints}
         if req.model.model_id not in models:
-            raise invalid("model.model_id", f"unknown model {req.model.model_id!r}; served: {sorted(models)}")
+            raise invalid("model.model_id", f"unknown model {clip(req.model.model_id)}; served: {sorted(models)}")
         versions = {k[1] for k in self.endpoints if k[0] == req.model.model_id}
         if req.model.version not in versions:
-            raise invalid("model.version", f"unknown version {req.model.version!r} of {req.model.model_id!r}; "
+            raise invalid("model.version", f"unknown version {clip(req.model.version)} of {clip(req.model.model_id)}; "
                           f"served: {sorted(versions)}")
         key = (req.model.model_id, req.model.version, req.split_point)
         if key not in self.endpoints:
@@ -115,19 +133,26 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
             raise invalid("split_point", f"{req.split_point} is not served for this model; served: {points}")
         return self.endpoints[key]
 
-    def _deadline(self, req: pb.InferRequest, context_remaining: float | None) -> float | None:
-        """Absolute monotonic deadline: the earlier of the gRPC deadline and the request's."""
+    def _deadline(self, req: pb.InferRequest, context_remaining: float | None) -> float:
+        """Absolute monotonic deadline: the earlier of the gRPC deadline and the request's;
+        ``default_deadline_seconds`` when neither is set, never beyond ``max_deadline_seconds``.
+        (gRPC reports "no deadline" as an infinite or huge time remaining.)"""
         now = time.monotonic()
+        b = self.batching
         candidates = []
-        if context_remaining is not None:
+        if context_remaining is not None and math.isfinite(context_remaining) and context_remaining < 1e9:
             candidates.append(now + context_remaining)
         if req.HasField("deadline"):
-            remaining = req.deadline.ToNanoseconds() / 1e9 - time.time()
-            candidates.append(now + remaining)
-        deadline = min(candidates) if candidates else None
-        if deadline is not None and deadline <= now:
+            ts = req.deadline
+            if not (TIMESTAMP_MIN_SECONDS <= ts.seconds <= TIMESTAMP_MAX_SECONDS and 0 <= ts.nanos <= 999_999_999):
+                raise invalid("deadline", f"is not a valid Timestamp (seconds {clip(ts.seconds, 24)}, nanos "
+                              f"{clip(ts.nanos, 24)}; seconds in {TIMESTAMP_MIN_SECONDS}..{TIMESTAMP_MAX_SECONDS}, "
+                              "nanos in 0..999999999)")
+            candidates.append(now + (ts.seconds + ts.nanos / 1e9 - time.time()))
+        deadline = min(candidates) if candidates else now + b.default_deadline_seconds
+        if deadline <= now:
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline already passed on arrival", "deadline")
-        return deadline
+        return min(deadline, now + b.max_deadline_seconds)
 
     def _prepare(self, req: pb.InferRequest, context_remaining: float | None):
         """Validate + decode; returns (endpoint, tensor, deadline, decode_seconds)."""
@@ -136,17 +161,24 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
         ep = self._endpoint(req)
         codec = ep.codecs.get(req.codec.codec_id)
         if codec is None:
-            raise invalid("codec.codec_id", f"unknown codec {req.codec.codec_id!r} for {ep.name}; "
+            raise invalid("codec.codec_id", f"unknown codec {clip(req.codec.codec_id)} for {ep.name}; "
                           f"accepted: {sorted(ep.codecs)}")
         if req.codec.version != ep.codec_versions[req.codec.codec_id]:
-            raise invalid("codec.version", f"{req.codec.codec_id} version {req.codec.version!r} not supported; "
+            raise invalid("codec.version", f"{req.codec.codec_id} version {clip(req.codec.version)} not supported; "
                           f"accepted: {ep.codec_versions[req.codec.codec_id]!r}")
         shape = tuple(req.latent_shape.dims)
         if shape != ep.latent_shape:
-            raise invalid("latent_shape", f"{list(shape)} does not match {ep.name}: expected {list(ep.latent_shape)}")
+            raise invalid("latent_shape", f"{clip(list(shape), 80)} does not match {ep.name}: "
+                          f"expected {list(ep.latent_shape)}")
         n = len(req.bitstream)
         if n > self.batching.max_bitstream_bytes:
             raise invalid("bitstream", f"{n} bytes exceeds the limit of {self.batching.max_bitstream_bytes} bytes")
+        if not req.HasField("bitstream_crc32"):
+            raise invalid("bitstream_crc32", "is missing (CRC-32 of bitstream, required)")
+        crc = zlib.crc32(req.bitstream) & 0xFFFFFFFF
+        if crc != req.bitstream_crc32:
+            raise invalid("bitstream", f"CRC-32 {crc:08x} does not match bitstream_crc32 {req.bitstream_crc32:08x} "
+                          "(corrupted in transit)")
         deadline = self._deadline(req, context_remaining)
         t0 = time.monotonic()
         try:
@@ -158,6 +190,11 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
         self.metrics.payload.labels(req.codec.codec_id).observe(n)
         return ep, x, deadline, dt
 
+    def stalled(self, seconds: float) -> bool:
+        """True when a model run has been going on for more than ``seconds`` (the watchdog
+        of :class:`EdgeServer` then reports NOT_SERVING)."""
+        return any(ep.batcher.busy_seconds() > seconds for ep in self.endpoints.values())
+
     def _submit(self, ep: Endpoint, x: np.ndarray, deadline: float | None):
         try:
             return ep.batcher.submit(x, deadline)
@@ -165,15 +202,18 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
             raise RequestError(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), "") from exc
 
     @staticmethod
-    def _finish(req: pb.InferRequest, pending, received: float, decode_seconds: float) -> pb.InferResponse:
-        timeout = None if pending.deadline is None else max(0.0, pending.deadline - time.monotonic())
-        if not pending.wait(timeout):
-            pending.cancelled = True
-            raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the model ran", "deadline")
+    def _finish(req: pb.InferRequest, pending, received: float, decode_seconds: float, context) -> pb.InferResponse:
+        # Wait in slices: stop at the deadline, or as soon as the call is over (cancelled).
+        deadline = pending.deadline if pending.deadline is not None else math.inf
+        while not pending.wait(min(0.1, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or not context.is_active():
+                pending.cancelled = True
+                raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the model ran",
+                                   "deadline")
         if isinstance(pending.error, DeadlineExpired):
             raise RequestError(grpc.StatusCode.DEADLINE_EXCEEDED, str(pending.error), "deadline")
         if pending.error is not None:
-            raise RequestError(grpc.StatusCode.INTERNAL, f"model run failed: {pending.error}")
+            raise RequestError(grpc.StatusCode.INTERNAL, f"model run failed: {bounded(str(pending.error), 300)}")
         logits = np.asarray(pending.result, dtype=np.float32).reshape(-1)
         timings = common_pb2.ServerTimings(
             decode_seconds=decode_seconds, queue_seconds=max(0.0, pending.started - pending.enqueued),
@@ -193,7 +233,7 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
         code = grpc.StatusCode.OK
         try:
             ep, x, deadline, dec = self._prepare(request, context.time_remaining())
-            return self._finish(request, self._submit(ep, x, deadline), received, dec)
+            return self._finish(request, self._submit(ep, x, deadline), received, dec, context)
         except RequestError as exc:
             code = exc.code
             if exc.field:
@@ -201,20 +241,29 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
             context.abort(exc.code, exc.details)
         except Exception as exc:  # never let a bug in one request take the server down
             code = grpc.StatusCode.INTERNAL
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+            context.abort(grpc.StatusCode.INTERNAL, bounded(f"internal error: {type(exc).__name__}: {exc}", 300))
         finally:
             self.metrics.inflight.dec()
             self._record("Infer", code, received)
 
     def InferStream(self, request_iterator, context):
         """Requests are decoded and queued as they arrive (pipelined); responses come back
-        in request order. A bad item gets a response with ``error`` set."""
+        in request order. A bad item gets a response with ``error`` set.
+
+        A reader thread consumes the requests; this handler thread sends the answers. Both
+        stop as soon as the call is over (the client cancelled, its deadline passed, the
+        server cut it as idle or is stopping): every wait here has a timeout and checks the
+        call, so no stream can hold a worker after it ended."""
         results: queue.Queue = queue.Queue(maxsize=self.batching.queue_capacity)
         done = object()
+        over = threading.Event()
+
+        def active() -> bool:
+            return not over.is_set() and context.is_active()
 
         def put(item) -> bool:
             # Blocking put = backpressure on a fast sender; give up once the call is over.
-            while context.is_active():
+            while active():
                 try:
                     results.put(item, timeout=0.1)
                     return True
@@ -232,30 +281,47 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
                     except RequestError as exc:
                         item = (req, received, None, 0.0, exc)
                     if not put(item):
+                        if item[2] is not None:
+                            item[2].cancelled = True
                         return
-            except Exception:  # client went away / cancelled
+            except Exception:  # client went away / cancelled / cut
                 pass
             finally:
                 put(done)
 
         threading.Thread(target=reader, name="stream-reader", daemon=True).start()
-        while True:
-            item = results.get()
-            if item is done:
-                return
-            req, received, pending, dec, err = item
-            if err is None:
+        try:
+            while True:
                 try:
-                    response = self._finish(req, pending, received, dec)
-                    self._record("InferStream", grpc.StatusCode.OK, received)
-                    yield response
+                    item = results.get(timeout=0.1)
+                except queue.Empty:
+                    if not context.is_active():
+                        return
                     continue
-                except RequestError as exc:
-                    err = exc
-            self._record("InferStream", err.code, received)
-            yield pb.InferResponse(request_id=req.request_id,
-                                   error=common_pb2.ErrorDetail(code=err.code.value[0], message=err.details,
-                                                                field=err.field))
+                if item is done:
+                    return
+                req, received, pending, dec, err = item
+                if err is None:
+                    try:
+                        response = self._finish(req, pending, received, dec, context)
+                        self._record("InferStream", grpc.StatusCode.OK, received)
+                        yield response
+                        continue
+                    except RequestError as exc:
+                        err = exc
+                self._record("InferStream", err.code, received)
+                yield pb.InferResponse(request_id=req.request_id[:MAX_REQUEST_ID],
+                                       error=common_pb2.ErrorDetail(code=err.code.value[0], message=err.details,
+                                                                    field=err.field))
+        finally:
+            over.set()
+            while True:   # whatever was queued will not be answered: do not run it
+                try:
+                    item = results.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not done and item[2] is not None:
+                    item[2].cancelled = True
 
     def ListModels(self, request, context):
         out = pb.ListModelsResponse()

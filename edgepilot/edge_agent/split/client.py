@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+import zlib
 from dataclasses import dataclass
 
 import grpc
@@ -87,6 +88,7 @@ class SplitClient:
         req.latent_shape.dims.extend(symbols.shape)
         req.codec.codec_id, req.codec.version = self.bundle.codec.codec_id, self.bundle.codec.version
         req.bitstream = bitstream
+        req.bitstream_crc32 = zlib.crc32(bitstream) & 0xFFFFFFFF
         return req, seconds
 
     def edge_only_request(self, image: np.ndarray, codec_id: str = "image/png", quality: int | None = None,
@@ -103,6 +105,7 @@ class SplitClient:
         req.latent_shape.dims.extend(self.bundle.input_shape)
         req.codec.codec_id, req.codec.version = codec_id, codec.version
         req.bitstream = data
+        req.bitstream_crc32 = zlib.crc32(data) & 0xFFFFFFFF
         return req, seconds
 
     # --- calls -------------------------------------------------------------------------------

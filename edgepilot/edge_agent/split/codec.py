@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import json
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -197,8 +198,37 @@ class FactorizedCodec:
         return out.reshape(shape)
 
 
+def image_header_size(data: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) from a PNG or WebP header without decoding anything; None for
+    other formats or a header too short to say. Pillow's WebP plugin allocates the whole
+    canvas when it opens a file, so its size must be known before ``Image.open``."""
+    if fmt == "PNG":
+        if len(data) >= 24 and data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+            return struct.unpack(">II", data[16:24])
+        return None
+    if fmt == "WEBP":
+        if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+            return None
+        kind = data[12:16]
+        if kind == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
+            w, h = struct.unpack("<HH", data[26:30])
+            return w & 0x3FFF, h & 0x3FFF
+        if kind == b"VP8L" and data[20] == 0x2F:
+            bits = struct.unpack("<I", data[21:25])[0]
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+        if kind == b"VP8X":
+            return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    return None
+
+
 class ImageCodec:
-    """PNG / JPEG / WebP for the edge-only baselines (Pillow; imported when used)."""
+    """PNG / JPEG / WebP for the edge-only baselines (Pillow; imported when used).
+
+    Decoding checks the image's dimensions from its header against ``latent_shape``
+    before any pixel is decoded (PNG / WebP: read from the header bytes; JPEG: Pillow's
+    lazy ``Image.open``, which parses markers only), so a small file claiming a huge
+    image (a decompression bomb) costs nothing: the decoded size is bounded by the
+    endpoint's input shape."""
 
     version = IMAGE_CODEC_VERSION
 
@@ -236,11 +266,21 @@ class ImageCodec:
             raise CodecError(f"latent_shape {list(shape)} must be [1, H, W] for an image codec", field="latent_shape")
         if not data:
             raise CodecError("bitstream is empty")
+        want = (shape[2], shape[1])   # (width, height)
+        header = image_header_size(data, self.format)
+        if header is not None and tuple(header) != want:
+            raise CodecError(f"image header says {header[0]}x{header[1]}, latent_shape says {want[0]}x{want[1]}",
+                             field="latent_shape")
         Image = self._pil()
         try:
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=[self.format])
             if img.format != self.format:
                 raise CodecError(f"bitstream is {img.format}, codec says {self.format}")
+            if tuple(img.size) != want:   # lazy open: only the header has been read
+                raise CodecError(f"image header says {img.size[0]}x{img.size[1]}, latent_shape says "
+                                 f"{want[0]}x{want[1]}", field="latent_shape")
+            if getattr(img, "n_frames", 1) != 1:
+                raise CodecError(f"image has {img.n_frames} frames; one expected")
             img.load()
             arr = np.asarray(img.convert("L"), dtype=np.uint8)
         except CodecError:
