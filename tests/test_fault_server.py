@@ -28,7 +28,7 @@ from edgepilot.edge_agent.server.split_service import BatchingConfig, build_spli
 from edgepilot.edge_agent.split.bundle import SplitBundle
 from edgepilot.edge_agent.split.client import SplitClient
 from edgepilot.edge_agent.split.codec import ImageCodec
-from edgepilot.v1 import split_inference_pb2 as pb, split_inference_pb2_grpc as pb_grpc
+from edgepilot.v1 import split_inference_pb2 as pb
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 6

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgepilot.edge_agent.bundle import MANIFEST_NAME, SIGNATURE_NAME, read_members, verify_bundle
+from edgepilot.edge_agent.bundle import MANIFEST_NAME, SIGNATURE_NAME, inspect_bundle, read_members, verify_bundle
 from edgepilot.edge_agent.fleet import topics
 from edgepilot.edge_agent.fleet.ota import PolicyUpdater, UpdateRejected
 from edgepilot.edge_agent.fleet.payloads import parse_status, parse_telemetry
@@ -75,7 +75,9 @@ def bundles(tmp_path_factory):
 
 
 def _ann(path: Path, version: str, pub=None) -> pb.PolicyAnnouncement:
-    digest = verify_bundle(path, [pub]).digest if pub else ""
+    """An announcement with the bundle's manifest digest (verified with ``pub`` when given,
+    else read unverified, so the updater's own checks are what refuse a bad bundle)."""
+    digest = verify_bundle(path, [pub]).digest if pub else inspect_bundle(path).digest
     return pb.PolicyAnnouncement(version=version, bundle_uri=path.resolve().as_uri(), manifest_sha256=digest,
                                  issued_unix_seconds=time.time())
 
@@ -89,7 +91,7 @@ def test_updater_installs_refuses_and_rolls_back(tmp_path, bundles) -> None:
     p2 = up.install(_ann(bundles["v2"], "dtac-v2", bundles["pub"]), 4)
     assert p2.version == "dtac-v2" and up.previous_version.startswith("dtac-v1")
     for bad, why in (("unsigned", "signature"), ("rogue", "key"), ("tampered", "")):
-        with pytest.raises(UpdateRejected, match="refused"):
+        with pytest.raises(UpdateRejected, match=f"refused.*{why}"):
             up.install(_ann(bundles[bad], f"dtac-{bad}"), 4)
     # the announced manifest digest must match what is on disk
     ann = _ann(bundles["v1"], "dtac-v1", bundles["pub"])

@@ -21,7 +21,7 @@ from edgepilot.edge_agent.server.split_service import BatchingConfig, SplitInfer
 from edgepilot.edge_agent.server.tls import TLSConfig, channel_credentials, write_dev_pki
 from edgepilot.edge_agent.split.bundle import SplitBundle
 from edgepilot.edge_agent.split.client import SplitClient, as_model_input
-from edgepilot.v1 import split_inference_pb2 as pb, split_inference_pb2_grpc as pb_grpc
+from edgepilot.v1 import split_inference_pb2 as pb
 
 
 def images(n: int = 8) -> np.ndarray:
