@@ -92,6 +92,11 @@ def serve_cmd(
     tls_client_ca: Optional[Path] = typer.Option(None, help="CA for client certificates; enables mTLS."),
     no_edge_only: bool = typer.Option(False, "--no-edge-only", help="Do not serve split point 0 (edge-only image input)."),
     ready_file: Optional[Path] = typer.Option(None, help="Write {'port': ..., 'metrics_port': ...} as JSON here once serving."),
+    max_streams: Optional[int] = typer.Option(None, min=1, help="Open streams at once; more get RESOURCE_EXHAUSTED (default: half of --max-workers)."),
+    stream_idle_seconds: float = typer.Option(30.0, min=0.1, help="A stream that reads and sends nothing this long is cut (CANCELLED)."),
+    wedge_seconds: float = typer.Option(10.0, min=0.1, help="Every call slot busy, or a model run stalled, this long: health says NOT_SERVING."),
+    default_deadline_seconds: float = typer.Option(30.0, min=0.001, help="Deadline of a call that carries none."),
+    max_deadline_seconds: float = typer.Option(300.0, min=0.001, help="Later deadlines are cut to this."),
 ) -> None:
     """Run the gRPC edge server: split-inference tails on ONNX Runtime with dynamic micro-batching,
     health checking, reflection, metrics and graceful shutdown."""
@@ -108,9 +113,13 @@ def serve_cmd(
     tls = TLSConfig(tls_cert, tls_key, tls_client_ca) if tls_cert else None
     try:
         config = ServerConfig(host=host, port=port, max_workers=max_workers, max_message_bytes=max_message_bytes,
-                              grace_seconds=grace_seconds, metrics_port=metrics_port, tls=tls)
-        server = build_split_server(bundles, config, BatchingConfig(max_batch, max_wait_ms / 1000.0, queue_capacity,
-                                                                     max_bitstream_bytes), edge_only=not no_edge_only)
+                              grace_seconds=grace_seconds, metrics_port=metrics_port, tls=tls,
+                              max_concurrent_streams=max_streams, stream_idle_seconds=stream_idle_seconds,
+                              wedge_seconds=wedge_seconds)
+        batching = BatchingConfig(max_batch, max_wait_ms / 1000.0, queue_capacity, max_bitstream_bytes,
+                                  default_deadline_seconds=default_deadline_seconds,
+                                  max_deadline_seconds=max_deadline_seconds)
+        server = build_split_server(bundles, config, batching, edge_only=not no_edge_only)
         bound = server.start()
     except ValueError as err:  # a bundle or setting the server cannot use
         usage_error(str(err))
