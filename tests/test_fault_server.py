@@ -29,18 +29,14 @@ from edgepilot.edge_agent.split.bundle import SplitBundle
 from edgepilot.edge_agent.split.client import SplitClient
 from edgepilot.edge_agent.split.codec import ImageCodec
 from edgepilot.v1 import split_inference_pb2 as pb
+from tests.helpers.images import stand_in_images
 
 REPO = Path(__file__).resolve().parent.parent
 WORKERS = 6
 
 
 def images(n: int = 4) -> np.ndarray:
-    rng = np.random.default_rng(5)
-    out = np.zeros((n, 28, 28), dtype=np.uint8)
-    for i in range(n):
-        r, c = rng.integers(2, 10, size=2)
-        out[i, r:r + 14, c:c + 12] = rng.integers(80, 255)
-    return out
+    return stand_in_images(n, seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -133,7 +133,8 @@ def board(tmp_path, sshd, signing, wheel):
                 "--known-hosts", str(known_hosts), "--bundle", str(bundle or signing["bundle"]),
                 "--trusted-key", str(signing["pub"]), "--broker", "broker.lan:8883", "--ue-id", ue_id, "--edge-id", "1",
                 "--prefix", str(prefix), "--remote-python", sys.executable, "--no-systemd", "--offline-deps",
-                "--staging-dir", str(staging), "--wheel", str(wheel), *extra]
+                "--staging-dir", str(staging), "--wheel", str(wheel),
+                "--connect-timeout", "60", *extra]  # a loaded CI host can take > 10 s to authenticate
 
     return {"args": args, "prefix": prefix, "staging": staging, "known_hosts": known_hosts}
 
@@ -224,7 +225,8 @@ def test_flash_installs_verified_bundle_config_and_an_importable_agent(sshd, sig
 
 def test_second_flash_switches_current_and_rollback_restores_previous(sshd, signing, board):
     prefix = board["prefix"]
-    assert invoke(board["args"]()).exit_code == 0
+    r = invoke(board["args"]())
+    assert r.exit_code == 0, r.output
     first = _current(prefix)
     r = invoke(board["args"](bundle=signing["bundle2"]))
     assert r.exit_code == 0, r.output
@@ -240,7 +242,8 @@ def test_second_flash_switches_current_and_rollback_restores_previous(sshd, sign
 
 def test_remote_failure_shows_stderr_and_leaves_previous_install(sshd, signing, board):
     prefix = board["prefix"]
-    assert invoke(board["args"]()).exit_code == 0
+    r = invoke(board["args"]())
+    assert r.exit_code == 0, r.output
     first = _current(prefix)
     r = invoke(board["args"]("--profile", "no-such-board", bundle=signing["bundle2"]))
     assert r.exit_code == 1

@@ -22,16 +22,11 @@ from edgepilot.edge_agent.server.tls import TLSConfig, channel_credentials, writ
 from edgepilot.edge_agent.split.bundle import SplitBundle
 from edgepilot.edge_agent.split.client import SplitClient, as_model_input
 from edgepilot.v1 import split_inference_pb2 as pb
+from tests.helpers.images import stand_in_images
 
 
 def images(n: int = 8) -> np.ndarray:
-    """Deterministic stand-in images (the server tests do not need the data set)."""
-    rng = np.random.default_rng(3)
-    base = np.zeros((n, 28, 28), dtype=np.uint8)
-    for i in range(n):
-        r0, c0 = rng.integers(2, 10, size=2)
-        base[i, r0:r0 + 14, c0:c0 + 12] = rng.integers(80, 255)
-    return base
+    return stand_in_images(n, seed=3)
 
 
 @pytest.fixture(scope="module")
