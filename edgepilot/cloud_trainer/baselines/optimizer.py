@@ -144,7 +144,7 @@ class RoundOptimizer:
     """Best joint decision of every round of a batch (see the module docstring)."""
 
     def __init__(self, params: NetworkParams, num_channels: int, max_sweeps: int = 30,
-                 power_steps=POWER_STEPS, milp_time_limit_s: float = 1.0) -> None:
+                 power_steps=POWER_STEPS, milp_time_limit_s: float = 0.3) -> None:
         self.scorer = RoundScorer(params)
         self.milp_time_limit_s = float(milp_time_limit_s)
         self.num_channels = int(num_channels)
@@ -362,20 +362,21 @@ def round_milp(params: NetworkParams, state: np.ndarray, edge: np.ndarray, work:
     t_lo = float(np.minimum(np.minimum(d_local, d_edge), d_cloud + backhaul).max())  # no round is shorter
     t_hi = float(max(d_local.max(), np.cbrt(2.0 * w2 * cubes.sum() / w1)))  # all local is playable
     cuts = np.geomspace(t_lo, max(t_hi, 1.01 * t_lo), TANGENT_CUTS)
-    nv = 4 * n + 1  # y (n x 3, row-major), u (n), T
-    col_t = 4 * n
-    rows, lo, hi = [], [], []
+    nv = 4 * n + 2  # y (n x 3, row-major), u (n), T, C (the cloud queue)
+    col_t, col_c = 4 * n, 4 * n + 1
+    rows, cols, vals, lo, hi = [], [], [], [], []
 
     def add(coeffs, low: float, high: float) -> None:
-        row = np.zeros(nv)
+        r = len(lo)
         for c, v in coeffs:
-            row[c] += v
-        rows.append(row), lo.append(low), hi.append(high)
+            rows.append(r), cols.append(c), vals.append(v)
+        lo.append(low), hi.append(high)
 
+    add([(3 * m + 2, d_cloud[m]) for m in range(n)] + [(col_c, -1)], 0, 0)  # C = the cloud queue
     for i in range(n):
         add([(3 * i, 1), (3 * i + 1, 1), (3 * i + 2, 1)], 1, 1)
         add([(3 * i, d_local[i]), (col_t, -1)], -np.inf, 0)  # a local UE within the round at b = 1
-        add([(3 * m + 2, d_cloud[m]) for m in range(n)] + [(3 * i + 2, backhaul[i]), (col_t, -1)], -np.inf, 0)
+        add([(col_c, 1), (3 * i + 2, backhaul[i]), (col_t, -1)], -np.inf, 0)  # the queue, then UE i's backhaul
         for c in cuts:  # u_i >= the tangent of kappa W^3 / T^2 at c, when UE i is local
             f = cubes[i] / c ** 2
             slope = -2.0 * f / c
@@ -387,6 +388,9 @@ def round_milp(params: NetworkParams, state: np.ndarray, edge: np.ndarray, work:
         add([(3 * m + 1, d_edge[m]) for m in members] + [(col_t, -1)], -np.inf, 0)  # the edge queue
         if channels_per_cell is not None:
             add([(3 * m + o, 1) for m in members for o in (1, 2)], 0, channels_per_cell)
+    from scipy.sparse import csr_array
+
+    matrix = csr_array((vals, (rows, cols)), shape=(len(lo), nv))
     cost = np.zeros(nv)
     cost[col_t] = w1
     cost[3 * n: 4 * n] = w2
@@ -395,7 +399,7 @@ def round_milp(params: NetworkParams, state: np.ndarray, edge: np.ndarray, work:
     lower, upper = np.zeros(nv), np.full(nv, np.inf)
     upper[: 3 * n] = 1
     lower[col_t] = t_lo
-    res = milp(cost, constraints=LinearConstraint(np.array(rows), lo, hi), integrality=integrality,
+    res = milp(cost, constraints=LinearConstraint(matrix, lo, hi), integrality=integrality,
                bounds=Bounds(lower, upper), options={"time_limit": time_limit_s, "mip_rel_gap": 1e-3})
     if res.x is None:
         raise RuntimeError(f"the round's mixed-integer program found no solution: {res.message}")
