@@ -66,7 +66,8 @@ def scenario_list() -> None:
 
 def simulate_cmd(
     scenario: str = typer.Option("fig5", "--scenario", help="Preset name or YAML file."),
-    policy: str = typer.Option("random", "--policy", help="random (the paper's Random baseline) or local (every UE computes locally)."),
+    policy: str = typer.Option("random", "--policy", help="random (the paper's Random baseline), local (every UE computes "
+                               "locally) or optimizer (the full-information per-round optimizer: the ceiling; ~1 s a round)."),
     rounds: int = typer.Option(20, "--rounds", min=1, help="Rounds to simulate."),
     seed: int = typer.Option(0, "--seed", help="Seed of placements, tasks and fading."),
     output: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the summary and the per-round figures as JSON here."),
@@ -81,8 +82,8 @@ def simulate_cmd(
     from edgepilot.cloud_trainer.scenario import ScenarioError, load_scenario
     from edgepilot.edge_agent.system_model import Decision
 
-    if policy not in ("random", "local"):
-        usage_error(f"--policy: unknown policy {policy!r} (random, local)")
+    if policy not in ("random", "local", "optimizer"):
+        usage_error(f"--policy: unknown policy {policy!r} (random, local, optimizer)")
     try:
         scen = load_scenario(scenario)
     except ScenarioError as err:
@@ -90,12 +91,18 @@ def simulate_cmd(
     sim = BatchSimulator(scen, batch_size=1, seed=seed)
     obs = sim.reset()
     rng = np.random.default_rng(seed + 1)
+    if policy == "optimizer":
+        from edgepilot.cloud_trainer.baselines.optimizer import OptimizerPolicy
+
+        optimizer = OptimizerPolicy(scen.network_params, scen.radio.num_channels)
     rows = []
     start = time.perf_counter()
     for _ in track(range(rounds), description=f"simulating {scen.name}", transient=True, disable=not sys.stderr.isatty()):
         shape = obs.edge_id.shape
         if policy == "random":
             decision = random_decision(rng, shape, scen.radio.num_channels)
+        elif policy == "optimizer":
+            decision = optimizer.act(obs)
         else:
             decision = Decision(np.zeros(shape, int), np.zeros(shape, int), np.ones(shape), np.ones(shape))
         mask = obs.ue_mask[0]
