@@ -180,3 +180,24 @@ def load_checkpoint(path: Path):
     actor.load_state_dict(ck["actor"])
     actor.eval()
     return actor, scen
+
+
+#: ``edgepilot train aed --quick``: tiny sizes that finish in seconds (tests, smoke runs)
+QUICK_OVERRIDES = {"steps": 20, "batch_size": 8, "num_ues": 10, "eval_instances": 16, "eval_every": 10,
+                   "model": {"d_model": 32, "nhead": 2, "dim_feedforward": 64, "encoder_layers": 1},
+                   "critic": {"d_model": 32, "nhead": 2, "dim_feedforward": 64, "encoder_layers": 1}}
+
+
+def write_curve(path: Path, history: List[Dict[str, float]]) -> Path:
+    """The progress rows as CSV (one column per key seen)."""
+    import csv
+
+    keys: List[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        for row in history:
+            w.writerow(row)
+    return path
