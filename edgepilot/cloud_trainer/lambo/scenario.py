@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import List, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
 from edgepilot.cloud_trainer.scenario import Range, dbm_to_w
 
@@ -41,15 +41,8 @@ class Area(_Section):
 
 
 class Servers(_Section):
-    cpu_hz: List[float] = Field([1.5e10, 1.5e10, 3e10, 5e10], min_length=1, max_length=64,
+    cpu_hz: List[PositiveFloat] = Field([1.5e10, 1.5e10, 3e10, 5e10], min_length=1, max_length=64,
                                 description="F_k of each edge server; K = its length (paper: 1.5e10, 1.5e10, 3e10, 5e10 cycles/s)")
-
-    @model_validator(mode="after")
-    def _positive(self) -> "Servers":
-        bad = [f for f in self.cpu_hz if not f > 0]
-        if bad:
-            raise ValueError(f"cpu_hz must all be > 0, got {bad}")
-        return self
 
 
 class Tasks(_Section):
