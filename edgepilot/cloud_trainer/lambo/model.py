@@ -35,7 +35,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from edgepilot.cloud_trainer.lambo.embedding import (
-    MAX_PROMPT_TOKENS,
     VOCABULARY,
     mec_feature_dim,
     mec_features,
