@@ -100,3 +100,17 @@ def test_a_short_acl_run_improves_both_prompts_over_the_untrained_model(tmp_path
     a = actor.rollout(inst, "Minimum energy", greedy=True)
     b = res.actor.rollout(inst, "Minimum energy", greedy=True)
     np.testing.assert_array_equal(a.assign, b.assign)
+
+
+def test_the_teacher_forced_pass_sees_what_the_step_by_step_decoder_saw():
+    """Training recomputes a rollout in one causal pass: its per-step offloading
+    distribution must be the one the decisions were sampled from."""
+    scen = LamboScenario(tasks={"num_ues": 12})
+    torch.manual_seed(0)
+    model = AED(AEDConfig(**TINY), scen.num_servers)
+    inst = sample_instances(scen, 8, np.random.default_rng(2))
+    ro = model.rollout(inst, "Minimum latency", generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        logp, entropy, _ = model.teacher_forced(inst, "Minimum latency", ro)
+    np.testing.assert_allclose(entropy.numpy(), ro.entropy, rtol=1e-4, atol=1e-5)
+    assert torch.isfinite(logp).all()  # every recorded decision was unmasked

@@ -54,7 +54,7 @@ class AEDConfig(BaseModel):
     encoder_layers: int = Field(3, ge=1, le=1024, description="depth of the deep encoder")
     decoder_layers: int = Field(1, ge=1, le=1024, description="depth of the shallow decoder")
     dropout: float = Field(0.0, ge=0, lt=1)
-    share_log_std: float = Field(-0.5, description="initial log std of the share's logit-normal exploration")
+    share_log_std: float = Field(-0.5, description="initial log std of the logit-normal exploration of the share weight")
 
 
 #: The paper's sizes. d_model 1024 and feed-forward 2048 (torch's default) make the
