@@ -1,5 +1,6 @@
 """``edgepilot train tac|dtac|happo|tl|tl_transformer|<heuristic>``: DTAC paper
-Algorithm 1 and its baselines (issue 3). torch is imported inside the command."""
+Algorithm 1 and its baselines (issue 3); ``edgepilot train aed``: the LAMBO AED's
+actor-critic pre-training (issue 37). torch is imported inside the command."""
 
 from __future__ import annotations
 
@@ -11,10 +12,10 @@ import typer
 
 from edgepilot.cli.errors import usage_error
 
-METHODS = ("tac", "dtac", "happo", "tl", "tl_transformer", "random", "local", "all_edge", "greedy")
+METHODS = ("tac", "dtac", "happo", "tl", "tl_transformer", "aed", "random", "local", "all_edge", "greedy")
 HEURISTICS = ("random", "local", "all_edge", "greedy")
-CONFIG_HELP = ("YAML file of trainer settings: TACConfig (tac), TransferConfig (dtac, tl, tl_transformer) or HAPPOConfig "
-               "(happo); docs/training.md lists them.")
+CONFIG_HELP = ("YAML file of trainer settings: TACConfig (tac), TransferConfig (dtac, tl, tl_transformer), HAPPOConfig "
+               "(happo) or ACLConfig (aed); docs/training.md and docs/lambo.md list them.")
 SET_HELP = ("One trainer setting, KEY=VALUE (repeatable; wins over --config). How long a run trains is a setting: "
             "tac episodes=N (noise-decay episodes; rounds_per_episode=R), happo iterations=N, dtac / tl / tl_transformer "
             "steps=N (gradient steps); model.d_model=32 reaches TAC's network sizes.")
@@ -27,6 +28,9 @@ def _trainer_config(method: str, quick: bool, config: Optional[Path], overrides:
     if method == "tac":
         from edgepilot.cloud_trainer.tac import QUICK_OVERRIDES as quick_sizes
         from edgepilot.cloud_trainer.tac import TACConfig as model
+    elif method == "aed":
+        from edgepilot.cloud_trainer.lambo.acl import QUICK_OVERRIDES as quick_sizes
+        from edgepilot.cloud_trainer.lambo.acl import ACLConfig as model
     elif method == "happo":
         from edgepilot.cloud_trainer.baselines.happo import (
             HAPPO_QUICK_OVERRIDES as quick_sizes,
@@ -43,7 +47,8 @@ def _trainer_config(method: str, quick: bool, config: Optional[Path], overrides:
 
 def train_cmd(
     method: str = typer.Argument(..., help=f"One of: {', '.join(METHODS)}."),
-    scenario: str = typer.Option("fig5", "--scenario", help="Scenario preset (fig5, fig6, fig7, table1) or YAML file."),
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="Scenario preset (fig5, fig6, fig7, table1) or YAML file; "
+                                           "default fig5 (aed: lambo, the LAMBO section V scenario, or a LamboScenario YAML)."),
     out: Path = typer.Option(Path("runs"), "--out", "-o", help="Output root; files go to OUT/<scenario name>/."),
     config: Optional[Path] = typer.Option(None, "--config", help=CONFIG_HELP),
     overrides: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
@@ -54,12 +59,21 @@ def train_cmd(
                                        "the config's, 0); the same as --set seed=N."),
     tac_checkpoint: Optional[Path] = typer.Option(None, help="dtac/tl/tl_transformer: the converged TAC (default OUT/<scenario>/tac.pt)."),
     threads: Optional[int] = typer.Option(None, min=1, help="torch threads (default: the config's, 1)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="aed: the paper's size, m (60 encoder / 6 decoder layers) or l "
+                                         "(120 / 12): built on the meta device and its parameter counts printed; training "
+                                         "these sizes needs a GPU and is not done here."),
 ) -> None:
     """Train a method on a scenario, with a progress bar, periodic checkpoints, a CSV curve,
     a PNG and TensorBoard events. Settings: the method's defaults, then --quick, --config,
     --set, --seed / --threads."""
     if method not in METHODS:
         usage_error(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if method == "aed":
+        _train_aed(scenario, out, config, list(overrides or []), quick, resume, seed, threads, preset)
+        return
+    if preset is not None:
+        usage_error(f"--preset applies to aed only, not {method}")
+    scenario = scenario or "fig5"
     from edgepilot.cloud_trainer.scenario import ScenarioError, load_scenario
 
     try:
@@ -134,6 +148,69 @@ def train_cmd(
     typer.echo(json.dumps(summary))
     tb = tensorboard_dir(out_dir, method)
     typer.echo(f"curve: {out_dir / f'curve_{method}.csv'}, {png}" + (f"; tensorboard --logdir {tb.parent}" if tb.is_dir() else ""))
+
+
+def _train_aed(scenario: Optional[str], out: Path, config: Optional[Path], overrides: List[str], quick: bool,
+               resume: bool, seed: Optional[int], threads: Optional[int], preset: Optional[str]) -> None:
+    """``train aed``: the paper's sizes on the meta device (--preset), else ACL pre-training
+    of the configured (small, CPU) AED with a checkpoint, a CSV curve and a JSON summary."""
+    if resume:
+        usage_error("aed: --resume is not supported (pre-training restarts from step 0)")
+    if preset is not None:
+        from edgepilot.cloud_trainer.lambo.model import PAPER_PARAMETERS, PRESETS, meta_parameter_count
+
+        if preset not in PRESETS:
+            usage_error(f"unknown --preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        if config is not None or overrides or quick:
+            usage_error("--preset only reports the paper's size; --config, --set and --quick do not apply to it")
+        from edgepilot.cloud_trainer.lambo.scenario import LamboScenarioError, load_lambo_scenario
+
+        try:
+            scen = load_lambo_scenario(scenario or "lambo")
+        except LamboScenarioError as err:
+            usage_error(str(err))
+        counts = meta_parameter_count(preset, scen.num_servers)
+        cfg = PRESETS[preset]
+        typer.echo(json.dumps({"preset": preset, "encoder_layers": cfg.encoder_layers, "decoder_layers": cfg.decoder_layers,
+                               "d_model": cfg.d_model, "nhead": cfg.nhead, "dim_feedforward": cfg.dim_feedforward,
+                               "num_servers": scen.num_servers, "parameters": counts,
+                               "paper_parameters": PAPER_PARAMETERS[preset]}))
+        typer.echo(f"LAMBO_{preset.upper()} built on the meta device (nothing allocated); training it needs a GPU and is "
+                   "not done by this command. Without --preset, `edgepilot train aed` trains the small default on the CPU.")
+        return
+
+    from edgepilot.cloud_trainer.lambo.scenario import LamboScenarioError, load_lambo_scenario
+
+    try:
+        scen = load_lambo_scenario(scenario or "lambo")
+    except LamboScenarioError as err:
+        usage_error(str(err))
+    given = overrides + [f"{k}={v}" for k, v in (("seed", seed), ("threads", threads)) if v is not None]
+    cfg = _trainer_config("aed", quick, config, given)
+    out_dir = out / scen.name
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from edgepilot.cloud_trainer.lambo.acl import train_acl, write_curve
+
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("latency {task.fields[lat]} s, energy {task.fields[energy]} J"), TimeElapsedColumn())
+    with Progress(*columns) as bar:
+        task = bar.add_task(f"aed on {scen.name}", total=cfg.steps, lat="-", energy="-")
+
+        def progress(row: dict) -> None:
+            bar.update(task, completed=row["step"], lat=f"{row['latency']:.3f}", energy=f"{row['energy']:.2f}")
+
+        result = train_acl(scen, cfg, out_dir, progress=progress)
+    curve = write_curve(out_dir / "curve_aed.csv", result.history)
+    first, last = result.history[0], result.history[-1]
+    summary = {"method": "aed", "scenario": scen.name, "scenario_hash": scen.scenario_hash(), "checkpoint": str(result.checkpoint),
+               "wall_s": result.wall_s, "steps": cfg.steps,
+               "held_out": {key: {"untrained": first[key], "trained": last[key], "random": last[f"{key}_random"],
+                                  "feasible": last[f"{key}_feasible"]} for key in ("latency", "energy")}}
+    (out_dir / "train_aed.json").write_text(json.dumps(summary, indent=1))
+    typer.echo(json.dumps(summary))
+    typer.echo(f"curve: {curve}")
 
 
 def register(app: typer.Typer) -> None:
