@@ -95,6 +95,8 @@ class Coordinator:
         self.duplicates = 0
         self.duplicate_decisions = 0
         self.dropped = 0
+        self.unknown_senders = 0  # messages on the topics of UE ids not in this run: logged, ignored
+        self._known = frozenset(ues)
         self.connected = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgepilot-coordinator",
                                   protocol=mqtt.MQTTv311, clean_session=False)  # the broker queues for it
@@ -125,47 +127,72 @@ class Coordinator:
             self.counter.add(topic.rsplit("/", 1)[-1], publish_packet_bytes(topic, payload, 1))
 
     def _on_message(self, client, userdata, msg) -> None:
-        leaf = msg.topic.rsplit("/", 1)[-1]
-        if leaf != "status":
-            self.counter.add(leaf, publish_packet_bytes(msg.topic, msg.payload, msg.qos))
+        # Runs on paho's network thread: nothing may escape it (an exception here would end
+        # the coordinator's MQTT loop). Every payload is bound to its sender: the UE id of
+        # the topic (the broker's ACL lets a UE publish only under its own id) must be the
+        # one inside, and the sender must be one of this run's UEs.
         try:
-            if leaf == "decision":
-                d = payloads.parse_decision(msg.payload, topics.ue_of(msg.topic))
-                with self.cond:
-                    if d.ue_id in self.decisions.get(d.round, {}):
-                        self.duplicate_decisions += 1
-                    self.decisions.setdefault(d.round, {})[d.ue_id] = d
-                    self.cond.notify_all()
-            elif leaf == "telemetry":
-                t = payloads.parse_telemetry(msg.payload)
-                with self.cond:
-                    # the outbox numbers decisions and telemetry together: telemetry seqs
-                    # rise but skip; a repeat is an at-least-once duplicate, a drop is disorder
-                    seen = self.seen_seqs.setdefault(t.ue_id, set())
-                    if t.seq in seen:
-                        self.duplicates += 1
-                    elif seen and t.seq < max(seen):
-                        self.out_of_order += 1
-                    seen.add(t.seq)
-                    self.telemetry.setdefault(t.outcome.round, {})[t.ue_id] = t
-                    self.cond.notify_all()
-            elif leaf == "status":
-                if msg.payload:
-                    st = payloads.parse_status(msg.payload)
-                    with self.cond:
-                        if st.state == pb.AgentStatus.STATE_ONLINE:
-                            self.online.add(st.ue_id)
-                        else:
-                            self.online.discard(st.ue_id)
-                        self.cond.notify_all()
-            elif leaf == "state":
-                r = payloads.parse_state_report(msg.payload)
-                with self.cond:
-                    self.states.setdefault(r.round, {})[r.ue_id] = r
-                    self.cond.notify_all()
+            self._handle(msg)
         except payloads.PayloadError as err:
             self.dropped += 1
-            log.warning("coordinator dropped a payload on %s: %s", msg.topic, err)
+            log.warning("coordinator dropped a payload on %s: %s", msg.topic[:200], err)
+        except Exception:  # noqa: BLE001 - logged, the loop goes on
+            self.dropped += 1
+            log.exception("coordinator: unexpected error handling a message on %s", msg.topic[:200])
+
+    def _handle(self, msg) -> None:
+        leaf = msg.topic.rsplit("/", 1)[-1]
+        sender = topics.ue_of(msg.topic)
+        if sender not in self._known:
+            self.unknown_senders += 1
+            log.warning("coordinator ignored a message from unknown sender %r on %s", (sender or "")[:64],
+                        msg.topic[:200])
+            return
+        if leaf != "status":
+            self.counter.add(leaf, publish_packet_bytes(msg.topic, msg.payload, msg.qos))
+        if leaf == "decision":
+            d = payloads.parse_decision(msg.payload, sender)
+            self._check_round(d.round)
+            with self.cond:
+                if d.ue_id in self.decisions.get(d.round, {}):
+                    self.duplicate_decisions += 1
+                self.decisions.setdefault(d.round, {})[d.ue_id] = d
+                self.cond.notify_all()
+        elif leaf == "telemetry":
+            t = payloads.parse_telemetry(msg.payload, sender, self.cfg.rounds - 1)
+            with self.cond:
+                # the outbox numbers decisions and telemetry together, and never reuses a
+                # number (across restarts too): (UE, seq) is the dedup key; a repeat is an
+                # at-least-once duplicate, counted once and not taken again
+                seen = self.seen_seqs.setdefault(t.ue_id, set())
+                if t.seq in seen:
+                    self.duplicates += 1
+                    return
+                if seen and t.seq < max(seen):
+                    self.out_of_order += 1
+                seen.add(t.seq)
+                self.telemetry.setdefault(t.outcome.round, {})[t.ue_id] = t
+                self.cond.notify_all()
+        elif leaf == "status":
+            if msg.payload:
+                st = payloads.parse_status(msg.payload, sender)
+                with self.cond:
+                    if st.state == pb.AgentStatus.STATE_ONLINE:
+                        self.online.add(st.ue_id)
+                    else:
+                        self.online.discard(st.ue_id)
+                    self.cond.notify_all()
+        elif leaf == "state":
+            r = payloads.parse_state_report(msg.payload, sender)
+            self._check_round(r.round)
+            with self.cond:
+                self.states.setdefault(r.round, {})[r.ue_id] = r
+                self.cond.notify_all()
+
+    def _check_round(self, round_: int) -> None:
+        if round_ >= self.cfg.rounds:
+            raise payloads.PayloadError(f"round = {round_} is beyond this run's rounds (last {self.cfg.rounds - 1})",
+                                        "round")
 
     def wait_online(self, timeout: float) -> bool:
         with self.cond:
@@ -390,8 +417,8 @@ def _run_round(cfg, coord: Coordinator, sim, obs, t: int, ues, params, num_chann
             coord.cond.wait_for(lambda commanded=commanded: len(coord.telemetry.get(t, {})) >= n
                                 or (cfg.policy == "centralized" and not commanded and len(coord.states.get(t, {})) >= n),
                                 timeout=0.2)
-            have_tel = dict(coord.telemetry.get(t, {}))
-            states = dict(coord.states.get(t, {}))
+            have_tel = {u: v for u, v in coord.telemetry.get(t, {}).items() if u in task_msgs}
+            states = {u: v for u, v in coord.states.get(t, {}).items() if u in task_msgs}
         if cfg.policy == "centralized" and not commanded and len(states) >= n:
             joint = np.array([states[u].local_state for u in ues])
             d = central_decide(joint, tasks.edge[0], sim.num_edges, num_channels)
@@ -502,6 +529,7 @@ def summarize(cfg: EmulateConfig, sc: Scenario, rounds: list[dict], agents: list
         "decision_duplicates": coord.duplicate_decisions,
         "telemetry_out_of_order": coord.out_of_order,
         "coordinator_dropped_payloads": coord.dropped,
+        "unknown_senders": coord.unknown_senders,
         "resent_tasks": int(sum(r["resent_tasks"] for r in rounds)),
         "late_decisions": int(sum(r["late_decisions"] for r in rounds)),
         "decision_window_s": cfg.window_s,
