@@ -586,8 +586,8 @@ class UEAgent:
         out.executed = pb.OFFLOAD_TARGET_LOCAL
         out.fallback_reason = reason
         out.compute_seconds, out.energy_joules = t1, energy
-        out.wall_seconds = time.time() - start
-        out.execution_seconds = clock.emulated(max(0.0, out.wall_seconds))
+        out.wall_seconds = max(0.0, time.time() - start)  # a fallback before the frame opened: 0
+        out.execution_seconds = clock.emulated(out.wall_seconds)
         return out
 
     def summary(self) -> dict:
