@@ -133,7 +133,7 @@ class UEAgent:
         self.rejected_policy = ("", "")
         self.stats = {"rounds": 0, "dropped_payloads": 0, "fallbacks": 0, "duplicates": 0,
                       "published": 0, "published_bytes": 0, "received": 0, "received_bytes": 0,
-                      "connects": 0, "callback_errors": 0, "refused_tasks": 0, "reused_rounds": 0,
+                      "handled": 0, "connects": 0, "callback_errors": 0, "refused_tasks": 0, "reused_rounds": 0,
                       "decision_wall_seconds": []}
         self.seen_topics: list[str] = []  # every topic a message arrived on (tests)
         self.policy_inputs: list[np.ndarray] = []  # every local-state batch given to the policy (tests)
@@ -256,6 +256,8 @@ class UEAgent:
         except PayloadError as err:
             self.stats["dropped_payloads"] += 1
             log.warning("%s: dropped payload on %s: %s", c.ue_id, msg.topic[:200], err)
+        finally:
+            self.stats["handled"] += 1  # every message, whatever became of it (tests wait on it)
 
     # -- edge-server info (read once, cached on disk for offline restarts) -------------
     def _edge_info_path(self) -> Path:

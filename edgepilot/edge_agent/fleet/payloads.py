@@ -19,6 +19,9 @@ from edgepilot.v1 import fleet_pb2 as pb
 #: C in [600, 1200] cycles/bit; these bounds are wide around that and reject garbage.
 MAX_TASK_BITS = 1e10
 MAX_CYCLES_PER_BIT = 1e6
+#: S_i x C of one task: 40 x Table I's largest (20 Mbit x 1200); more would hold a UE's
+#: only worker for hours of emulated (or real) compute
+MAX_TASK_CYCLES = 1e12
 MAX_DEADLINE_SECONDS = 1e6
 MAX_CHANNELS = 256
 MAX_EDGE_ID = 4096
@@ -81,6 +84,7 @@ def check_task(task: pb.Task, ue_id: str | None = None) -> pb.Task:
     _finite("input_bits", task.input_bits, 0.0, MAX_TASK_BITS, lo_open=True)
     _finite("output_bits", task.output_bits, 0.0, MAX_TASK_BITS)
     _finite("cycles_per_bit", task.cycles_per_bit, 0.0, MAX_CYCLES_PER_BIT, lo_open=True)
+    _finite("input_bits x cycles_per_bit", task.input_bits * task.cycles_per_bit, 0.0, MAX_TASK_CYCLES)
     _finite("deadline_seconds", task.deadline_seconds, 0.0, MAX_DEADLINE_SECONDS)
     _finite("issued_unix_seconds", task.issued_unix_seconds, 0.0, 1e11)
     if task.frame_start_unix_seconds:
