@@ -100,6 +100,13 @@ class Coordinator:
         self.connected = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgepilot-coordinator",
                                   protocol=mqtt.MQTTv311, clean_session=False)  # the broker queues for it
+        if cfg.username:  # an external broker with the shipped config: the coordinator's user
+            creds = json.loads(Path(cfg.password_file).read_text())
+            if cfg.username not in creds:
+                raise RuntimeError(f"{cfg.password_file}: no password for {cfg.username}")
+            self.client.username_pw_set(cfg.username, creds[cfg.username])
+        if cfg.tls_ca:
+            self.client.tls_set(ca_certs=cfg.tls_ca)
         self.client.reconnect_delay_set(0.1, 2.0)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
@@ -305,6 +312,7 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
         spec = {
             "broker_host": cfg.broker_host, "broker_port": port, "state_root": str(out / "agents"),
             "hardware_profile": cfg.profile, "wire_scale": cfg.wire_scale,
+            "password_file": cfg.password_file, "tls_ca": cfg.tls_ca,
             "mode": "centralized" if cfg.policy == "centralized" else "decentralized",
             "num_channels": sc.radio.num_channels, "command_timeout_s": 30.0,
             "policy": {"kind": "threshold" if cfg.policy == "centralized" else cfg.policy, "bundle": cfg.bundle,
