@@ -96,6 +96,8 @@ class Coordinator:
         self.duplicate_decisions = 0
         self.dropped = 0
         self.unknown_senders = 0  # messages on the topics of UE ids not in this run: logged, ignored
+        self.telemetry_messages = 0  # every telemetry message taken (duplicates included)
+        self.heard: dict[str, list] = {}  # UE -> (wall time, leaf) of every message taken from it
         self._known = frozenset(ues)
         self.connected = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgepilot-coordinator",
@@ -157,6 +159,7 @@ class Coordinator:
             return
         if leaf != "status":
             self.counter.add(leaf, publish_packet_bytes(msg.topic, msg.payload, msg.qos))
+        self.heard.setdefault(sender, []).append((time.time(), leaf))
         if leaf == "decision":
             d = payloads.parse_decision(msg.payload, sender)
             self._check_round(d.round)
@@ -168,6 +171,7 @@ class Coordinator:
         elif leaf == "telemetry":
             t = payloads.parse_telemetry(msg.payload, sender, self.cfg.rounds - 1)
             with self.cond:
+                self.telemetry_messages += 1
                 # the outbox numbers decisions and telemetry together, and never reuses a
                 # number (across restarts too): (UE, seq) is the dedup key; a repeat is an
                 # at-least-once duplicate, counted once and not taken again
@@ -242,7 +246,11 @@ def central_decide(states: np.ndarray, edge_id: np.ndarray, num_edges: int, num_
 _OFFLOAD_NAME = {LOCAL: "local", EDGE: "edge", CLOUD: "cloud"}
 
 
-def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -> dict:
+def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print,
+                  chaos: Callable[[int, dict], None] | None = None) -> dict:
+    """``chaos(round, fleet)`` (fault drills, benchmarks/fleet_chaos.py) runs on its own
+    thread at the start of each round and is joined before the next; ``fleet`` holds the
+    broker, the coordinator, the agent-host processes and functions that restart them."""
     sc = fleet_scenario(cfg)
     params = sc.network_params
     out = Path(cfg.out)
@@ -281,8 +289,8 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
         progress(f"broker: {cfg.broker_kind} on {cfg.broker_host}:{port}")
 
         # -- cloud tier and edge servers ----------------------------------------------
-        def server(service) -> EdgeServer:
-            s = EdgeServer(ServerConfig(port=0, max_workers=cfg.ues + 8, max_message_bytes=64 << 20, grace_seconds=1.0))
+        def server(service, port: int = 0) -> EdgeServer:
+            s = EdgeServer(ServerConfig(port=port, max_workers=cfg.ues + 8, max_message_bytes=64 << 20, grace_seconds=1.0))
             s.add_service(service)
             s.start()
             stack.append(lambda: s.stop(0.5))
@@ -290,9 +298,11 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
 
         cloud = server(TaskExecutionService("cloud", radio, params.edge_cpu_hz, params.cloud_cpu_hz, clock,
                                             wire_scale=cfg.wire_scale))
-        edges = [server(TaskExecutionService("edge", radio, params.edge_cpu_hz, params.cloud_cpu_hz, clock, edge_id=k,
-                                             cloud_address=cloud.address, wire_scale=cfg.wire_scale))
-                 for k in range(cfg.edges)]
+        def edge_server(k: int, port: int = 0) -> EdgeServer:
+            return server(TaskExecutionService("edge", radio, params.edge_cpu_hz, params.cloud_cpu_hz, clock, edge_id=k,
+                                               cloud_address=cloud.address, wire_scale=cfg.wire_scale), port)
+
+        edges = [edge_server(k) for k in range(cfg.edges)]
         progress(f"edge servers: {', '.join(e.address for e in edges)}; cloud tier {cloud.address}")
 
         # -- coordinator, edge info ------------------------------------------------------
@@ -333,6 +343,7 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
             stack.append(stop_threads)
         else:
             procs = []
+            host_cmds = []
             for p in range(min(cfg.agent_procs, cfg.ues)):
                 mine = ues[p::cfg.agent_procs]
                 host_spec = {**spec, "agents": [{"ue_id": u, "edge_id": edge_of[u]} for u in mine],
@@ -340,8 +351,9 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
                 spec_path = out / f"agent-host-{p}.json"
                 spec_path.write_text(json.dumps(host_spec))
                 env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-                procs.append(subprocess.Popen([sys.executable, "-m", "edgepilot.emulation.host", str(spec_path)],
-                                              stdout=subprocess.PIPE, stderr=open(out / f"agent-host-{p}.log", "wb"), env=env))
+                host_cmds.append(([sys.executable, "-m", "edgepilot.emulation.host", str(spec_path)], env, mine))
+                procs.append(subprocess.Popen(host_cmds[-1][0], stdout=subprocess.DEVNULL,
+                                              stderr=open(out / f"agent-host-{p}.log", "ab"), env=env))
 
             def stop_procs() -> None:
                 for pr in procs:
@@ -366,7 +378,24 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
         sim = BatchSimulator(sc, batch_size=1, seed=cfg.seed)
         obs = sim.reset()
         rounds = []
+        fleet: dict = {"broker": broker, "coordinator": coord, "edges": edges, "progress": progress}
+        if cfg.agent_procs > 0:
+            def restart_host(p: int) -> None:
+                cmd, env, _ = host_cmds[p]
+                procs[p] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(out / f"agent-host-{p}.log", "ab"),
+                                            env=env)
+
+            def restart_edge(k: int) -> EdgeServer:
+                port_k = int(edges[k].address.rsplit(":", 1)[1])
+                edges[k] = edge_server(k, port_k)
+                return edges[k]
+
+            fleet.update(procs=procs, hosts=[h[2] for h in host_cmds], restart_host=restart_host,
+                         restart_edge=restart_edge)
         for t in range(cfg.rounds):
+            drill = threading.Thread(target=chaos, args=(t, fleet), daemon=True) if chaos is not None else None
+            if drill is not None:
+                drill.start()
             restart = None
             if cfg.restart_broker_at is not None and t == cfg.restart_broker_at:
                 progress(f"round {t}: restarting the broker while the round runs")
@@ -377,6 +406,8 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
                      f"{r['predicted_round_time_s']:.2f} s, offload L/E/C {r['offload_mix']['local']}/"
                      f"{r['offload_mix']['edge']}/{r['offload_mix']['cloud']}, {r['messages']} msgs")
             obs = sim.step(r.pop("_decision")).observation
+            if drill is not None:
+                drill.join()
     finally:
         for fn in reversed(stack):
             try:
