@@ -24,6 +24,8 @@ import threading
 import time
 from pathlib import Path
 
+from edgepilot.hardware.mosquitto.credentials import shipped_settings
+
 log = logging.getLogger("edgepilot.broker")
 
 MOSQUITTO_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto")
@@ -148,7 +150,8 @@ class MosquittoBroker:
     messages of persistent sessions."""
 
     def __init__(self, port: int = 0, host: str = "127.0.0.1", workdir: str | os.PathLike | None = None,
-                 extra_config: list[str] | None = None, allow_anonymous: bool = True) -> None:
+                 extra_config: list[str] | None = None, allow_anonymous: bool = True,
+                 settings: list[str] | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
         self._own_dir = workdir is None
@@ -156,6 +159,8 @@ class MosquittoBroker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.extra_config = list(extra_config or [])
         self.allow_anonymous = allow_anonymous
+        # persistence, packet size and queue settings: the shipped config's
+        self.settings = shipped_settings() if settings is None else list(settings)
         self.proc: subprocess.Popen | None = None
         self.conf_path = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
@@ -166,9 +171,7 @@ class MosquittoBroker:
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             "persistence true",
             f"persistence_location {self.workdir}/",
-            "autosave_interval 1",
-            "max_queued_messages 100000",
-            "max_inflight_messages 64",
+            *self.settings,
             "log_dest stderr",
             "log_type error",
             "log_type warning",
@@ -208,6 +211,15 @@ class MosquittoBroker:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """kill -9: a crash (nothing saved beyond what persistence already wrote)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
         self.proc = None
 
     def restart(self, down_seconds: float = 0.5) -> None:

@@ -13,6 +13,7 @@ pydantic, typing annotations (Python 3.8) and nothing heavy at import time.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List, Literal, Optional, Tuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -64,6 +65,13 @@ class EmulateConfig(BaseModel):
     broker: Optional[str] = Field(
         None, description="HOST:PORT: where an embedded / Mosquitto broker listens (default 127.0.0.1:0, a free "
                           "port) or where the external one is")
+    username: Optional[str] = Field(
+        None, description="MQTT user name of the coordinator on an external broker (the shipped config's is "
+                          "edgepilot-coordinator); the agents connect as their UE id")
+    password_file: Optional[str] = Field(
+        None, description="JSON file of MQTT user name -> password (credentials.json of "
+                          "python -m edgepilot.hardware.mosquitto.credentials): the coordinator's and every UE's")
+    tls_ca: Optional[str] = Field(None, description="CA certificate of the broker (enables TLS to it)")
     agent_procs: int = Field(2, ge=0, description="agent-host processes (0 = threads in this process)")
     profile: str = Field("jetson-nano", description="hardware profile the UEs emulate")
     seed: int = Field(0, ge=0, description="seed of placements, tasks and fading")
@@ -119,6 +127,17 @@ class EmulateConfig(BaseModel):
                              "with a key made on the spot")
         if self.broker_kind == "external" and (self.broker is None or self.broker_port == 0):
             raise ValueError("broker_kind external needs broker HOST:PORT with a port (--broker)")
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file (--password-file) needs username (--username): the coordinator's user")
+        if self.username is not None and self.password_file is None:
+            raise ValueError("username (--username) needs password_file (--password-file)")
+        if (self.username or self.tls_ca) and self.broker_kind != "external":
+            raise ValueError("username / tls_ca (--username, --tls-ca) are for broker_kind external (--broker-kind "
+                             "external): the brokers started here are local and anonymous")
+        for name in ("password_file", "tls_ca"):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{name}: no such file: {path}")
         if self.restart_broker_at is not None:
             if self.broker_kind != "mosquitto":
                 raise ValueError("restart_broker_at needs broker_kind mosquitto (--broker-kind mosquitto)")

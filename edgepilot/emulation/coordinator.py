@@ -95,9 +95,20 @@ class Coordinator:
         self.duplicates = 0
         self.duplicate_decisions = 0
         self.dropped = 0
+        self.unknown_senders = 0  # messages on the topics of UE ids not in this run: logged, ignored
+        self.telemetry_messages = 0  # every telemetry message taken (duplicates included)
+        self.heard: dict[str, list] = {}  # UE -> (wall time, leaf) of every message taken from it
+        self._known = frozenset(ues)
         self.connected = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edgepilot-coordinator",
                                   protocol=mqtt.MQTTv311, clean_session=False)  # the broker queues for it
+        if cfg.username:  # an external broker with the shipped config: the coordinator's user
+            creds = json.loads(Path(cfg.password_file).read_text())
+            if cfg.username not in creds:
+                raise RuntimeError(f"{cfg.password_file}: no password for {cfg.username}")
+            self.client.username_pw_set(cfg.username, creds[cfg.username])
+        if cfg.tls_ca:
+            self.client.tls_set(ca_certs=cfg.tls_ca)
         self.client.reconnect_delay_set(0.1, 2.0)
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
@@ -125,47 +136,74 @@ class Coordinator:
             self.counter.add(topic.rsplit("/", 1)[-1], publish_packet_bytes(topic, payload, 1))
 
     def _on_message(self, client, userdata, msg) -> None:
-        leaf = msg.topic.rsplit("/", 1)[-1]
-        if leaf != "status":
-            self.counter.add(leaf, publish_packet_bytes(msg.topic, msg.payload, msg.qos))
+        # Runs on paho's network thread: nothing may escape it (an exception here would end
+        # the coordinator's MQTT loop). Every payload is bound to its sender: the UE id of
+        # the topic (the broker's ACL lets a UE publish only under its own id) must be the
+        # one inside, and the sender must be one of this run's UEs.
         try:
-            if leaf == "decision":
-                d = payloads.parse_decision(msg.payload, topics.ue_of(msg.topic))
-                with self.cond:
-                    if d.ue_id in self.decisions.get(d.round, {}):
-                        self.duplicate_decisions += 1
-                    self.decisions.setdefault(d.round, {})[d.ue_id] = d
-                    self.cond.notify_all()
-            elif leaf == "telemetry":
-                t = payloads.parse_telemetry(msg.payload)
-                with self.cond:
-                    # the outbox numbers decisions and telemetry together: telemetry seqs
-                    # rise but skip; a repeat is an at-least-once duplicate, a drop is disorder
-                    seen = self.seen_seqs.setdefault(t.ue_id, set())
-                    if t.seq in seen:
-                        self.duplicates += 1
-                    elif seen and t.seq < max(seen):
-                        self.out_of_order += 1
-                    seen.add(t.seq)
-                    self.telemetry.setdefault(t.outcome.round, {})[t.ue_id] = t
-                    self.cond.notify_all()
-            elif leaf == "status":
-                if msg.payload:
-                    st = payloads.parse_status(msg.payload)
-                    with self.cond:
-                        if st.state == pb.AgentStatus.STATE_ONLINE:
-                            self.online.add(st.ue_id)
-                        else:
-                            self.online.discard(st.ue_id)
-                        self.cond.notify_all()
-            elif leaf == "state":
-                r = payloads.parse_state_report(msg.payload)
-                with self.cond:
-                    self.states.setdefault(r.round, {})[r.ue_id] = r
-                    self.cond.notify_all()
+            self._handle(msg)
         except payloads.PayloadError as err:
             self.dropped += 1
-            log.warning("coordinator dropped a payload on %s: %s", msg.topic, err)
+            log.warning("coordinator dropped a payload on %s: %s", msg.topic[:200], err)
+        except Exception:  # noqa: BLE001 - logged, the loop goes on
+            self.dropped += 1
+            log.exception("coordinator: unexpected error handling a message on %s", msg.topic[:200])
+
+    def _handle(self, msg) -> None:
+        leaf = msg.topic.rsplit("/", 1)[-1]
+        sender = topics.ue_of(msg.topic)
+        if sender not in self._known:
+            self.unknown_senders += 1
+            log.warning("coordinator ignored a message from unknown sender %r on %s", (sender or "")[:64],
+                        msg.topic[:200])
+            return
+        if leaf != "status":
+            self.counter.add(leaf, publish_packet_bytes(msg.topic, msg.payload, msg.qos))
+        self.heard.setdefault(sender, []).append((time.time(), leaf))
+        if leaf == "decision":
+            d = payloads.parse_decision(msg.payload, sender)
+            self._check_round(d.round)
+            with self.cond:
+                if d.ue_id in self.decisions.get(d.round, {}):
+                    self.duplicate_decisions += 1
+                self.decisions.setdefault(d.round, {})[d.ue_id] = d
+                self.cond.notify_all()
+        elif leaf == "telemetry":
+            t = payloads.parse_telemetry(msg.payload, sender, self.cfg.rounds - 1)
+            with self.cond:
+                self.telemetry_messages += 1
+                # the outbox numbers decisions and telemetry together, and never reuses a
+                # number (across restarts too): (UE, seq) is the dedup key; a repeat is an
+                # at-least-once duplicate, counted once and not taken again
+                seen = self.seen_seqs.setdefault(t.ue_id, set())
+                if t.seq in seen:
+                    self.duplicates += 1
+                    return
+                if seen and t.seq < max(seen):
+                    self.out_of_order += 1
+                seen.add(t.seq)
+                self.telemetry.setdefault(t.outcome.round, {})[t.ue_id] = t
+                self.cond.notify_all()
+        elif leaf == "status":
+            if msg.payload:
+                st = payloads.parse_status(msg.payload, sender)
+                with self.cond:
+                    if st.state == pb.AgentStatus.STATE_ONLINE:
+                        self.online.add(st.ue_id)
+                    else:
+                        self.online.discard(st.ue_id)
+                    self.cond.notify_all()
+        elif leaf == "state":
+            r = payloads.parse_state_report(msg.payload, sender)
+            self._check_round(r.round)
+            with self.cond:
+                self.states.setdefault(r.round, {})[r.ue_id] = r
+                self.cond.notify_all()
+
+    def _check_round(self, round_: int) -> None:
+        if round_ >= self.cfg.rounds:
+            raise payloads.PayloadError(f"round = {round_} is beyond this run's rounds (last {self.cfg.rounds - 1})",
+                                        "round")
 
     def wait_online(self, timeout: float) -> bool:
         with self.cond:
@@ -208,7 +246,11 @@ def central_decide(states: np.ndarray, edge_id: np.ndarray, num_edges: int, num_
 _OFFLOAD_NAME = {LOCAL: "local", EDGE: "edge", CLOUD: "cloud"}
 
 
-def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -> dict:
+def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print,
+                  chaos: Callable[[int, dict], None] | None = None) -> dict:
+    """``chaos(round, fleet)`` (fault drills, benchmarks/fleet_chaos.py) runs on its own
+    thread at the start of each round and is joined before the next; ``fleet`` holds the
+    broker, the coordinator, the agent-host processes and functions that restart them."""
     sc = fleet_scenario(cfg)
     params = sc.network_params
     out = Path(cfg.out)
@@ -247,8 +289,8 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
         progress(f"broker: {cfg.broker_kind} on {cfg.broker_host}:{port}")
 
         # -- cloud tier and edge servers ----------------------------------------------
-        def server(service) -> EdgeServer:
-            s = EdgeServer(ServerConfig(port=0, max_workers=cfg.ues + 8, max_message_bytes=64 << 20, grace_seconds=1.0))
+        def server(service, port: int = 0) -> EdgeServer:
+            s = EdgeServer(ServerConfig(port=port, max_workers=cfg.ues + 8, max_message_bytes=64 << 20, grace_seconds=1.0))
             s.add_service(service)
             s.start()
             stack.append(lambda: s.stop(0.5))
@@ -256,9 +298,11 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
 
         cloud = server(TaskExecutionService("cloud", radio, params.edge_cpu_hz, params.cloud_cpu_hz, clock,
                                             wire_scale=cfg.wire_scale))
-        edges = [server(TaskExecutionService("edge", radio, params.edge_cpu_hz, params.cloud_cpu_hz, clock, edge_id=k,
-                                             cloud_address=cloud.address, wire_scale=cfg.wire_scale))
-                 for k in range(cfg.edges)]
+        def edge_server(k: int, port: int = 0) -> EdgeServer:
+            return server(TaskExecutionService("edge", radio, params.edge_cpu_hz, params.cloud_cpu_hz, clock, edge_id=k,
+                                               cloud_address=cloud.address, wire_scale=cfg.wire_scale), port)
+
+        edges = [edge_server(k) for k in range(cfg.edges)]
         progress(f"edge servers: {', '.join(e.address for e in edges)}; cloud tier {cloud.address}")
 
         # -- coordinator, edge info ------------------------------------------------------
@@ -278,6 +322,7 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
         spec = {
             "broker_host": cfg.broker_host, "broker_port": port, "state_root": str(out / "agents"),
             "hardware_profile": cfg.profile, "wire_scale": cfg.wire_scale,
+            "password_file": cfg.password_file, "tls_ca": cfg.tls_ca,
             "mode": "centralized" if cfg.policy == "centralized" else "decentralized",
             "num_channels": sc.radio.num_channels, "command_timeout_s": 30.0,
             "policy": {"kind": "threshold" if cfg.policy == "centralized" else cfg.policy, "bundle": cfg.bundle,
@@ -298,6 +343,7 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
             stack.append(stop_threads)
         else:
             procs = []
+            host_cmds = []
             for p in range(min(cfg.agent_procs, cfg.ues)):
                 mine = ues[p::cfg.agent_procs]
                 host_spec = {**spec, "agents": [{"ue_id": u, "edge_id": edge_of[u]} for u in mine],
@@ -305,8 +351,9 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
                 spec_path = out / f"agent-host-{p}.json"
                 spec_path.write_text(json.dumps(host_spec))
                 env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-                procs.append(subprocess.Popen([sys.executable, "-m", "edgepilot.emulation.host", str(spec_path)],
-                                              stdout=subprocess.PIPE, stderr=open(out / f"agent-host-{p}.log", "wb"), env=env))
+                host_cmds.append(([sys.executable, "-m", "edgepilot.emulation.host", str(spec_path)], env, mine))
+                procs.append(subprocess.Popen(host_cmds[-1][0], stdout=subprocess.DEVNULL,
+                                              stderr=open(out / f"agent-host-{p}.log", "ab"), env=env))
 
             def stop_procs() -> None:
                 for pr in procs:
@@ -331,7 +378,24 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
         sim = BatchSimulator(sc, batch_size=1, seed=cfg.seed)
         obs = sim.reset()
         rounds = []
+        fleet: dict = {"broker": broker, "coordinator": coord, "edges": edges, "progress": progress}
+        if cfg.agent_procs > 0:
+            def restart_host(p: int) -> None:
+                cmd, env, _ = host_cmds[p]
+                procs[p] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(out / f"agent-host-{p}.log", "ab"),
+                                            env=env)
+
+            def restart_edge(k: int) -> EdgeServer:
+                port_k = int(edges[k].address.rsplit(":", 1)[1])
+                edges[k] = edge_server(k, port_k)
+                return edges[k]
+
+            fleet.update(procs=procs, hosts=[h[2] for h in host_cmds], restart_host=restart_host,
+                         restart_edge=restart_edge)
         for t in range(cfg.rounds):
+            drill = threading.Thread(target=chaos, args=(t, fleet), daemon=True) if chaos is not None else None
+            if drill is not None:
+                drill.start()
             restart = None
             if cfg.restart_broker_at is not None and t == cfg.restart_broker_at:
                 progress(f"round {t}: restarting the broker while the round runs")
@@ -342,6 +406,8 @@ def run_emulation(cfg: EmulateConfig, progress: Callable[[str], None] = print) -
                      f"{r['predicted_round_time_s']:.2f} s, offload L/E/C {r['offload_mix']['local']}/"
                      f"{r['offload_mix']['edge']}/{r['offload_mix']['cloud']}, {r['messages']} msgs")
             obs = sim.step(r.pop("_decision")).observation
+            if drill is not None:
+                drill.join()
     finally:
         for fn in reversed(stack):
             try:
@@ -390,8 +456,8 @@ def _run_round(cfg, coord: Coordinator, sim, obs, t: int, ues, params, num_chann
             coord.cond.wait_for(lambda commanded=commanded: len(coord.telemetry.get(t, {})) >= n
                                 or (cfg.policy == "centralized" and not commanded and len(coord.states.get(t, {})) >= n),
                                 timeout=0.2)
-            have_tel = dict(coord.telemetry.get(t, {}))
-            states = dict(coord.states.get(t, {}))
+            have_tel = {u: v for u, v in coord.telemetry.get(t, {}).items() if u in task_msgs}
+            states = {u: v for u, v in coord.states.get(t, {}).items() if u in task_msgs}
         if cfg.policy == "centralized" and not commanded and len(states) >= n:
             joint = np.array([states[u].local_state for u in ues])
             d = central_decide(joint, tasks.edge[0], sim.num_edges, num_channels)
@@ -502,6 +568,7 @@ def summarize(cfg: EmulateConfig, sc: Scenario, rounds: list[dict], agents: list
         "decision_duplicates": coord.duplicate_decisions,
         "telemetry_out_of_order": coord.out_of_order,
         "coordinator_dropped_payloads": coord.dropped,
+        "unknown_senders": coord.unknown_senders,
         "resent_tasks": int(sum(r["resent_tasks"] for r in rounds)),
         "late_decisions": int(sum(r["late_decisions"] for r in rounds)),
         "decision_window_s": cfg.window_s,

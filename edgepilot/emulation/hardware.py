@@ -65,9 +65,11 @@ class EmulationClock:
             remaining = wall_deadline - time.time()
             if remaining <= 0:
                 return
-            if stop is not None and stop.is_set():
-                return
-            time.sleep(min(remaining, 1.0))
+            if stop is not None:
+                if stop.wait(min(remaining, 1.0)):
+                    return
+            else:
+                time.sleep(min(remaining, 1.0))
 
 
 @dataclass(frozen=True)

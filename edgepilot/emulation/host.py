@@ -54,7 +54,13 @@ def build_agents(spec: dict) -> list[UEAgent]:
     root = Path(spec["state_root"])
     shared: dict = {}
     agents = []
+    # the agents' passwords stay in the credentials file (never copied into the spec)
+    creds = json.loads(Path(spec["password_file"]).read_text()) if spec.get("password_file") else {}
     for a in spec["agents"]:
+        if creds and a["ue_id"] not in creds:
+            raise ValueError(f"{spec['password_file']}: no password for {a['ue_id']}")
+        if creds:
+            a = {**a, "username": a["ue_id"], "password": creds[a["ue_id"]]}
         cfg = AgentConfig(
             ue_id=a["ue_id"], edge_id=int(a["edge_id"]), state_dir=root / a["ue_id"],
             broker_host=spec.get("broker_host", "127.0.0.1"), broker_port=int(spec.get("broker_port", 1883)),

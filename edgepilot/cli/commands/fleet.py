@@ -71,7 +71,11 @@ def agent_cmd(
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     signal.signal(signal.SIGINT, lambda *_: done.set())
     typer.echo(f"agent {ue_id} (edge {edge_id}) on {broker}; Ctrl-C to stop")
-    done.wait()
+    while not done.wait(1.0):
+        reason = agent.fatal_reason()
+        if reason is not None:  # exit non-zero: systemd (Restart=always) starts a fresh agent
+            agent.stop(flush_timeout=2)
+            failed(f"agent {ue_id}: {reason}")
     agent.stop()
     typer.echo(json.dumps(agent.summary()))
 
@@ -107,6 +111,9 @@ def emulate_cmd(
     wire_scale: float = typer.Option(_default("wire_scale"), "--wire-scale", help="Fraction of each task's bytes that really travel over gRPC, in [0, 1]."),
     broker_kind: str = typer.Option(_default("broker_kind"), "--broker-kind", help="embedded (amqtt, in-process), mosquitto (started here) or external (at --broker)."),
     broker: Optional[str] = typer.Option(None, "--broker", help="MQTT broker, HOST:PORT: the external broker (required with --broker-kind external), else where the started one listens (default 127.0.0.1:0, a free port)."),
+    username: Optional[str] = typer.Option(None, "--username", help="Coordinator's MQTT user name on the external broker (with --password-file)."),
+    password_file: Optional[Path] = typer.Option(None, "--password-file", help="JSON of MQTT user -> password (credentials.json of the shipped Mosquitto config): the coordinator's and each UE's (user = UE id)."),
+    tls_ca: Optional[Path] = typer.Option(None, "--tls-ca", help="CA certificate of the external broker (enables TLS)."),
     agent_procs: int = typer.Option(_default("agent_procs"), "--agent-procs", help="Agent-host processes (0 = threads in this process)."),
     profile: str = typer.Option(_default("profile"), "--profile", "-p", help="Hardware profile the UEs emulate."),
     seed: int = typer.Option(_default("seed"), "--seed", help="Seed of placements, tasks and fading."),

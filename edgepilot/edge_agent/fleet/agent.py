@@ -16,6 +16,8 @@ execution. A payload that does not parse or is out of range is logged and droppe
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import math
@@ -67,6 +69,10 @@ class AgentConfig:
     max_outbox_records: int = 10_000
     trusted_keys: list = field(default_factory=list)
     recent_rounds: int = 16  # rounds whose records are kept to answer a re-sent task
+    # a task's uplink frame may open at most this many wall seconds from now (a later one
+    # is refused with a logged reason: it would hold the agent's only worker)
+    max_frame_ahead_s: float = payloads.MAX_FRAME_AHEAD_SECONDS
+    offload_timeout_s: float = 60.0  # an offload without a task deadline: gRPC deadline after the frame start
 
     def __post_init__(self) -> None:
         topics.check_ue_id(self.ue_id)
@@ -75,6 +81,27 @@ class AgentConfig:
             raise ValueError(f"mode must be 'decentralized' or 'centralized', got {self.mode!r}")
         if not 0 <= self.wire_scale <= 1:
             raise ValueError(f"wire_scale must be in [0, 1], got {self.wire_scale}")
+        for name in ("max_frame_ahead_s", "offload_timeout_s", "command_timeout_s"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, got {v}")
+
+
+def _guarded(fn):
+    """A paho callback that never raises: an exception escaping a callback ends paho's
+    network thread (the agent would stay up, deaf, and never reconnect). It is logged and
+    counted instead; a loop that dies all the same is a fatal state (:meth:`UEAgent.fatal_reason`)."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except Exception:  # noqa: BLE001 - the MQTT loop must go on
+            self.stats["callback_errors"] += 1
+            log.exception("%s: unexpected error in %s (the MQTT loop goes on)", self.config.ue_id, fn.__name__)
+            return None
+
+    return wrapper
 
 
 class UEAgent:
@@ -95,14 +122,19 @@ class UEAgent:
         self._command_cond = threading.Condition()
         self._pending_announcement: pb.PolicyAnnouncement | None = None
         self._subscribed = threading.Event()
-        self._recent: OrderedDict[int, list] = OrderedDict()  # round -> [(topic, payload)]
+        # round -> (fingerprint of the task, [(topic, payload)]): a re-sent task (the same
+        # bytes) is answered from these records; another task under a used round number
+        # is a new task and decided anew (see docs/fleet.md, "Round numbers")
+        self._recent: OrderedDict[int, tuple] = OrderedDict()
         self._clients: dict[str, TaskExecutionClient] = {}
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        self._started = False
         self.rejected_policy = ("", "")
         self.stats = {"rounds": 0, "dropped_payloads": 0, "fallbacks": 0, "duplicates": 0,
                       "published": 0, "published_bytes": 0, "received": 0, "received_bytes": 0,
-                      "connects": 0, "decision_wall_seconds": []}
+                      "handled": 0, "connects": 0, "callback_errors": 0, "refused_tasks": 0, "reused_rounds": 0,
+                      "decision_wall_seconds": []}
         self.seen_topics: list[str] = []  # every topic a message arrived on (tests)
         self.policy_inputs: list[np.ndarray] = []  # every local-state batch given to the policy (tests)
         self.record_inputs = False
@@ -154,6 +186,7 @@ class UEAgent:
         payload = self._status(pb.AgentStatus.STATE_ONLINE).SerializeToString()
         self._publish_raw(topics.status(self.config.ue_id), payload, 1, True)
 
+    @_guarded
     def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
         if reason_code.is_failure:
             log.warning("%s: broker refused the connection: %s", self.config.ue_id, reason_code)
@@ -170,6 +203,7 @@ class UEAgent:
         self.outbox.kick()
         log.info("%s: connected to %s:%d", c.ue_id, c.broker_host, c.broker_port)
 
+    @_guarded
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:
         self._subscribed.set()  # SUBACK: from here on the broker routes this UE's tasks to it
 
@@ -177,15 +211,18 @@ class UEAgent:
         """True once the broker has acknowledged this agent's subscriptions."""
         return self._subscribed.wait(timeout)
 
+    @_guarded
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
         self.outbox.connection_lost()
         if not self._stop.is_set():
             log.warning("%s: broker connection lost (%s); deciding on, telemetry queued on disk",
                         self.config.ue_id, reason_code)
 
+    @_guarded
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None) -> None:
         self.outbox.acked(mid)
 
+    @_guarded
     def _on_message(self, client, userdata, msg) -> None:
         received = time.time()
         self.stats["received"] += 1
@@ -218,7 +255,9 @@ class UEAgent:
                 self.stats["dropped_payloads"] += 1
         except PayloadError as err:
             self.stats["dropped_payloads"] += 1
-            log.warning("%s: dropped payload on %s: %s", c.ue_id, msg.topic, err)
+            log.warning("%s: dropped payload on %s: %s", c.ue_id, msg.topic[:200], err)
+        finally:
+            self.stats["handled"] += 1  # every message, whatever became of it (tests wait on it)
 
     # -- edge-server info (read once, cached on disk for offline restarts) -------------
     def _edge_info_path(self) -> Path:
@@ -257,11 +296,29 @@ class UEAgent:
         self.client.loop_start()
         self._worker = threading.Thread(target=self._run, name=f"agent-{c.ue_id}", daemon=True)
         self._worker.start()
+        self._started = True
         return self
+
+    def fatal_reason(self) -> str | None:
+        """Why this agent can no longer work (its MQTT network thread, its worker or its
+        outbox pump died), or None. ``edgepilot agent`` exits non-zero on it, so the service
+        manager restarts the process (the unit has Restart=always)."""
+        if not self._started or self._stop.is_set():
+            return None
+        net = getattr(self.client, "_thread", None)
+        if net is None or not net.is_alive():
+            return "the MQTT network thread ended"
+        if self._worker is None or not self._worker.is_alive():
+            return "the round worker ended"
+        pump = getattr(self.outbox, "_thread", None)
+        if pump is None or not pump.is_alive():
+            return "the outbox pump ended"
+        return None
 
     def stop(self, flush_timeout: float = 5.0) -> None:
         """Finish the current round, flush the outbox (bounded wait), go offline."""
         self._tasks.put(None)
+        self._started = False
         if self._worker is not None:
             self._worker.join(timeout=flush_timeout + 30)
         self.outbox.wait_empty(flush_timeout)
@@ -302,6 +359,12 @@ class UEAgent:
     # or the local source's thread) and published at once; executing it (seconds of
     # emulated compute or an offload) happens on the agent's worker thread.
     def _accept(self, task: pb.Task, received: float) -> None:
+        ahead = task.frame_start_unix_seconds - received if task.frame_start_unix_seconds else 0.0
+        if ahead > self.config.max_frame_ahead_s:
+            self.stats["refused_tasks"] += 1
+            log.warning("%s: task of round %d refused: its frame starts %.0f s from now (at most %g s)",
+                        self.config.ue_id, task.round, ahead, self.config.max_frame_ahead_s)
+            return
         if self.config.mode == "centralized" or not self._edge_info_ready.is_set():
             self._tasks.put(("task", task, received))  # decided on the worker
             return
@@ -315,7 +378,10 @@ class UEAgent:
 
     def _run(self) -> None:
         while True:
-            item = self._tasks.get()
+            try:
+                item = self._tasks.get(timeout=1.0)
+            except queue.Empty:
+                continue
             if item is None:
                 return
             task, received = item[1], item[2]
@@ -346,12 +412,18 @@ class UEAgent:
         """Local state (14) -> policy -> Decision, published (via the outbox) at once.
         Returns (decision message, decided time) or None (duplicate / unusable task)."""
         c = self.config
+        fingerprint = hashlib.sha256(task.SerializeToString(deterministic=True)).digest()
         with self._decide_lock:
-            if task.round in self._recent:  # a re-sent task (e.g. after a broker restart)
+            seen = self._recent.get(task.round)
+            if seen is not None and seen[0] == fingerprint:  # a re-sent task (e.g. after a broker restart)
                 self.stats["duplicates"] += 1
-                for topic, payload in list(self._recent[task.round]):
+                for topic, payload in list(seen[1]):
                     self.outbox.put(topic, payload, qos=1)
                 return None
+            if seen is not None:  # the round number of an earlier, different task: a new task
+                self.stats["reused_rounds"] += 1
+                log.warning("%s: round %d reused by a different task: deciding it anew", c.ue_id, task.round)
+                del self._recent[task.round]
             if self._pending_announcement is not None:  # between rounds, never inside one
                 ann, self._pending_announcement = self._pending_announcement, None
                 self._apply_update(ann)
@@ -379,7 +451,7 @@ class UEAgent:
             )
             record = (topics.decision(c.ue_id), dmsg.SerializeToString())
             self.outbox.put(record[0], record[1], qos=1, send_now=True)
-            self._recent[task.round] = [record]
+            self._recent[task.round] = (fingerprint, [record])
             while len(self._recent) > c.recent_rounds:
                 self._recent.popitem(last=False)
             lat = self.stats["decision_wall_seconds"]
@@ -403,8 +475,9 @@ class UEAgent:
 
         self.outbox.put(tel_topic, b"", qos=1, make_payload=telemetry, send_now=True)
         with self._decide_lock:
-            if task.round in self._recent:
-                self._recent[task.round].append((tel_topic, built[0]))
+            seen = self._recent.get(task.round)
+            if seen is not None and seen[1] and seen[1][0][1] == dmsg.SerializeToString():  # still this task's record
+                seen[1].append((tel_topic, built[0]))
         self.stats["rounds"] += 1
 
     def local_state(self, task: pb.Task, params: NetworkParams) -> np.ndarray:
@@ -471,8 +544,11 @@ class UEAgent:
             out.wall_seconds = time.time() - start
             out.execution_seconds = clock.emulated(out.wall_seconds)
             return out
-        deadline_wall = received + clock.wall(task.deadline_seconds) if task.deadline_seconds > 0 else None
         frame_start = task.frame_start_unix_seconds or decided
+        # every offload call carries a gRPC deadline: the task's, else the frame start plus
+        # offload_timeout_s (the frame start itself is bounded by max_frame_ahead_s)
+        deadline_wall = (received + clock.wall(task.deadline_seconds) if task.deadline_seconds > 0
+                         else max(decided, frame_start) + c.offload_timeout_s)
         start = max(decided, frame_start)
         req = pb.ExecuteRequest(
             ue_id=c.ue_id, round=task.round, target=d.offload, input_bits=task.input_bits,
@@ -483,7 +559,7 @@ class UEAgent:
         )
         reason, resp = "", None
         for attempt in range(3):  # a transient UNAVAILABLE (connection reset under load) is retried twice
-            timeout = None if deadline_wall is None else max(0.001, deadline_wall - time.time())
+            timeout = max(0.001, deadline_wall - time.time())
             try:
                 resp = self._client(self.edge_info.grpc_address).execute(req, timeout=timeout)
                 break
@@ -512,8 +588,8 @@ class UEAgent:
         out.executed = pb.OFFLOAD_TARGET_LOCAL
         out.fallback_reason = reason
         out.compute_seconds, out.energy_joules = t1, energy
-        out.wall_seconds = time.time() - start
-        out.execution_seconds = clock.emulated(max(0.0, out.wall_seconds))
+        out.wall_seconds = max(0.0, time.time() - start)  # a fallback before the frame opened: 0
+        out.execution_seconds = clock.emulated(out.wall_seconds)
         return out
 
     def summary(self) -> dict:

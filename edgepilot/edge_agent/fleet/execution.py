@@ -15,7 +15,16 @@ model (eq. 2-12):
   queue), and the edge server adds the task's backhaul T22 (9) on the way back.
 
 One role per instance: ``role="edge"`` (with a ``cloud_address`` to forward to) or
-``role="cloud"``. Both register on :class:`edgepilot.edge_agent.server.EdgeServer`.
+``role="cloud"``. Both register on :class:`edgepilot.edge_agent.server.EdgeServer`, so
+every call passes the server's call interceptor (:mod:`edgepilot.edge_agent.server.calls`:
+metrics, stream caps) and its TLS / mutual-TLS credentials when the server has them.
+
+Bounded like the split service: a call without a gRPC deadline gets
+``default_deadline_seconds`` (30 s), none is honoured beyond ``max_deadline_seconds``
+(300 s), and a frame start more than ``max_frame_ahead_seconds`` (60 s) from now is
+refused (INVALID_ARGUMENT): every wait of a call (the frame start, the queue, the cloud
+tier) ends at the call's deadline or as soon as the client goes away, so no request can
+hold a worker for longer.
 """
 
 from __future__ import annotations
@@ -63,9 +72,20 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
 
     def __init__(self, role: str, radio: RadioCell, edge_cpu_hz: float, cloud_cpu_hz: float,
                  clock: EmulationClock, edge_id: int = 0, cloud_address: str | None = None,
-                 wire_scale: float = 1.0, keep_frames: int = 256) -> None:
+                 wire_scale: float = 1.0, keep_frames: int = 256, default_deadline_seconds: float = 30.0,
+                 max_deadline_seconds: float = 300.0, max_frame_ahead_seconds: float = 60.0,
+                 cloud_credentials: grpc.ChannelCredentials | None = None) -> None:
         if role not in ("edge", "cloud"):
             raise ValueError(f"role must be 'edge' or 'cloud', got {role!r}")
+        if not 0 < default_deadline_seconds <= max_deadline_seconds:
+            raise ValueError("default_deadline_seconds must be > 0 and <= max_deadline_seconds, got "
+                             f"{default_deadline_seconds} / {max_deadline_seconds}")
+        if not max_frame_ahead_seconds > 0:
+            raise ValueError(f"max_frame_ahead_seconds must be > 0, got {max_frame_ahead_seconds}")
+        self.default_deadline_seconds = default_deadline_seconds
+        self.max_deadline_seconds = max_deadline_seconds
+        self.max_frame_ahead_seconds = max_frame_ahead_seconds
+        self.cloud_credentials = cloud_credentials
         self.role = role
         self.radio = radio
         self.edge = ComputeEmulator(edge_cpu_hz)
@@ -87,7 +107,7 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
 
     def start(self) -> None:
         if self.role == "edge" and self.cloud_address:
-            self._cloud = TaskExecutionClient(self.cloud_address)
+            self._cloud = TaskExecutionClient(self.cloud_address, credentials=self.cloud_credentials)
 
     def stop(self) -> None:
         if self._cloud is not None:
@@ -130,26 +150,35 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
     def Execute(self, request: pb.ExecuteRequest, context) -> pb.ExecuteResponse:
         received = time.time()
         error = _check_request(request, self.role)
+        if error is None:
+            ahead = request_frame_start(request) - received
+            if ahead > self.max_frame_ahead_seconds:
+                error = (f"frame_start_unix_seconds is {min(ahead, 1e12):.0f} s from now "
+                         f"(at most {self.max_frame_ahead_seconds:g} s)")
         if error is not None:
             self.rejected += 1
+            log.warning("TaskExecution refused a request: %s", error)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, error)
+        call = _CallBound(self, context, received)
         frame = self._frame(request.round, request_frame_start(request), received)
         if self.role == "cloud":
-            return self._execute_cloud(request, frame, received, context)
+            return self._execute_cloud(request, frame, received, context, call)
         job = _Job(request, received)
         with self._lock:
             frame.jobs.append(job)
-        self.clock.sleep_until(frame.start)
+        if not call.sleep_until(self.clock, frame.start):
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the uplink frame opened")
         with self._lock:
             unscheduled = [j for j in frame.jobs if not j.ready.is_set()]
         self._schedule_uplinks(frame, unscheduled)
-        job.ready.wait()
+        if not job.ready.wait(call.remaining()):
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline passed before the uplink was scheduled")
         r = request
         if r.target == pb.OFFLOAD_TARGET_EDGE:
             compute_s = 0.0 if r.cached else self.edge.compute_seconds(r.input_bits * r.cycles_per_bit)
             service_s = compute_s + job.ue_edge_seconds  # one slot of the edge queue (12)
             start, end = frame.timeline.reserve(frame.start, self.clock.wall(service_s))
-            if not _sleep_until_queue_served(self.clock, frame.timeline, context):
+            if not _sleep_until_queue_served(self.clock, frame.timeline, call):
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "task deadline passed while queued")
             queue_s = self.clock.emulated(start - frame.start)
             comm_s = job.ue_edge_seconds
@@ -160,7 +189,7 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
             forward = pb.ExecuteRequest()
             forward.CopyFrom(r)
             forward.payload = r.payload
-            remaining = _time_remaining(context)
+            remaining = call.remaining()
             try:
                 reply = self._cloud.execute(forward, timeout=remaining, ue_edge_seconds=job.ue_edge_seconds,
                                             frame_start=frame.start)
@@ -170,7 +199,7 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
             # the backhaul follows the task's slot at the cloud (on the emulated timeline, so
             # the real time the forward and the reply took is not counted twice)
             end = frame.start + self.clock.wall(reply.execution_seconds + backhaul_s)
-            if not _sleep_within(self.clock, end, context):
+            if not call.sleep_until(self.clock, end):
                 context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "task deadline passed on the backhaul")
             compute_s = reply.compute_seconds
             queue_s = reply.queue_seconds
@@ -186,11 +215,16 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
             timings=common_pb2.ServerTimings(total_seconds=done - received, queue_seconds=max(0.0, done - received)),
         )
 
-    def _execute_cloud(self, r: pb.ExecuteRequest, frame: _Frame, received: float, context) -> pb.ExecuteResponse:
+    def _execute_cloud(self, r: pb.ExecuteRequest, frame: _Frame, received: float, context,
+                       call: "_CallBound") -> pb.ExecuteResponse:
         ue_edge_s = r.forwarded_ue_edge_seconds
+        if not (math.isfinite(ue_edge_s) and 0 <= ue_edge_s <= 86400):
+            self.rejected += 1
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"forwarded_ue_edge_seconds = {ue_edge_s!r} is outside [0, 86400]")
         compute_s = self.cloud.compute_seconds(r.input_bits * r.cycles_per_bit)
         start, end = frame.timeline.reserve(frame.start, self.clock.wall(compute_s + ue_edge_s))  # cloud queue (12)
-        _sleep_until_queue_served(self.clock, frame.timeline, context)
+        if not _sleep_until_queue_served(self.clock, frame.timeline, call):
+            context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, "task deadline passed while queued at the cloud tier")
         end = frame.timeline.end
         self.served += 1
         done = time.time()
@@ -211,31 +245,41 @@ def result_bytes(output_bits: float, wire_scale: float) -> bytes:
     return bytes(max(0, int(math.ceil(output_bits * wire_scale / 8))))
 
 
-def _time_remaining(context) -> float | None:
-    """The call's remaining time, None without a deadline (gRPC then reports ~9e18 s)."""
-    remaining = context.time_remaining() if context is not None else None
-    return None if remaining is None or remaining > 1e6 else remaining
+class _CallBound:
+    """The wall-clock deadline of one call: the client's gRPC deadline, or
+    ``default_deadline_seconds`` without one, never beyond ``max_deadline_seconds``; and
+    an event set as soon as the call is over (cancelled, expired), which ends any sleep."""
+
+    def __init__(self, svc: "TaskExecutionService", context, received: float) -> None:
+        remaining = context.time_remaining() if context is not None else None
+        if remaining is None or not math.isfinite(remaining) or remaining > 1e6:  # no deadline: ~9e18 s
+            remaining = svc.default_deadline_seconds
+        self.deadline = received + min(max(0.0, remaining), svc.max_deadline_seconds)
+        self.ended = threading.Event()
+        if context is not None:
+            try:
+                context.add_callback(self.ended.set)
+            except Exception:  # noqa: BLE001 - a context without callbacks (direct calls in tests)
+                pass
+
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.time())
+
+    def sleep_until(self, clock: EmulationClock, wall_end: float) -> bool:
+        """Sleep until ``wall_end``; False when the deadline comes first or the call ended."""
+        clock.sleep_until(min(wall_end, self.deadline), stop=self.ended)
+        return not self.ended.is_set() and time.time() >= wall_end
 
 
-def _sleep_until_queue_served(clock: EmulationClock, timeline: SerialTimeline, context) -> bool:
+def _sleep_until_queue_served(clock: EmulationClock, timeline: SerialTimeline, call: _CallBound) -> bool:
     """Sleep until every task booked on ``timeline`` has been served (eq. 12: a queued
     task completes with its queue), or the call's deadline; False on the deadline."""
     while True:
         end = timeline.end
-        if not _sleep_within(clock, end, context):
+        if not call.sleep_until(clock, end):
             return False
         if timeline.end <= end:  # nobody joined the queue meanwhile
             return True
-
-
-def _sleep_within(clock: EmulationClock, wall_end: float, context) -> bool:
-    """Sleep until ``wall_end`` unless the call's deadline comes first."""
-    remaining = _time_remaining(context)
-    if remaining is not None and time.time() + remaining < wall_end:
-        clock.sleep_until(time.time() + max(0.0, remaining))
-        return False
-    clock.sleep_until(wall_end)
-    return True
 
 
 def _check_request(r: pb.ExecuteRequest, role: str) -> str | None:
@@ -259,13 +303,21 @@ def _check_request(r: pb.ExecuteRequest, role: str) -> str | None:
 class TaskExecutionClient:
     """A channel to one TaskExecution server."""
 
-    def __init__(self, address: str) -> None:
+    #: a call never goes out without a gRPC deadline (a server could otherwise hold it forever)
+    DEFAULT_TIMEOUT_S = 30.0
+
+    def __init__(self, address: str, credentials: grpc.ChannelCredentials | None = None) -> None:
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        if credentials is None:
+            self.channel = grpc.insecure_channel(address, options=GRPC_OPTIONS)
+        else:
+            self.channel = grpc.secure_channel(address, credentials, options=GRPC_OPTIONS)
         self.stub = pb_grpc.TaskExecutionStub(self.channel)
 
     def execute(self, request: pb.ExecuteRequest, timeout: float | None = None, ue_edge_seconds: float | None = None,
                 frame_start: float | None = None) -> pb.ExecuteResponse:
+        if timeout is None or not math.isfinite(timeout):
+            timeout = self.DEFAULT_TIMEOUT_S
         if ue_edge_seconds is not None:
             request.forwarded_ue_edge_seconds = ue_edge_seconds
         if frame_start is not None:

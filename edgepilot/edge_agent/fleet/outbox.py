@@ -6,7 +6,14 @@ PUBACK). While the broker is gone, records pile up on disk up to ``max_records``
 that the oldest are dropped and counted. When the connection returns, the pump re-sends
 every record not yet acknowledged, oldest first, so subscribers see them in order
 (at-least-once: a record acknowledged just before a crash may come twice; consumers
-dedupe on (ue_id, seq) or (ue_id, round)).
+dedupe on (ue_id, seq)).
+
+Sequence numbers never repeat, across restarts and crashes too, so (ue_id, seq) is a
+safe de-duplication key: numbers are reserved in blocks of ``SEQ_BLOCK`` in the file
+``next_seq`` (written and fsynced before any number of the block is used); a restart
+continues after the last reservation (or after the highest record on disk), so a crash
+leaves a gap in the numbers, never a repeat. Only deleting the outbox directory resets
+them.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Callable
 log = logging.getLogger("edgepilot.fleet.outbox")
 
 _HEADER = struct.Struct("!BBH")  # qos, retain, topic length
+SEQ_BLOCK = 256  # sequence numbers reserved on disk at a time
 
 
 class Outbox:
@@ -55,7 +63,8 @@ class Outbox:
         existing = sorted(int(p.stem) for p in self.directory.glob("*.rec"))
         for seq in existing:
             self._pending[seq] = None
-        self._next_seq = (existing[-1] + 1) if existing else self._load_seq_floor()
+        self._next_seq = max((existing[-1] + 1) if existing else 0, self._load_seq_floor())
+        self._reserved = self._next_seq  # numbers below this are reserved on disk
         self._publish: Callable | None = None
         self._connected = False
         self._stop = threading.Event()
@@ -67,9 +76,24 @@ class Outbox:
 
     def _load_seq_floor(self) -> int:
         try:
-            return int(self._seq_file().read_text().strip() or 0)
-        except (OSError, ValueError):
+            text = self._seq_file().read_text().strip()
+        except FileNotFoundError:
             return 0
+        try:
+            return int(text or 0)
+        except ValueError:
+            # a torn write cannot happen (temp file + rename); refuse to guess
+            raise RuntimeError(f"{self._seq_file()}: not a sequence number: {text[:40]!r}") from None
+
+    def _reserve_locked(self, upto: int) -> None:
+        """Record on disk that every number below ``upto`` may be in use."""
+        tmp = self._seq_file().with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            f.write(str(upto))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self._seq_file())
+        self._reserved = upto
 
     def _path(self, seq: int) -> Path:
         return self.directory / f"{seq:016d}.rec"
@@ -83,6 +107,8 @@ class Outbox:
         (no hop to the pump thread; the record is on disk first all the same)."""
         with self._cond:
             seq = self._next_seq
+            if seq >= self._reserved:
+                self._reserve_locked(seq + SEQ_BLOCK)
             self._next_seq += 1
             if make_payload is not None:
                 payload = make_payload(seq)
@@ -94,8 +120,6 @@ class Outbox:
                     f.flush()
                     os.fsync(f.fileno())
             os.replace(tmp, self._path(seq))
-            if seq % 256 == 0:
-                self._seq_file().write_text(str(seq))
             self._pending[seq] = None
             while len(self._pending) > self.max_records:
                 self._drop_oldest()

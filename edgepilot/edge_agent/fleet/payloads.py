@@ -8,6 +8,7 @@ what raises and keeps running.
 from __future__ import annotations
 
 import math
+import re
 
 from google.protobuf.message import DecodeError
 
@@ -18,10 +19,22 @@ from edgepilot.v1 import fleet_pb2 as pb
 #: C in [600, 1200] cycles/bit; these bounds are wide around that and reject garbage.
 MAX_TASK_BITS = 1e10
 MAX_CYCLES_PER_BIT = 1e6
+#: S_i x C of one task: 40 x Table I's largest (20 Mbit x 1200); more would hold a UE's
+#: only worker for hours of emulated (or real) compute
+MAX_TASK_CYCLES = 1e12
 MAX_DEADLINE_SECONDS = 1e6
 MAX_CHANNELS = 256
 MAX_EDGE_ID = 4096
 MAX_PAYLOAD_BYTES = 1 << 20  # MQTT control payloads are small; tasks travel over gRPC
+#: A task's uplink frame opens at most this many seconds after its issue time (the
+#: decision window is milliseconds; a later frame start would hold an agent's worker).
+MAX_FRAME_AHEAD_SECONDS = 60.0
+#: Telemetry bounds: an emulated round longer than a day, or a UE spending more than
+#: 1 MJ on one task, is garbage (a 10 W device would need a day).
+MAX_TELEMETRY_SECONDS = 86400.0
+MAX_TELEMETRY_JOULES = 1e6
+MAX_RATE_BPS = 1e12
+_PORT = re.compile(r"^[0-9]{1,5}$")  # ASCII digits only ("\u00b2".isdigit() is True, int() of it fails)
 
 
 class PayloadError(ValueError):
@@ -71,8 +84,12 @@ def check_task(task: pb.Task, ue_id: str | None = None) -> pb.Task:
     _finite("input_bits", task.input_bits, 0.0, MAX_TASK_BITS, lo_open=True)
     _finite("output_bits", task.output_bits, 0.0, MAX_TASK_BITS)
     _finite("cycles_per_bit", task.cycles_per_bit, 0.0, MAX_CYCLES_PER_BIT, lo_open=True)
+    _finite("input_bits x cycles_per_bit", task.input_bits * task.cycles_per_bit, 0.0, MAX_TASK_CYCLES)
     _finite("deadline_seconds", task.deadline_seconds, 0.0, MAX_DEADLINE_SECONDS)
     _finite("issued_unix_seconds", task.issued_unix_seconds, 0.0, 1e11)
+    if task.frame_start_unix_seconds:
+        _finite("frame_start_unix_seconds", task.frame_start_unix_seconds, task.issued_unix_seconds - MAX_FRAME_AHEAD_SECONDS,
+                task.issued_unix_seconds + MAX_FRAME_AHEAD_SECONDS)
     if not task.HasField("radio"):
         raise PayloadError("radio is missing", "radio")
     check_radio(task.radio)
@@ -112,7 +129,7 @@ def check_edge_info(info: pb.EdgeServerInfo) -> pb.EdgeServerInfo:
     _finite("w_time", info.w_time, 0.0, 1e6)
     _finite("w_energy", info.w_energy, 0.0, 1e6)
     host, _, port = info.grpc_address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or len(info.grpc_address) > 255 or not _PORT.match(port) or not 0 < int(port) < 65536:
         raise PayloadError(f"grpc_address = {info.grpc_address!r} is not host:port", "grpc_address")
     return info
 
@@ -132,21 +149,54 @@ def parse_policy_announcement(raw: bytes) -> pb.PolicyAnnouncement:
     return ann
 
 
-def parse_status(raw: bytes) -> pb.AgentStatus:
+def parse_status(raw: bytes, ue_id: str | None = None) -> pb.AgentStatus:
     st = _parse(pb.AgentStatus, raw)
-    _ue_id("ue_id", st.ue_id, None)
+    _ue_id("ue_id", st.ue_id, ue_id)
     return st
 
 
-def parse_telemetry(raw: bytes) -> pb.Telemetry:
-    t = _parse(pb.Telemetry, raw)
-    _ue_id("ue_id", t.ue_id, None)
+def check_outcome(o: pb.Outcome, ue_id: str | None = None, prefix: str = "outcome") -> pb.Outcome:
+    _ue_id(f"{prefix}.ue_id", o.ue_id, ue_id)
+    for name in ("requested", "executed"):
+        if getattr(o, name) not in pb.OffloadTarget.values():
+            raise PayloadError(f"{prefix}.{name} = {getattr(o, name)} is not an offload target", f"{prefix}.{name}")
+    for name in ("execution_seconds", "compute_seconds", "communication_seconds", "queue_seconds", "wall_seconds"):
+        _finite(f"{prefix}.{name}", getattr(o, name), 0.0, MAX_TELEMETRY_SECONDS)
+    _finite(f"{prefix}.energy_joules", o.energy_joules, 0.0, MAX_TELEMETRY_JOULES)
+    _finite(f"{prefix}.uplink_rate_bps", o.uplink_rate_bps, 0.0, MAX_RATE_BPS)
+    if len(o.fallback_reason) > 1000:
+        raise PayloadError(f"{prefix}.fallback_reason is {len(o.fallback_reason)} characters (at most 1000)",
+                           f"{prefix}.fallback_reason")
+    return o
+
+
+def check_telemetry(t: pb.Telemetry, ue_id: str | None = None, max_round: int | None = None) -> pb.Telemetry:
+    """A UE's telemetry, bound to its sender: ``ue_id`` (the UE of the topic it came on)
+    must be the one in the payload, its decision and its outcome; the round must be the
+    decision's and the outcome's and (with ``max_round``) within the run; every time,
+    energy and rate finite and in range. A round must never close on anything else."""
+    _ue_id("ue_id", t.ue_id, ue_id)
+    if not t.HasField("decision") or not t.HasField("outcome"):
+        raise PayloadError("decision and outcome are required", "decision" if not t.HasField("decision") else "outcome")
+    check_decision(t.decision, t.ue_id)
+    check_outcome(t.outcome, t.ue_id)
+    if t.outcome.round != t.decision.round:
+        raise PayloadError(f"outcome.round = {t.outcome.round} is not decision.round = {t.decision.round}", "outcome.round")
+    if max_round is not None and t.decision.round > max_round:
+        raise PayloadError(f"decision.round = {t.decision.round} is beyond this run's rounds (last {max_round})",
+                           "decision.round")
+    _finite("decision.decision_wall_seconds", t.decision.decision_wall_seconds, 0.0, MAX_TELEMETRY_SECONDS)
+    _finite("created_unix_seconds", t.created_unix_seconds, 0.0, 1e11)
     return t
 
 
-def parse_state_report(raw: bytes) -> pb.LocalStateReport:
+def parse_telemetry(raw: bytes, ue_id: str | None = None, max_round: int | None = None) -> pb.Telemetry:
+    return check_telemetry(_parse(pb.Telemetry, raw), ue_id, max_round)
+
+
+def parse_state_report(raw: bytes, ue_id: str | None = None) -> pb.LocalStateReport:
     r = _parse(pb.LocalStateReport, raw)
-    _ue_id("ue_id", r.ue_id, None)
+    _ue_id("ue_id", r.ue_id, ue_id)
     if len(r.local_state) != 6:
         raise PayloadError(f"local_state has {len(r.local_state)} values, expected 6", "local_state")
     for i, v in enumerate(r.local_state):

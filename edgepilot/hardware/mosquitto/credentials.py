@@ -26,6 +26,18 @@ def mosquitto_passwd() -> str:
     raise FileNotFoundError("mosquitto_passwd not found: apt-get install mosquitto")
 
 
+#: the shipped settings that hold for any broker of the fleet, the emulated one included
+#: (persistence, packet size, queues); the rest (listener, TLS, passwords) is per install
+BROKER_SETTINGS = ("autosave_on_changes", "autosave_interval", "persistent_client_expiration", "max_packet_size",
+                   "max_queued_messages", "max_inflight_messages")
+
+
+def shipped_settings(keys: tuple = BROKER_SETTINGS) -> list[str]:
+    """The lines of the shipped mosquitto.conf that set ``keys``, as written there."""
+    lines = (HERE / "mosquitto.conf").read_text().splitlines()
+    return [line.strip() for line in lines if line.strip() and line.split()[0] in keys]
+
+
 def write_password_file(path: Path, users: dict[str, str]) -> Path:
     """A Mosquitto password file for ``users`` (name -> clear password), hashed."""
     path = Path(path)
