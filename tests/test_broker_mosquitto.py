@@ -15,19 +15,24 @@ from edgepilot.hardware.mosquitto.credentials import COORDINATOR_USER, generate
 from tests.fleet_fixtures import Fleet, FixedPolicy, Listener, make_agent, make_task, wait_connected
 
 
-@pytest.fixture(scope="module")
-def secure_broker(tmp_path_factory):
-    d = tmp_path_factory.mktemp("secure")
+def _start_shipped_broker(d, ues):
+    """Mosquitto with the shipped config (TLS, per-UE passwords, ACL) for ``ues`` under ``d``,
+    minus what MosquittoBroker writes itself (listener, persistence): (broker, users, pki)."""
     pki = write_dev_pki(d / "pki")
     port = free_port()
-    users = generate(d / "conf", ["ue-1", "ue-2"], port=port, bind="127.0.0.1", ca_file=pki["ca"],
+    users = generate(d / "conf", ues, port=port, bind="127.0.0.1", ca_file=pki["ca"],
                      cert_file=pki["server_cert"], key_file=pki["server_key"])
     conf = (d / "conf" / "mosquitto.conf").read_text().splitlines()
     broker = MosquittoBroker(port=port, workdir=d / "run", allow_anonymous=False)
-    # the shipped config, minus what MosquittoBroker writes itself (listener, persistence)
     broker.extra_config = [l for l in conf if l.strip() and not l.startswith(("#", "listener", "allow_anonymous", "persistence",
                                                                              "autosave", "max_", "per_listener"))]
     broker.start()
+    return broker, users, pki
+
+
+@pytest.fixture(scope="module")
+def secure_broker(tmp_path_factory):
+    broker, users, pki = _start_shipped_broker(tmp_path_factory.mktemp("secure"), ["ue-1", "ue-2"])
     yield broker, users, str(pki["ca"])
     broker.cleanup()
 
@@ -109,15 +114,8 @@ def test_emulate_runs_against_the_shipped_secure_config(tmp_path) -> None:
     from edgepilot.emulation.config import EmulateConfig
     from edgepilot.emulation.coordinator import run_emulation
 
-    pki = write_dev_pki(tmp_path / "pki")
-    port = free_port()
-    generate(tmp_path / "conf", ["ue-000", "ue-001"], port=port, bind="127.0.0.1", ca_file=pki["ca"],
-             cert_file=pki["server_cert"], key_file=pki["server_key"])
-    conf = (tmp_path / "conf" / "mosquitto.conf").read_text().splitlines()
-    broker = MosquittoBroker(port=port, workdir=tmp_path / "run", allow_anonymous=False)
-    broker.extra_config = [l for l in conf if l.strip() and not l.startswith(("#", "listener", "allow_anonymous", "persistence",
-                                                                             "autosave", "max_", "per_listener"))]
-    broker.start()
+    broker, _, pki = _start_shipped_broker(tmp_path, ["ue-000", "ue-001"])
+    port = broker.port
     try:
         cfg = EmulateConfig(ues=2, edges=1, rounds=2, policy="threshold", agent_procs=0, broker_kind="external",
                             broker=f"127.0.0.1:{port}", username=COORDINATOR_USER,
