@@ -30,23 +30,28 @@ FORMAT_VERSION = 1
 ACTOR_CLASSES = {"tac": TACActor, "dtac": DTACActor}
 
 
-def save_checkpoint(path: str | os.PathLike, **payload) -> Path:
-    """Write atomically (temp file + rename) so an interrupted save never leaves a
-    truncated checkpoint behind."""
-    if "kind" not in payload or "model_config" not in payload or "actor" not in payload:
-        raise ValueError("a checkpoint needs at least kind, model_config and actor")
+def atomic_torch_save(obj, path: str | os.PathLike) -> Path:
+    """``torch.save`` to a temp file beside ``path``, then rename: an interrupted save never
+    leaves a truncated file behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"format_version": FORMAT_VERSION, "environment": run_environment(), **payload}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(payload, tmp)
+        torch.save(obj, tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def save_checkpoint(path: str | os.PathLike, **payload) -> Path:
+    """Write a trainer checkpoint atomically (:func:`atomic_torch_save`)."""
+    if "kind" not in payload or "model_config" not in payload or "actor" not in payload:
+        raise ValueError("a checkpoint needs at least kind, model_config and actor")
+    payload = {"format_version": FORMAT_VERSION, "environment": run_environment(), **payload}
+    return atomic_torch_save(payload, path)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:

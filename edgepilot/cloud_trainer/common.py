@@ -42,6 +42,16 @@ def set_threads(n: int) -> None:
     torch.set_num_threads(max(1, int(n)))
 
 
+def start_run(out_dir: Path, method: str, seed: int, threads: int) -> tuple[Path, Path, torch.Generator]:
+    """What every trainer does first: its threads, the run directory, its seeds; returns the
+    paths of its periodic (``{method}_last.pt``, for ``--resume``) and final checkpoints and
+    its seeded generator."""
+    set_threads(threads)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    return out_dir / f"{method}_last.pt", out_dir / f"{method}.pt", torch.Generator().manual_seed(seed)
+
+
 # ---------------------------------------------------------------------------
 # exploration and replay
 def add_exploration_noise(actions, std: float, ratio_scale: float, generator: torch.Generator):

@@ -41,7 +41,7 @@ from edgepilot.cloud_trainer.common import (
     TrainResult,
     actor_loss,
     critic_update,
-    set_threads,
+    start_run,
     tensorboard_dir,
     validation_reward,
     validation_seed,
@@ -215,11 +215,7 @@ def _transfer_attempt(
 ) -> TrainResult:
     """One transfer run; attempt 2 is the retry (``offload_counterfactuals`` > 0), whose
     metrics also carry the first attempt's (``first_attempt``) and whose wall time counts both."""
-    set_threads(cfg.threads)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    last_path, final_path = out_dir / f"{method}_last.pt", out_dir / f"{method}.pt"
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    last_path, final_path, gen = start_run(out_dir, method, cfg.seed, cfg.threads)
     tac_actor, critic, transform, tac_ckpt = load_tac(tac_checkpoint)
     if tac_ckpt["scenario_hash"] != scenario.scenario_hash():
         # transfer on another scenario is allowed (generalization studies) but said

@@ -86,14 +86,11 @@ class Radio(_Section):
 
     @property
     def noise_power_w(self) -> float:
-        return dbm_to_w(self.noise_density_dbm_per_hz + self.noise_figure_db) * self.channel_bandwidth_hz
+        return noise_power_w(self.noise_density_dbm_per_hz, self.noise_figure_db, self.channel_bandwidth_hz)
 
     def path_gain(self, distance_m):
         """Linear large-scale gain at ``distance_m`` (numpy-friendly)."""
-        import numpy as np
-
-        loss_db = self.path_loss_intercept_db + self.path_loss_slope_db * np.log10(np.asarray(distance_m) / 1000.0)
-        return 10.0 ** (-loss_db / 10.0)
+        return path_gain(self.path_loss_intercept_db, self.path_loss_slope_db, distance_m)
 
 
 class Compute(_Section):
@@ -183,6 +180,19 @@ class Scenario(BaseModel):
                 "scenario_hash": self.scenario_hash(),
             },
         }
+
+
+def noise_power_w(density_dbm_per_hz: float, noise_figure_db: float, bandwidth_hz: float) -> float:
+    """Receiver noise sigma^2 (watts) over ``bandwidth_hz``."""
+    return dbm_to_w(density_dbm_per_hz + noise_figure_db) * bandwidth_hz
+
+
+def path_gain(intercept_db: float, slope_db: float, distance_m):
+    """Linear large-scale gain of the path loss ``intercept + slope log10(d / km)`` (dB) at
+    ``distance_m`` (numpy-friendly); the DTAC and the LAMBO scenarios share it."""
+    import numpy as np
+
+    return 10.0 ** (-(intercept_db + slope_db * np.log10(np.asarray(distance_m) / 1000.0)) / 10.0)
 
 
 def dbm_to_w(dbm: float) -> float:

@@ -40,7 +40,7 @@ from edgepilot.cloud_trainer.common import (
     actor_step,
     add_exploration_noise,
     critic_update,
-    set_threads,
+    start_run,
 )
 from edgepilot.cloud_trainer.config_base import TrainerConfig
 from edgepilot.cloud_trainer.envs.simulator import BatchSimulator, sample_local_states
@@ -101,12 +101,8 @@ def train_tac(
 ) -> TrainResult:
     """Algorithm 1, lines 1-12. Writes ``tac.pt`` (final), ``tac_last.pt`` (periodic,
     for ``--resume``) and ``curve_tac.csv`` in ``out_dir``."""
-    set_threads(cfg.threads)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    last_path, final_path = out_dir / "tac_last.pt", out_dir / "tac.pt"
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    last_path, final_path, gen = start_run(out_dir, "tac", cfg.seed, cfg.threads)
     mcfg = cfg.model
     if mcfg.num_channels != scenario.radio.num_channels:
         mcfg = mcfg.model_copy(update={"num_channels": scenario.radio.num_channels})

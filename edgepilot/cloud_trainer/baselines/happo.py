@@ -33,7 +33,7 @@ from edgepilot.cloud_trainer.common import (
     CurveWriter,
     ProgressFn,
     TrainResult,
-    set_threads,
+    start_run,
 )
 from edgepilot.cloud_trainer.config_base import TrainerConfig
 from edgepilot.cloud_trainer.envs.simulator import (
@@ -122,12 +122,8 @@ def _log_prob(agent: AgentMLP, out, x, l, u):
 
 
 def train_happo(scenario: Scenario, cfg: HAPPOConfig, out_dir: str | Path, resume: bool = False, progress: ProgressFn | None = None) -> TrainResult:
-    set_threads(cfg.threads)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    last_path, final_path = out_dir / "happo_last.pt", out_dir / "happo.pt"
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    last_path, final_path, gen = start_run(out_dir, "happo", cfg.seed, cfg.threads)
     mcfg = MLPConfig(num_channels=scenario.radio.num_channels, hidden=cfg.hidden, max_ues=scenario.max_ues, max_edges=16)
     actors = HAPPOActors(mcfg)
     critic = GlobalMLPCritic(mcfg, cfg.critic_hidden)

@@ -22,10 +22,10 @@ import json
 from pathlib import Path
 from typing import List, Optional, Union
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
 
-from edgepilot.cloud_trainer.scenario import Range, dbm_to_w
+from edgepilot.config import ConfigError, read_config_file
+from edgepilot.cloud_trainer.scenario import Range, noise_power_w, path_gain
 
 PRESET_DIR = Path(__file__).parent / "scenarios"
 
@@ -68,13 +68,10 @@ class Radio(_Section):
 
     @property
     def noise_power_w(self) -> float:
-        return dbm_to_w(self.noise_density_dbm_per_hz + self.noise_figure_db) * self.bandwidth_hz
+        return noise_power_w(self.noise_density_dbm_per_hz, self.noise_figure_db, self.bandwidth_hz)
 
     def path_gain(self, distance_m):
-        import numpy as np
-
-        loss_db = self.path_loss_intercept_db + self.path_loss_slope_db * np.log10(np.asarray(distance_m) / 1000.0)
-        return 10.0 ** (-loss_db / 10.0)
+        return path_gain(self.path_loss_intercept_db, self.path_loss_slope_db, distance_m)
 
 
 class LamboScenario(BaseModel):
@@ -140,13 +137,11 @@ def load_lambo_scenario(name_or_path: Optional[Union[str, Path]] = None) -> Lamb
     if not path.suffix and not path.exists():
         path = PRESET_DIR / f"{name_or_path}.yaml"
         if not path.exists():
-            if str(name_or_path) == "lambo":  # the defaults are the preset
-                return LamboScenario()
             raise LamboScenarioError(f"unknown LAMBO scenario {name_or_path!r}: not a file, and presets are {', '.join(list_presets())}")
     if not path.is_file():
         raise LamboScenarioError(f"LAMBO scenario file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise LamboScenarioError(f"invalid LAMBO scenario {path}: not valid YAML: {err}") from None
-    return scenario_from_dict(data if data is not None else {}, str(path))
+        data = read_config_file(path)
+    except ConfigError as err:
+        raise LamboScenarioError(f"invalid LAMBO scenario: {err}") from None
+    return scenario_from_dict(data, str(path))

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +22,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from edgepilot.cloud_trainer.checkpoint import atomic_torch_save
 from edgepilot.cloud_trainer.split.data import Split, to_float
 from edgepilot.cloud_trainer.split.model import CNNConfig, CodecConfig, CoInferenceModel, SplitCNN
 
@@ -213,26 +212,13 @@ def choose_operating_point(points: list[dict], base_val_accuracy: float, max_dro
     return max(points, key=lambda p: p["val_accuracy"])
 
 
-def _atomic_save(obj, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def save_base(model: SplitCNN, metrics: dict, path: Path) -> Path:
-    return _atomic_save({"format": FORMAT, "kind": "base", "cnn_config": model.config.to_dict(),
+    return atomic_torch_save({"format": FORMAT, "kind": "base", "cnn_config": model.config.to_dict(),
                          "state_dict": model.state_dict(), "metrics": metrics}, Path(path))
 
 
 def save_codec(model: CoInferenceModel, metrics: dict, path: Path) -> Path:
-    return _atomic_save({"format": FORMAT, "kind": "codec", "cnn_config": model.cnn.config.to_dict(),
+    return atomic_torch_save({"format": FORMAT, "kind": "codec", "cnn_config": model.cnn.config.to_dict(),
                          "codec_config": model.codec.to_dict(), "state_dict": model.state_dict(),
                          "metrics": metrics}, Path(path))
 

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from edgepilot.edge_agent.fleet.payloads import MAX_TELEMETRY_SECONDS, PayloadError, check_finite
+from edgepilot.edge_agent.server.calls import check_deadline_bounds, grpc_deadline_seconds
 from edgepilot.v1 import common_pb2, fleet_pb2 as pb, fleet_pb2_grpc as pb_grpc
 from edgepilot.emulation.hardware import ComputeEmulator, EmulationClock, RadioCell, SerialTimeline, transfer_seconds
 
@@ -77,9 +79,7 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
                  cloud_credentials: grpc.ChannelCredentials | None = None) -> None:
         if role not in ("edge", "cloud"):
             raise ValueError(f"role must be 'edge' or 'cloud', got {role!r}")
-        if not 0 < default_deadline_seconds <= max_deadline_seconds:
-            raise ValueError("default_deadline_seconds must be > 0 and <= max_deadline_seconds, got "
-                             f"{default_deadline_seconds} / {max_deadline_seconds}")
+        check_deadline_bounds(default_deadline_seconds, max_deadline_seconds)
         if not max_frame_ahead_seconds > 0:
             raise ValueError(f"max_frame_ahead_seconds must be > 0, got {max_frame_ahead_seconds}")
         self.default_deadline_seconds = default_deadline_seconds
@@ -218,9 +218,11 @@ class TaskExecutionService(pb_grpc.TaskExecutionServicer):
     def _execute_cloud(self, r: pb.ExecuteRequest, frame: _Frame, received: float, context,
                        call: "_CallBound") -> pb.ExecuteResponse:
         ue_edge_s = r.forwarded_ue_edge_seconds
-        if not (math.isfinite(ue_edge_s) and 0 <= ue_edge_s <= 86400):
+        try:
+            check_finite("forwarded_ue_edge_seconds", ue_edge_s, 0.0, MAX_TELEMETRY_SECONDS)
+        except PayloadError as err:
             self.rejected += 1
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"forwarded_ue_edge_seconds = {ue_edge_s!r} is outside [0, 86400]")
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         compute_s = self.cloud.compute_seconds(r.input_bits * r.cycles_per_bit)
         start, end = frame.timeline.reserve(frame.start, self.clock.wall(compute_s + ue_edge_s))  # cloud queue (12)
         if not _sleep_until_queue_served(self.clock, frame.timeline, call):
@@ -251,8 +253,8 @@ class _CallBound:
     an event set as soon as the call is over (cancelled, expired), which ends any sleep."""
 
     def __init__(self, svc: "TaskExecutionService", context, received: float) -> None:
-        remaining = context.time_remaining() if context is not None else None
-        if remaining is None or not math.isfinite(remaining) or remaining > 1e6:  # no deadline: ~9e18 s
+        remaining = grpc_deadline_seconds(context.time_remaining() if context is not None else None)
+        if remaining is None:
             remaining = svc.default_deadline_seconds
         self.deadline = received + min(max(0.0, remaining), svc.max_deadline_seconds)
         self.ended = threading.Event()
@@ -292,11 +294,13 @@ def _check_request(r: pb.ExecuteRequest, role: str) -> str | None:
         ("cycles_per_bit", r.cycles_per_bit, 0.0, 1e6), ("transmit_power_ratio", r.transmit_power_ratio, 0.0, 1.0),
         ("channel_gain", r.channel_gain, 0.0, 1.0),
     )
-    for name, value, lo, hi in checks:
-        if not (math.isfinite(value) and lo < value <= hi):
-            return f"{name} = {value!r} is outside ({lo:g}, {hi:g}]"
-    if r.target == pb.OFFLOAD_TARGET_CLOUD and not (math.isfinite(r.edge_cloud_gain) and 0 < r.edge_cloud_gain <= 1):
-        return f"edge_cloud_gain = {r.edge_cloud_gain!r} is outside (0, 1]"
+    try:
+        for name, value, lo, hi in checks:
+            check_finite(name, value, lo, hi, lo_open=True)
+        if r.target == pb.OFFLOAD_TARGET_CLOUD:
+            check_finite("edge_cloud_gain", r.edge_cloud_gain, 0.0, 1.0, lo_open=True)
+    except PayloadError as err:
+        return str(err)
     return None
 
 

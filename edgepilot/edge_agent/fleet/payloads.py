@@ -58,7 +58,8 @@ def _parse(cls, raw: bytes):
     return msg
 
 
-def _finite(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> None:
+def check_finite(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False) -> None:
+    """PayloadError naming ``name`` unless ``value`` is finite and in [lo, hi] ((lo, hi] with ``lo_open``)."""
     ok = math.isfinite(value) and (value > lo if lo_open else value >= lo) and value <= hi
     if not ok:
         bound = f"{'(' if lo_open else '['}{lo:g}, {hi:g}]"
@@ -75,20 +76,20 @@ def _ue_id(name: str, value: str, expected: str | None) -> None:
 def check_radio(radio: pb.RadioMeasurement, prefix: str = "radio") -> None:
     if radio.edge_id > MAX_EDGE_ID:
         raise PayloadError(f"{prefix}.edge_id = {radio.edge_id} exceeds {MAX_EDGE_ID}", f"{prefix}.edge_id")
-    _finite(f"{prefix}.channel_gain", radio.channel_gain, 0.0, 1.0, lo_open=True)
-    _finite(f"{prefix}.edge_cloud_gain", radio.edge_cloud_gain, 0.0, 1.0, lo_open=True)
+    check_finite(f"{prefix}.channel_gain", radio.channel_gain, 0.0, 1.0, lo_open=True)
+    check_finite(f"{prefix}.edge_cloud_gain", radio.edge_cloud_gain, 0.0, 1.0, lo_open=True)
 
 
 def check_task(task: pb.Task, ue_id: str | None = None) -> pb.Task:
     _ue_id("ue_id", task.ue_id, ue_id)
-    _finite("input_bits", task.input_bits, 0.0, MAX_TASK_BITS, lo_open=True)
-    _finite("output_bits", task.output_bits, 0.0, MAX_TASK_BITS)
-    _finite("cycles_per_bit", task.cycles_per_bit, 0.0, MAX_CYCLES_PER_BIT, lo_open=True)
-    _finite("input_bits x cycles_per_bit", task.input_bits * task.cycles_per_bit, 0.0, MAX_TASK_CYCLES)
-    _finite("deadline_seconds", task.deadline_seconds, 0.0, MAX_DEADLINE_SECONDS)
-    _finite("issued_unix_seconds", task.issued_unix_seconds, 0.0, 1e11)
+    check_finite("input_bits", task.input_bits, 0.0, MAX_TASK_BITS, lo_open=True)
+    check_finite("output_bits", task.output_bits, 0.0, MAX_TASK_BITS)
+    check_finite("cycles_per_bit", task.cycles_per_bit, 0.0, MAX_CYCLES_PER_BIT, lo_open=True)
+    check_finite("input_bits x cycles_per_bit", task.input_bits * task.cycles_per_bit, 0.0, MAX_TASK_CYCLES)
+    check_finite("deadline_seconds", task.deadline_seconds, 0.0, MAX_DEADLINE_SECONDS)
+    check_finite("issued_unix_seconds", task.issued_unix_seconds, 0.0, 1e11)
     if task.frame_start_unix_seconds:
-        _finite("frame_start_unix_seconds", task.frame_start_unix_seconds, task.issued_unix_seconds - MAX_FRAME_AHEAD_SECONDS,
+        check_finite("frame_start_unix_seconds", task.frame_start_unix_seconds, task.issued_unix_seconds - MAX_FRAME_AHEAD_SECONDS,
                 task.issued_unix_seconds + MAX_FRAME_AHEAD_SECONDS)
     if not task.HasField("radio"):
         raise PayloadError("radio is missing", "radio")
@@ -107,8 +108,8 @@ def check_decision(d: pb.Decision, ue_id: str | None = None, num_channels: int |
     limit = MAX_CHANNELS if num_channels is None else num_channels
     if d.channel >= limit:
         raise PayloadError(f"channel = {d.channel} is outside [0, {limit - 1}]", "channel")
-    _finite("transmit_power_ratio", d.transmit_power_ratio, 0.0, 1.0, lo_open=True)
-    _finite("cpu_freq_ratio", d.cpu_freq_ratio, 0.0, 1.0, lo_open=True)
+    check_finite("transmit_power_ratio", d.transmit_power_ratio, 0.0, 1.0, lo_open=True)
+    check_finite("cpu_freq_ratio", d.cpu_freq_ratio, 0.0, 1.0, lo_open=True)
     return d
 
 
@@ -122,12 +123,12 @@ def check_edge_info(info: pb.EdgeServerInfo) -> pb.EdgeServerInfo:
     if not 1 <= info.num_channels <= MAX_CHANNELS:
         raise PayloadError(f"num_channels = {info.num_channels} is outside [1, {MAX_CHANNELS}]", "num_channels")
     for name in ("edge_cpu_hz", "cloud_cpu_hz", "channel_bandwidth_hz"):
-        _finite(name, getattr(info, name), 0.0, 1e15, lo_open=True)
+        check_finite(name, getattr(info, name), 0.0, 1e15, lo_open=True)
     for name in ("noise_power_w", "edge_power_w", "cloud_power_w"):
-        _finite(name, getattr(info, name), 0.0, 1e6, lo_open=True)
-    _finite("time_scale", info.time_scale, 0.0, 10.0, lo_open=True)
-    _finite("w_time", info.w_time, 0.0, 1e6)
-    _finite("w_energy", info.w_energy, 0.0, 1e6)
+        check_finite(name, getattr(info, name), 0.0, 1e6, lo_open=True)
+    check_finite("time_scale", info.time_scale, 0.0, 10.0, lo_open=True)
+    check_finite("w_time", info.w_time, 0.0, 1e6)
+    check_finite("w_energy", info.w_energy, 0.0, 1e6)
     host, _, port = info.grpc_address.rpartition(":")
     if not host or len(info.grpc_address) > 255 or not _PORT.match(port) or not 0 < int(port) < 65536:
         raise PayloadError(f"grpc_address = {info.grpc_address!r} is not host:port", "grpc_address")
@@ -161,9 +162,9 @@ def check_outcome(o: pb.Outcome, ue_id: str | None = None, prefix: str = "outcom
         if getattr(o, name) not in pb.OffloadTarget.values():
             raise PayloadError(f"{prefix}.{name} = {getattr(o, name)} is not an offload target", f"{prefix}.{name}")
     for name in ("execution_seconds", "compute_seconds", "communication_seconds", "queue_seconds", "wall_seconds"):
-        _finite(f"{prefix}.{name}", getattr(o, name), 0.0, MAX_TELEMETRY_SECONDS)
-    _finite(f"{prefix}.energy_joules", o.energy_joules, 0.0, MAX_TELEMETRY_JOULES)
-    _finite(f"{prefix}.uplink_rate_bps", o.uplink_rate_bps, 0.0, MAX_RATE_BPS)
+        check_finite(f"{prefix}.{name}", getattr(o, name), 0.0, MAX_TELEMETRY_SECONDS)
+    check_finite(f"{prefix}.energy_joules", o.energy_joules, 0.0, MAX_TELEMETRY_JOULES)
+    check_finite(f"{prefix}.uplink_rate_bps", o.uplink_rate_bps, 0.0, MAX_RATE_BPS)
     if len(o.fallback_reason) > 1000:
         raise PayloadError(f"{prefix}.fallback_reason is {len(o.fallback_reason)} characters (at most 1000)",
                            f"{prefix}.fallback_reason")
@@ -185,8 +186,8 @@ def check_telemetry(t: pb.Telemetry, ue_id: str | None = None, max_round: int | 
     if max_round is not None and t.decision.round > max_round:
         raise PayloadError(f"decision.round = {t.decision.round} is beyond this run's rounds (last {max_round})",
                            "decision.round")
-    _finite("decision.decision_wall_seconds", t.decision.decision_wall_seconds, 0.0, MAX_TELEMETRY_SECONDS)
-    _finite("created_unix_seconds", t.created_unix_seconds, 0.0, 1e11)
+    check_finite("decision.decision_wall_seconds", t.decision.decision_wall_seconds, 0.0, MAX_TELEMETRY_SECONDS)
+    check_finite("created_unix_seconds", t.created_unix_seconds, 0.0, 1e11)
     return t
 
 
@@ -200,5 +201,5 @@ def parse_state_report(raw: bytes, ue_id: str | None = None) -> pb.LocalStateRep
     if len(r.local_state) != 6:
         raise PayloadError(f"local_state has {len(r.local_state)} values, expected 6", "local_state")
     for i, v in enumerate(r.local_state):
-        _finite(f"local_state[{i}]", v, 0.0, 1e12)
+        check_finite(f"local_state[{i}]", v, 0.0, 1e12)
     return r

@@ -18,6 +18,7 @@ rules are what keep a worker pool of fixed size from being used up by clients.""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Callable, Optional
@@ -25,6 +26,25 @@ from typing import Callable, Optional
 import grpc
 
 from edgepilot.edge_agent.server.metrics import ServerMetrics
+
+
+#: gRPC reports a call without a deadline as an (almost) infinite time remaining (~9e18 s)
+NO_DEADLINE_SECONDS = 1e6
+
+
+def check_deadline_bounds(default_seconds: float, max_seconds: float) -> None:
+    """The default deadline (for calls without one) must be positive and within the maximum."""
+    if not 0 < default_seconds <= max_seconds:
+        raise ValueError("default_deadline_seconds must be > 0 and <= max_deadline_seconds, got "
+                         f"{default_seconds} / {max_seconds}")
+
+
+def grpc_deadline_seconds(time_remaining: Optional[float]) -> Optional[float]:
+    """Seconds left of a call's gRPC deadline (``context.time_remaining()``), or None when
+    the call has none. Every service that bounds its waits reads deadlines through this."""
+    if time_remaining is None or not math.isfinite(time_remaining) or time_remaining > NO_DEADLINE_SECONDS:
+        return None
+    return time_remaining
 
 log = logging.getLogger("edgepilot.server")
 

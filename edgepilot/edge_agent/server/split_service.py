@@ -31,6 +31,7 @@ import grpc
 import numpy as np
 
 from edgepilot.edge_agent.server.batcher import DeadlineExpired, MicroBatcher, QueueFull
+from edgepilot.edge_agent.server.calls import check_deadline_bounds, grpc_deadline_seconds
 from edgepilot.edge_agent.server.errors import RequestError, bounded, clip, invalid
 from edgepilot.edge_agent.server.metrics import ServerMetrics
 from edgepilot.edge_agent.split.bundle import SplitBundle
@@ -53,9 +54,7 @@ class BatchingConfig:
     max_deadline_seconds: float = 300.0     # later deadlines are cut to this
 
     def __post_init__(self):
-        if not 0 < self.default_deadline_seconds <= self.max_deadline_seconds:
-            raise ValueError("default_deadline_seconds must be > 0 and <= max_deadline_seconds, got "
-                             f"{self.default_deadline_seconds} / {self.max_deadline_seconds}")
+        check_deadline_bounds(self.default_deadline_seconds, self.max_deadline_seconds)
 
     @property
     def enabled(self) -> bool:
@@ -140,8 +139,9 @@ class SplitInferenceService(pb_grpc.SplitInferenceServicer):
         now = time.monotonic()
         b = self.batching
         candidates = []
-        if context_remaining is not None and math.isfinite(context_remaining) and context_remaining < 1e9:
-            candidates.append(now + context_remaining)
+        left = grpc_deadline_seconds(context_remaining)
+        if left is not None:
+            candidates.append(now + left)
         if req.HasField("deadline"):
             ts = req.deadline
             if not (TIMESTAMP_MIN_SECONDS <= ts.seconds <= TIMESTAMP_MAX_SECONDS and 0 <= ts.nanos <= 999_999_999):
